@@ -1,0 +1,232 @@
+//! The command line: `serve`, `keys list|rotate`, `env`. Parsing with clap; each command is a
+//! short function over settings.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use time::OffsetDateTime;
+
+use crate::config::{Settings, TlsMode};
+use crate::domain::clock::{Clock, SystemClock};
+use crate::signing::{KeyRing, KeyStore};
+use crate::startup::{Application, StartupError};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ficus",
+    version,
+    about = "A workload identity federation broker: an OIDC issuer and token service that speaks Entra ID's and Azure managed identity's protocols",
+    long_about = "ficus issues tokens to managed identities through IMDS- and App Service-shaped endpoints, \
+exchanges trusted assertions for application tokens through federated identity credentials, and \
+publishes OIDC discovery and a JWKS so resource servers validate its tokens offline. The official \
+Azure SDKs and MSAL work against it unmodified.\n\n\
+Start here:  ficus serve          (HTTPS on 127.0.0.1:8443, managed identity on 127.0.0.1:8480)\n\
+Then:        eval \"$(ficus env)\"  (point the SDKs at it)\n\n\
+Settings come from config/default.toml (built in), the --config file, then FICUS_<SECTION>__<SETTING> \
+environment variables."
+)]
+pub struct Cli {
+    /// A TOML file layered over the built-in defaults (see config/default.toml)
+    #[arg(long, short, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the broker: creates the database, keys and development certificates on first start
+    Serve,
+    /// Inspect or rotate the token signing keys
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Print shell `export` lines that point the Azure SDKs and MSAL at this broker
+    Env {
+        /// Tenant (name or GUID) for AZURE_TENANT_ID; defaults to the first tenant of the world file
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List signing keys with their state (next, current, previous, retired)
+    List,
+    /// Add a new signing key; it is published at once and signs after keys.prepublish
+    Rotate {
+        /// Sign with the new key immediately (for a suspected key compromise); the old key stays
+        /// published until its tokens expire
+        #[arg(long)]
+        now: bool,
+    },
+}
+
+/// Runs a command; the error's exit code follows `StartupError::exit_code`.
+pub async fn run(command: Command, settings: Settings) -> Result<(), StartupError> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    match command {
+        Command::Serve => serve(settings, clock).await,
+        Command::Keys { command: KeysCommand::List } => list_keys(&settings, clock.now()),
+        Command::Keys { command: KeysCommand::Rotate { now } } => rotate_key(&settings, clock.now(), now),
+        Command::Env { tenant } => print_env(&settings, tenant.as_deref()),
+    }
+}
+
+async fn serve(settings: Settings, clock: Arc<dyn Clock>) -> Result<(), StartupError> {
+    let app = Application::build(settings, clock).await?;
+    println!("{}", banner(&app));
+    let reloader = app.reloader();
+    tokio::spawn(async move {
+        let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading keys and TLS certificate");
+            reloader.reload().await;
+        }
+    });
+    app.run_until_stopped(shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
+
+fn banner(app: &Application) -> String {
+    let base = app.public_url().as_str().trim_end_matches('/');
+    let mut lines = vec![
+        "ficus is running.".to_owned(),
+        format!("  HTTPS API         {base}   (listening on {})", app.api_addr()),
+        format!("  managed identity  http://{}", app.mi_addr()),
+    ];
+    if let Ok(endpoints) = app.discovery().tenant_endpoints("demo") {
+        lines.push(format!("  demo issuer       {}", endpoints.issuer));
+        lines.push(format!("  discovery         {base}/demo/v2.0/.well-known/openid-configuration"));
+    }
+    if let Some(ca) = app.dev_ca() {
+        lines.push(format!("  development CA    {}", absolute(ca).display()));
+    }
+    lines.push(String::new());
+    lines.push("Next:".to_owned());
+    if let Some(ca) = app.dev_ca() {
+        lines.push(format!(
+            "  curl --cacert {} {base}/demo/v2.0/.well-known/openid-configuration",
+            absolute(ca).display()
+        ));
+    }
+    lines.push(
+        "  eval \"$(cargo run --release -- env)\"   # SDK environment variables (AZURE_AUTHORITY_HOST, CA bundle, ...)"
+            .to_owned(),
+    );
+    lines.push("  cargo run --release -- keys list        # signing keys and their state".to_owned());
+    lines.push("Stop with Ctrl-C (in-flight requests finish first).".to_owned());
+    lines.join("\n")
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
+fn list_keys(settings: &Settings, now: OffsetDateTime) -> Result<(), StartupError> {
+    let entries = KeyStore::new(settings.signing_key_dir()).load()?;
+    let ring = KeyRing::new(entries, settings.key_retire_after());
+    println!("{:<45} {:<6} {:<9} {:<22} PUBLISHED UNTIL", "KID", "ALG", "STATE", "SIGNS FROM");
+    for (entry, state) in ring.states(now) {
+        let until = match state {
+            crate::signing::KeyState::Previous { published_until } => rfc3339(published_until),
+            crate::signing::KeyState::Retired => "-".to_owned(),
+            _ => "(while current or next)".to_owned(),
+        };
+        println!(
+            "{:<45} {:<6} {:<9} {:<22} {until}",
+            entry.key.kid(),
+            entry.key.alg().as_str(),
+            state.label(),
+            rfc3339(entry.activate_at)
+        );
+    }
+    Ok(())
+}
+
+fn rotate_key(settings: &Settings, now: OffsetDateTime, immediately: bool) -> Result<(), StartupError> {
+    let store = KeyStore::new(settings.signing_key_dir());
+    let activate_at = if immediately { now } else { now + settings.keys.prepublish };
+    let entry = store.rotate(settings.keys.algorithm, now, activate_at, settings.key_retire_after(), immediately)?;
+    println!("Added signing key {} ({}).", entry.key.kid(), entry.key.alg());
+    println!("  published in the JWKS now; signs from {}", rfc3339(entry.activate_at));
+    println!(
+        "  running servers pick it up within {} (or at once on SIGHUP)",
+        humantime::format_duration(settings.keys.reload_interval)
+    );
+    Ok(())
+}
+
+fn print_env(settings: &Settings, tenant: Option<&str>) -> Result<(), StartupError> {
+    let tenants = match &settings.world.file {
+        Some(file) => crate::config::load_world(file)?,
+        None => Vec::new(),
+    };
+    let chosen = match tenant {
+        Some(wanted) => {
+            let wanted = wanted.to_ascii_lowercase();
+            tenants.iter().find(|t| t.name.as_str() == wanted || t.id.to_string() == wanted)
+        }
+        None => tenants.first(),
+    };
+    let Some(chosen) = chosen else {
+        return Err(crate::config::ConfigError {
+            setting: "world.file".into(),
+            problem: format!("no tenant {} in the world file", tenant.unwrap_or("at all")),
+        }
+        .into());
+    };
+    let authority = settings.public_url(settings.server.addr.port())?;
+    let authority = authority.as_str().trim_end_matches('/');
+    println!("# ficus: environment for the Azure SDKs and MSAL. Use: eval \"$(ficus env)\"");
+    println!("export AZURE_AUTHORITY_HOST={authority}");
+    println!("export AZURE_TENANT_ID={}", chosen.id);
+    if settings.tls.mode == TlsMode::Dev {
+        let ca = absolute(&crate::tls::dev_ca_path(&settings.keys.dir));
+        println!("# Trust the development CA. These replace the default trust store of the processes that read them.");
+        println!("export REQUESTS_CA_BUNDLE={}   # Python requests (azure-identity, msal)", ca.display());
+        println!(
+            "export SSL_CERT_FILE={}        # OpenSSL-based clients, Go, Rust (rustls-native-certs)",
+            ca.display()
+        );
+        println!("export CURL_CA_BUNDLE={}       # curl", ca.display());
+        println!("export NODE_EXTRA_CA_CERTS={}  # Node.js (added to its built-in roots)", ca.display());
+    }
+    println!("# MSAL-based credentials must not ask Microsoft's host to validate this authority:");
+    println!("#   Python azure-identity  ClientAssertionCredential(..., disable_instance_discovery=True)");
+    println!("#   Python msal            ConfidentialClientApplication(..., instance_discovery=False)");
+    println!("#   JavaScript             new ClientAssertionCredential(..., {{ disableInstanceDiscovery: true }})");
+    println!("#   .NET Azure.Identity    new ClientAssertionCredentialOptions {{ DisableInstanceDiscovery = true }}");
+    println!("#   Java azure-identity    new ClientAssertionCredentialBuilder().disableInstanceDiscovery()");
+    println!(
+        "#   Go azidentity          &azidentity.ClientAssertionCredentialOptions{{DisableInstanceDiscovery: true}}"
+    );
+    Ok(())
+}
+
+fn rfc3339(instant: OffsetDateTime) -> String {
+    instant
+        .replace_nanosecond(0)
+        .unwrap_or(instant)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

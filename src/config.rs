@@ -1,0 +1,381 @@
+//! Typed settings, layered (built-in `config/default.toml` -> `--config FILE` -> `FICUS_*`
+//! environment variables), validated once at start-up and read nowhere else.
+//!
+//! Every failure names the setting and what is wrong in one line, so `main` can print it and exit
+//! with status 2.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+use url::Url;
+
+use crate::domain::tenant::{Tenant, TenantId, TenantName};
+use crate::signing::Algorithm;
+
+/// The documented defaults, built into the binary so it starts from any working directory.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub tls: TlsSettings,
+    pub keys: KeySettings,
+    pub tokens: TokenSettings,
+    pub storage: StorageSettings,
+    pub log: LogSettings,
+    pub world: WorldSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub addr: SocketAddr,
+    pub mi_addr: SocketAddr,
+    #[serde(deserialize_with = "empty_as_none")]
+    pub public_url: Option<String>,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    Dev,
+    Files,
+    Off,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    pub mode: TlsMode,
+    #[serde(deserialize_with = "empty_as_none")]
+    pub cert_file: Option<PathBuf>,
+    #[serde(deserialize_with = "empty_as_none")]
+    pub key_file: Option<PathBuf>,
+    pub dev_hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySettings {
+    pub dir: PathBuf,
+    pub algorithm: Algorithm,
+    #[serde(with = "humantime_serde")]
+    pub prepublish: Duration,
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSettings {
+    #[serde(with = "humantime_serde")]
+    pub lifetime: Duration,
+    #[serde(with = "humantime_serde")]
+    pub managed_identity_lifetime: Duration,
+    #[serde(with = "humantime_serde")]
+    pub clock_skew: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSettings {
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorldSettings {
+    #[serde(deserialize_with = "empty_as_none")]
+    pub file: Option<PathBuf>,
+}
+
+/// A setting that is wrong, and why. Displays as one line: `server.addr: invalid socket address`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting}: {problem}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(setting: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self { setting: setting.into(), problem: problem.into() }
+    }
+}
+
+impl Settings {
+    /// Reads the layers and validates the result. `file` is the `--config` argument.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::new("--config", format!("no such file: {}", path.display())));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed("FICUS_").split("__"));
+        Self::from_figment(figment)
+    }
+
+    /// Extracts and validates; exposed so tests can layer settings without touching the process
+    /// environment.
+    pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let settings: Self = figment.extract().map_err(figment_error)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The defaults alone, as a figment to merge test overrides into.
+    pub fn default_figment() -> Figment {
+        Figment::from(Toml::string(DEFAULT_TOML))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_tls()?;
+        if let Some(url) = &self.server.public_url {
+            parse_public_url(url)?;
+        }
+        if self.server.addr.port() != 0 && self.server.addr == self.server.mi_addr {
+            return Err(ConfigError::new("server.mi_addr", "must differ from server.addr"));
+        }
+        if self.server.max_body_bytes < 1024 {
+            return Err(ConfigError::new("server.max_body_bytes", "must be at least 1024"));
+        }
+        if self.keys.reload_interval < Duration::from_millis(50) {
+            return Err(ConfigError::new("keys.reload_interval", "must be at least 50ms"));
+        }
+        let lifetime_range = Duration::from_secs(60)..=Duration::from_secs(48 * 3600);
+        for (name, value) in [
+            ("tokens.lifetime", self.tokens.lifetime),
+            ("tokens.managed_identity_lifetime", self.tokens.managed_identity_lifetime),
+        ] {
+            if !lifetime_range.contains(&value) {
+                return Err(ConfigError::new(name, "must be between 1m and 48h"));
+            }
+        }
+        if self.tokens.clock_skew > Duration::from_secs(3600) {
+            return Err(ConfigError::new("tokens.clock_skew", "must be at most 1h"));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| ConfigError::new("log.level", format!("not a tracing filter: {e}")))?;
+        if let Some(world) = &self.world.file
+            && !world.is_file()
+        {
+            return Err(ConfigError::new("world.file", format!("no such file: {}", world.display())));
+        }
+        Ok(())
+    }
+
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        match self.tls.mode {
+            TlsMode::Files => {
+                for (name, file) in [("tls.cert_file", &self.tls.cert_file), ("tls.key_file", &self.tls.key_file)] {
+                    match file {
+                        None => return Err(ConfigError::new(name, "required when tls.mode = \"files\"")),
+                        Some(path) if !path.is_file() => {
+                            return Err(ConfigError::new(name, format!("no such file: {}", path.display())));
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+            TlsMode::Off if self.server.public_url.is_none() => {
+                return Err(ConfigError::new(
+                    "server.public_url",
+                    "required when tls.mode = \"off\": the https URL of the proxy in front of ficus",
+                ));
+            }
+            TlsMode::Off | TlsMode::Dev => {}
+        }
+        Ok(())
+    }
+
+    /// The external base URL, given the port the HTTPS listener actually bound.
+    pub fn public_url(&self, bound_port: u16) -> Result<Url, ConfigError> {
+        match &self.server.public_url {
+            Some(url) => parse_public_url(url),
+            None => parse_public_url(&format!("https://localhost:{bound_port}")),
+        }
+    }
+
+    /// The longest time a token signed by a key can stay valid after the key stops signing:
+    /// superseded keys stay published this long.
+    pub fn key_retire_after(&self) -> Duration {
+        self.tokens.lifetime.max(self.tokens.managed_identity_lifetime) + self.tokens.clock_skew
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.storage.data_dir.join("ficus.db")
+    }
+
+    pub fn signing_key_dir(&self) -> PathBuf {
+        self.keys.dir.join("signing")
+    }
+}
+
+fn parse_public_url(raw: &str) -> Result<Url, ConfigError> {
+    let setting = "server.public_url";
+    let url = Url::parse(raw).map_err(|e| ConfigError::new(setting, format!("not a URL: {e}")))?;
+    if url.scheme() != "https" {
+        return Err(ConfigError::new(setting, "must be an https URL (the SDKs refuse plain-HTTP authorities)"));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(ConfigError::new(setting, "must be an origin only, like https://ficus.example.com"));
+    }
+    Ok(url)
+}
+
+fn figment_error(error: figment::Error) -> ConfigError {
+    let path = error.path.join(".");
+    let source = error.metadata.as_ref().map(|m| format!(" (from {})", m.name)).unwrap_or_default();
+    match &error.kind {
+        figment::error::Kind::UnknownField(field, expected) => {
+            // Figment's path already ends with the unknown field.
+            let setting = if error.path.last() == Some(field) { path } else { field.clone() };
+            ConfigError::new(setting, format!("unknown setting{source}; expected one of: {}", expected.join(", ")))
+        }
+        figment::error::Kind::MissingField(field) => {
+            let setting = if path.is_empty() { field.to_string() } else { format!("{path}.{field}") };
+            ConfigError::new(setting, "missing")
+        }
+        kind => {
+            ConfigError::new(if path.is_empty() { "configuration".into() } else { path }, format!("{kind}{source}"))
+        }
+    }
+}
+
+fn empty_as_none<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: From<String>,
+{
+    let raw = String::deserialize(deserializer)?;
+    Ok((!raw.trim().is_empty()).then(|| T::from(raw)))
+}
+
+/// A declarative world file: tenants today; the registry issue adds applications and identities.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorldFile {
+    #[serde(default)]
+    tenants: Vec<WorldTenant>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorldTenant {
+    name: String,
+    id: String,
+    #[serde(default)]
+    display_name: String,
+}
+
+/// Reads and validates a world file into domain values.
+pub fn load_world(path: &Path) -> Result<Vec<Tenant>, ConfigError> {
+    let setting = "world.file";
+    let text =
+        std::fs::read_to_string(path).map_err(|e| ConfigError::new(setting, format!("{}: {e}", path.display())))?;
+    let world: WorldFile =
+        toml::from_str(&text).map_err(|e| ConfigError::new(setting, format!("{}: {}", path.display(), e.message())))?;
+    world
+        .tenants
+        .into_iter()
+        .map(|t| {
+            let bad =
+                |e: crate::domain::tenant::TenantError| ConfigError::new(setting, format!("{}: {e}", path.display()));
+            Ok(Tenant {
+                id: TenantId::parse(&t.id).map_err(bad)?,
+                name: TenantName::parse(&t.name).map_err(bad)?,
+                display_name: if t.display_name.is_empty() { t.name } else { t.display_name },
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::providers::Serialized;
+
+    fn with(overrides: &str) -> Result<Settings, ConfigError> {
+        let figment =
+            Settings::default_figment().merge(Toml::string(overrides)).merge(Serialized::default("world.file", ""));
+        Settings::from_figment(figment)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let settings = with("").unwrap();
+        assert_eq!(settings.server.addr.to_string(), "127.0.0.1:8443");
+        assert_eq!(settings.server.mi_addr.to_string(), "127.0.0.1:8480");
+        assert_eq!(settings.public_url(8443).unwrap().as_str(), "https://localhost:8443/");
+    }
+
+    #[test]
+    fn unknown_setting_is_named_with_its_section() {
+        let err = with("[server]\nadress = \"x\"").unwrap_err();
+        assert_eq!(err.setting, "server.adress");
+        assert!(err.problem.starts_with("unknown setting"), "{err}");
+    }
+
+    #[test]
+    fn bad_port_is_named() {
+        let err = with("[server]\naddr = \"127.0.0.1:99999\"").unwrap_err();
+        assert_eq!(err.setting, "server.addr");
+    }
+
+    #[test]
+    fn files_mode_needs_existing_certificate() {
+        let err =
+            with("[tls]\nmode = \"files\"\ncert_file = \"/nonexistent/cert.pem\"\nkey_file = \"/nonexistent/key.pem\"")
+                .unwrap_err();
+        assert_eq!(err.to_string(), "tls.cert_file: no such file: /nonexistent/cert.pem");
+    }
+
+    #[test]
+    fn plain_http_mode_needs_a_public_url() {
+        let err = with("[tls]\nmode = \"off\"").unwrap_err();
+        assert_eq!(err.setting, "server.public_url");
+    }
+
+    #[test]
+    fn public_url_must_be_an_https_origin() {
+        assert_eq!(with("[server]\npublic_url = \"http://x\"").unwrap_err().setting, "server.public_url");
+        assert_eq!(with("[server]\npublic_url = \"https://x/path\"").unwrap_err().setting, "server.public_url");
+    }
+
+    #[test]
+    fn retired_keys_outlive_the_longest_token() {
+        let settings =
+            with("[tokens]\nlifetime = \"1h\"\nmanaged_identity_lifetime = \"2h\"\nclock_skew = \"1m\"").unwrap();
+        assert_eq!(settings.key_retire_after(), Duration::from_secs(2 * 3600 + 60));
+    }
+
+    #[test]
+    fn demo_world_parses() {
+        let tenants = load_world(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo-world.toml"))).unwrap();
+        assert_eq!(tenants[0].name.as_str(), "demo");
+    }
+}

@@ -1,0 +1,12 @@
+//! The vocabulary of ficus and its rules, free of any framework.
+//!
+//! This module owns the types every other layer speaks in (tenants, time, signed tokens) and the
+//! ports (traits) through which services reach storage, keys and the clock. It must not import
+//! axum, sqlx, moka, reqwest or governor: adapters in `store`, `signing` and `upstream` implement
+//! the ports, and only `startup` knows which adapter stands behind which port.
+
+pub mod clock;
+pub mod keys;
+pub mod ports;
+pub mod tenant;
+pub mod token;

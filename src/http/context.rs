@@ -1,0 +1,76 @@
+//! Per-request context: a trace id (ours) and a correlation id (the client's `client-request-id`
+//! when it sends one, as MSAL does), echoed in headers and in every error body; one log line per
+//! request naming the route, never the query or body (they may carry tokens).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use uuid::Uuid;
+
+use super::error::PendingError;
+use crate::domain::clock::Clock;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestContext {
+    pub trace_id: Uuid,
+    pub correlation_id: Uuid,
+}
+
+impl RequestContext {
+    fn from_request(request: &Request) -> Self {
+        let client_id = request
+            .headers()
+            .get("client-request-id")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| Uuid::try_parse(v).ok());
+        Self { trace_id: Uuid::new_v4(), correlation_id: client_id.unwrap_or_else(Uuid::new_v4) }
+    }
+}
+
+/// Outermost middleware: assigns the context, renders pending errors with it, logs the outcome.
+/// What rendering an error needs besides the request: the time and the public base URL.
+#[derive(Debug, Clone)]
+pub struct ErrorRendering {
+    pub clock: Arc<dyn Clock>,
+    pub base_url: Arc<str>,
+}
+
+pub async fn attach(State(rendering): State<ErrorRendering>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let context = RequestContext::from_request(&request);
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    request.extensions_mut().insert(context);
+    let mut response = next.run(request).await;
+
+    let mut refusal = None;
+    if let Some(pending) = response.extensions_mut().remove::<PendingError>() {
+        refusal = Some(pending.summary());
+        response = pending.render(&context, rendering.clock.now(), &rendering.base_url);
+    }
+    let refusal = refusal.unwrap_or_default();
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&context.trace_id.to_string()) {
+        headers.insert("x-ms-request-id", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&context.correlation_id.to_string()) {
+        headers.insert("client-request-id", v);
+    }
+
+    let route = route.as_deref().unwrap_or("unmatched");
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let trace_id = context.trace_id.to_string();
+    if response.status().is_server_error() {
+        tracing::error!(%method, route, status, latency_ms, trace_id, refusal, "request failed");
+    } else if response.status().is_client_error() {
+        tracing::info!(%method, route, status, latency_ms, trace_id, refusal, "request refused");
+    } else {
+        tracing::debug!(%method, route, status, latency_ms, trace_id, "request served");
+    }
+    response
+}

@@ -1,0 +1,172 @@
+//! The one place where errors become status codes and bodies.
+//!
+//! Handlers return [`ApiError`]. Its `IntoResponse` decides the status and the body's fields and
+//! leaves a [`PendingError`] in the response; the context middleware renders it with the request's
+//! trace id, correlation id and timestamp, in Entra's OAuth error shape:
+//! `error`, `error_description` (prefixed with an `AADSTS` code where Entra has one, and ending with
+//! the trace id, correlation id and timestamp), `error_codes`, `timestamp`, `trace_id`,
+//! `correlation_id`, `error_uri`. Internal causes are logged with the trace id, never returned.
+
+use std::any::Any;
+
+use axum::Json;
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::context::RequestContext;
+use crate::service::DiscoveryError;
+
+/// Everything a handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+    #[error("no endpoint at {method} {path}")]
+    NoRoute { method: Method, path: String },
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("{0} is not supported")]
+    Unsupported(&'static str),
+}
+
+/// An error decided but not yet rendered: the context middleware adds ids and time.
+#[derive(Debug, Clone)]
+pub struct PendingError {
+    status: StatusCode,
+    error: &'static str,
+    code: Option<u32>,
+    description: String,
+}
+
+#[derive(Serialize)]
+struct OAuthErrorResponse<'a> {
+    error: &'a str,
+    error_description: String,
+    error_codes: Vec<u32>,
+    timestamp: String,
+    trace_id: String,
+    correlation_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_uri: Option<String>,
+}
+
+impl ApiError {
+    fn pending(&self) -> PendingError {
+        let (status, error, code, description) = match self {
+            Self::Discovery(DiscoveryError::UnknownTenant(tenant)) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_tenant",
+                Some(90002),
+                format!(
+                    "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
+                ),
+            ),
+            Self::NoRoute { method, path } => {
+                (StatusCode::NOT_FOUND, "not_found", None, format!("No endpoint at {method} {path}."))
+            }
+            Self::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_request",
+                None,
+                "This endpoint does not accept that HTTP method.".to_owned(),
+            ),
+            Self::Unsupported(what) => (
+                StatusCode::BAD_REQUEST,
+                "unsupported_response_type",
+                None,
+                format!(
+                    "{what} is not supported: ficus issues app-only tokens (client credentials, token exchange, managed identity)."
+                ),
+            ),
+        };
+        PendingError { status, error, code, description }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let pending = self.pending();
+        let mut response = pending.status.into_response();
+        response.extensions_mut().insert(pending);
+        response
+    }
+}
+
+impl PendingError {
+    /// Renders the body Entra would send.
+    /// `invalid_tenant (90002)`: what the log line records (the description may echo client input,
+    /// which is fine for a tenant name but is kept out of logs on principle).
+    pub fn summary(&self) -> String {
+        match self.code {
+            Some(code) => format!("{} ({code})", self.error),
+            None => self.error.to_owned(),
+        }
+    }
+
+    pub fn render(self, context: &RequestContext, now: OffsetDateTime, base_url: &str) -> Response {
+        let timestamp = entra_timestamp(now);
+        let prefix = self.code.map(|c| format!("AADSTS{c}: ")).unwrap_or_default();
+        let body = OAuthErrorResponse {
+            error: self.error,
+            error_description: format!(
+                "{prefix}{} Trace ID: {} Correlation ID: {} Timestamp: {timestamp}",
+                self.description, context.trace_id, context.correlation_id
+            ),
+            error_codes: self.code.into_iter().collect(),
+            timestamp,
+            trace_id: context.trace_id.to_string(),
+            correlation_id: context.correlation_id.to_string(),
+            error_uri: self.code.map(|c| format!("{base_url}/error?code={c}")),
+        };
+        let mut response = (self.status, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response();
+        response.extensions_mut().remove::<PendingError>();
+        response
+    }
+}
+
+/// `2026-01-01 00:00:00Z`, the format of Entra's error timestamps.
+fn entra_timestamp(now: OffsetDateTime) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z");
+    now.format(&format).unwrap_or_default()
+}
+
+pub async fn no_route(method: Method, uri: Uri) -> ApiError {
+    let path: String = uri.path().chars().take(256).collect();
+    ApiError::NoRoute { method, path }
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// A handler panicked: log it, answer an opaque 500 (the context middleware adds the trace id).
+pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!(detail, "handler panicked");
+    let pending = PendingError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        error: "server_error",
+        code: None,
+        description: "An internal error occurred; quote the trace id when reporting it.".to_owned(),
+    };
+    let mut response = pending.status.into_response();
+    response.extensions_mut().insert(pending);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn timestamps_have_entras_format() {
+        assert_eq!(entra_timestamp(datetime!(2026-01-02 03:04:05 UTC)), "2026-01-02 03:04:05Z");
+    }
+}

@@ -1,0 +1,51 @@
+//! Everything axum: routers, shared state, request context, metrics middleware, and the one file
+//! that turns errors into status codes (`error.rs`).
+//!
+//! Handlers extract, call one service and map the result; they hold no SQL, crypto or cache code.
+//! Two routers: the HTTPS API (discovery, keys, tokens, admin, operations) and the plain-HTTP
+//! managed-identity listener.
+
+pub mod context;
+pub mod error;
+pub mod metrics;
+pub mod routes;
+pub mod state;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+
+pub use state::AppState;
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The HTTPS listener's routes.
+pub fn api_router(state: AppState, max_body_bytes: usize) -> Router {
+    let routes = Router::new().merge(routes::discovery::router()).merge(routes::health::router());
+    finish(routes, state, max_body_bytes)
+}
+
+/// The managed-identity listener's routes.
+pub fn mi_router(state: AppState, max_body_bytes: usize) -> Router {
+    let routes = Router::new().route("/healthz", get(routes::health::check_liveness));
+    finish(routes, state, max_body_bytes)
+}
+
+fn finish(routes: Router<AppState>, state: AppState, max_body_bytes: usize) -> Router {
+    routes
+        .fallback(error::no_route)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::record))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(CatchPanicLayer::custom(error::panic_response))
+        .layer(axum::middleware::from_fn_with_state(
+            context::ErrorRendering { clock: state.clock.clone(), base_url: state.discovery.base_url().into() },
+            context::attach,
+        ))
+        .with_state(state)
+}

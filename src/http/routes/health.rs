@@ -1,0 +1,49 @@
+//! Operations: liveness, readiness and Prometheus metrics.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use crate::http::AppState;
+use crate::http::metrics::HttpMetrics;
+use crate::service::health::HealthService;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(check_liveness))
+        .route("/readyz", get(check_readiness))
+        .route("/metrics", get(get_metrics))
+}
+
+#[derive(Debug, Serialize)]
+pub struct HealthResponse {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    problems: Vec<String>,
+}
+
+/// The process is up and serving.
+pub async fn check_liveness() -> Json<HealthResponse> {
+    Json(HealthResponse { status: "ok", problems: vec![] })
+}
+
+/// Ready once keys and storage are loaded; 503 with the reasons otherwise.
+pub async fn check_readiness(State(health): State<Arc<HealthService>>) -> impl IntoResponse {
+    let readiness = health.readiness().await;
+    let status = if readiness.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let label = if readiness.is_ready() { "ready" } else { "not ready" };
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(HealthResponse { status: label, problems: readiness.problems }),
+    )
+}
+
+pub async fn get_metrics(State(metrics): State<Arc<HttpMetrics>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics.render())
+}

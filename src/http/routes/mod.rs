@@ -1,0 +1,4 @@
+//! Route groups, one file per concern.
+
+pub mod discovery;
+pub mod health;

@@ -1,0 +1,18 @@
+//! Shared state: cheap clones of `Arc`s; handlers extract only the part they use.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+
+use crate::domain::clock::Clock;
+use crate::http::metrics::HttpMetrics;
+use crate::service::DiscoveryService;
+use crate::service::health::HealthService;
+
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub discovery: Arc<DiscoveryService>,
+    pub health: Arc<HealthService>,
+    pub metrics: Arc<HttpMetrics>,
+    pub clock: Arc<dyn Clock>,
+}

@@ -1,0 +1,28 @@
+//! ficus: a workload identity federation broker.
+//!
+//! Map of the crate (dependencies point one way:
+//! `main -> startup -> {http -> service -> domain}` and `{store, upstream, signing} -> domain`):
+//!
+//! - [`domain`]: vocabulary, rules and ports (traits); no framework imports.
+//! - [`service`]: use cases over the ports: discovery, health, applying the world.
+//! - [`store`]: registry adapters: SQLite and the in-memory snapshot request paths read.
+//! - [`signing`]: signing keys, the on-disk key store, rotation and the JWKS.
+//! - [`upstream`]: external issuers' discovery documents and keys.
+//! - [`http`]: every axum type: routers, state, errors, metrics middleware.
+//! - [`tls`]: development CA, server certificates, rustls configuration.
+//! - [`config`]: layered, validated settings.
+//! - [`startup`]: the composition root.
+//! - [`cli`], [`telemetry`], [`files`]: the command line, logging, careful file writes.
+
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod files;
+pub mod http;
+pub mod service;
+pub mod signing;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod tls;
+pub mod upstream;

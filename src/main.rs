@@ -1,0 +1,33 @@
+//! `ficus`: CLI -> config -> telemetry -> command.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use ficus::cli::{self, Cli};
+use ficus::config::Settings;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("ficus: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    ficus::telemetry::init(&settings.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("ficus: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(cli.command, settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ficus: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

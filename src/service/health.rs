@@ -1,0 +1,56 @@
+//! Liveness and readiness: ready once keys and storage are loaded and usable, and not while the
+//! server is draining for shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::domain::keys::KeyPublisher;
+use crate::domain::ports::Registry;
+
+/// The parts of readiness, each with a reason when not ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    pub problems: Vec<String>,
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+pub struct HealthService {
+    keys: Arc<dyn KeyPublisher>,
+    registry: Arc<dyn Registry>,
+    draining: AtomicBool,
+}
+
+impl HealthService {
+    const STORAGE_TIMEOUT: Duration = Duration::from_secs(2);
+
+    pub fn new(keys: Arc<dyn KeyPublisher>, registry: Arc<dyn Registry>) -> Self {
+        Self { keys, registry, draining: AtomicBool::new(false) }
+    }
+
+    /// Marks the server as shutting down: readiness fails so balancers stop sending new work.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub async fn readiness(&self) -> Readiness {
+        let mut problems = Vec::new();
+        if self.draining.load(Ordering::SeqCst) {
+            problems.push("shutting down".to_owned());
+        }
+        if !self.keys.can_sign() {
+            problems.push("no signing key is active".to_owned());
+        }
+        match tokio::time::timeout(Self::STORAGE_TIMEOUT, self.registry.ping()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => problems.push(format!("storage: {e}")),
+            Err(_) => problems.push("storage: no answer within 2s".to_owned()),
+        }
+        Readiness { problems }
+    }
+}

@@ -1,0 +1,8 @@
+//! Use cases. Each service takes domain values and ports and returns domain values or its own
+//! error enum; none of them knows about HTTP, SQL, caches or key files.
+
+pub mod discovery;
+pub mod health;
+pub mod world;
+
+pub use discovery::{DiscoveryError, DiscoveryService, InstanceMetadata, TenantEndpoints};

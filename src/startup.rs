@@ -1,0 +1,243 @@
+//! The composition root: the only module that knows every concrete type. It binds the listeners it
+//! is given (port 0 works, for tests), opens storage, applies the world, loads keys and TLS, wires
+//! services into routers and runs both listeners until told to stop.
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+use url::Url;
+
+use crate::config::{ConfigError, Settings};
+use crate::domain::clock::Clock;
+use crate::domain::ports::{Registry, StoreError};
+use crate::http::{self, AppState, metrics::HttpMetrics};
+use crate::service::DiscoveryService;
+use crate::service::health::HealthService;
+use crate::signing::{KeyRing, KeyRingHandle, KeyStore, KeyStoreError};
+use crate::store::{SqliteRegistry, TenantSnapshot};
+use crate::tls::{self, TlsError, TlsFiles};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{setting}: cannot listen on {addr}: {source}")]
+    Bind { setting: &'static str, addr: SocketAddr, source: std::io::Error },
+    #[error("storage ({path}): {source}")]
+    Storage { path: PathBuf, source: StoreError },
+    #[error("signing keys: {0}")]
+    Keys(#[from] KeyStoreError),
+    #[error("tls: {0}")]
+    Tls(#[from] TlsError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("server: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+impl StartupError {
+    /// Exit status: 2 for a wrong setting, 1 for anything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Config(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// A built broker, listeners bound, ready to run.
+pub struct Application {
+    settings: Settings,
+    api_listener: TcpListener,
+    mi_listener: TcpListener,
+    public_url: Url,
+    tls: Option<(TlsFiles, RustlsConfig)>,
+    keys: KeyRingHandle,
+    registry: Arc<SqliteRegistry>,
+    state: AppState,
+    reloader: Reloader,
+}
+
+impl Application {
+    pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
+        let api_listener = bind("server.addr", settings.server.addr)?;
+        let mi_listener = bind("server.mi_addr", settings.server.mi_addr)?;
+        let public_url = settings.public_url(api_listener.local_addr()?.port())?;
+
+        let db_path = settings.database_path();
+        let storage_error = |source| StartupError::Storage { path: db_path.clone(), source };
+        let registry = Arc::new(SqliteRegistry::open(&db_path).await.map_err(storage_error)?);
+        if let Some(world) = &settings.world.file {
+            let tenants = crate::config::load_world(world)?;
+            crate::service::world::apply_tenants(registry.as_ref(), &tenants).await.map_err(storage_error)?;
+        }
+        let tenants = TenantSnapshot::new(registry.list_tenants().await.map_err(storage_error)?);
+
+        let key_store = KeyStore::new(settings.signing_key_dir());
+        let (alg, now) = (settings.keys.algorithm, clock.now());
+        let store = key_store.clone();
+        // RSA key generation takes up to a second on first start: keep it off the runtime threads.
+        let (entries, created) = tokio::task::spawn_blocking(move || store.load_or_create(alg, now))
+            .await
+            .map_err(|e| StartupError::Serve(std::io::Error::other(e)))??;
+        if created {
+            tracing::info!(kid = entries[0].key.kid(), %alg, dir = %key_store.dir().display(), "generated the first signing key");
+        }
+        let retire_after = settings.key_retire_after();
+        let keys = KeyRingHandle::new(KeyRing::new(entries, retire_after), clock.clone());
+
+        let public_host = public_url.host_str().unwrap_or("localhost").to_owned();
+        let tls = match tls::prepare(&settings, &public_host, clock.now())? {
+            Some(files) => {
+                let config = tls::rustls_config(&files).await?;
+                Some((files, config))
+            }
+            None => None,
+        };
+
+        let metrics = Arc::new(HttpMetrics::new(prometheus::Registry::new())?);
+        let discovery = Arc::new(DiscoveryService::new(&public_url, Arc::new(tenants), Arc::new(keys.clone())));
+        let health = Arc::new(HealthService::new(Arc::new(keys.clone()), registry.clone()));
+        let state = AppState { discovery, health, metrics, clock };
+        let reloader = Reloader { key_store, keys: keys.clone(), retire_after, tls: tls.clone() };
+        Ok(Self { settings, api_listener, mi_listener, public_url, tls, keys, registry, state, reloader })
+    }
+
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_listener.local_addr().unwrap_or(self.settings.server.addr)
+    }
+
+    pub fn mi_addr(&self) -> SocketAddr {
+        self.mi_listener.local_addr().unwrap_or(self.settings.server.mi_addr)
+    }
+
+    /// The external base URL (issuers and endpoints are built from it).
+    pub fn public_url(&self) -> &Url {
+        &self.public_url
+    }
+
+    /// The development CA clients must trust, when TLS runs on it.
+    pub fn dev_ca(&self) -> Option<&Path> {
+        self.tls.as_ref().and_then(|(files, _)| files.dev_ca.as_deref())
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    pub fn discovery(&self) -> &DiscoveryService {
+        &self.state.discovery
+    }
+
+    /// The live key ring (tests sign through it to check what verifiers see).
+    pub fn key_ring(&self) -> KeyRingHandle {
+        self.keys.clone()
+    }
+
+    /// Reloads keys and TLS material; what SIGHUP does.
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
+    /// (up to `server.shutdown_grace`) and closes storage.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartupError> {
+        let max_body = self.settings.server.max_body_bytes;
+        let grace = self.settings.server.shutdown_grace;
+        let api_handle: Handle<SocketAddr> = Handle::new();
+        let mi_handle: Handle<SocketAddr> = Handle::new();
+
+        let api_app =
+            http::api_router(self.state.clone(), max_body).into_make_service_with_connect_info::<SocketAddr>();
+        let mi_app = http::mi_router(self.state.clone(), max_body).into_make_service_with_connect_info::<SocketAddr>();
+        let api_server = match &self.tls {
+            Some((_, config)) => {
+                let server =
+                    axum_server::from_tcp_rustls(self.api_listener, config.clone())?.handle(api_handle.clone());
+                tokio::spawn(server.serve(api_app))
+            }
+            None => tokio::spawn(axum_server::from_tcp(self.api_listener)?.handle(api_handle.clone()).serve(api_app)),
+        };
+        let mi_server = tokio::spawn(axum_server::from_tcp(self.mi_listener)?.handle(mi_handle.clone()).serve(mi_app));
+        let poller = tokio::spawn(self.reloader.clone().poll_keys(self.settings.keys.reload_interval));
+
+        shutdown.await;
+        tracing::info!(grace = ?grace, "shutting down: finishing in-flight requests");
+        self.state.health.start_draining();
+        api_handle.graceful_shutdown(Some(grace));
+        mi_handle.graceful_shutdown(Some(grace));
+        poller.abort();
+        let joined = tokio::join!(api_server, mi_server);
+        self.registry.close().await;
+        for result in [joined.0, joined.1] {
+            result.map_err(|e| StartupError::Serve(std::io::Error::other(e)))??;
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+fn bind(setting: &'static str, addr: SocketAddr) -> Result<TcpListener, StartupError> {
+    let listener = TcpListener::bind(addr).map_err(|source| StartupError::Bind { setting, addr, source })?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Re-reads the key store and TLS files into the running server.
+#[derive(Clone)]
+pub struct Reloader {
+    key_store: KeyStore,
+    keys: KeyRingHandle,
+    retire_after: Duration,
+    tls: Option<(TlsFiles, RustlsConfig)>,
+}
+
+impl Reloader {
+    /// Reloads everything; failures are logged and the previous material keeps serving.
+    pub async fn reload(&self) {
+        self.reload_keys();
+        if let Some((files, config)) = &self.tls {
+            match config.reload_from_pem_file(&files.cert_chain, &files.key).await {
+                Ok(()) => tracing::info!(cert = %files.cert_chain.display(), "reloaded the TLS certificate"),
+                Err(e) => tracing::error!(error = %e, "TLS reload failed; the previous certificate keeps serving"),
+            }
+        }
+    }
+
+    /// Swaps in the key store's current contents. Returns whether it succeeded.
+    pub fn reload_keys(&self) -> bool {
+        match self.key_store.load() {
+            Ok(entries) => {
+                let kids: Vec<String> = entries.iter().map(|e| e.key.kid().to_owned()).collect();
+                self.keys.replace(KeyRing::new(entries, self.retire_after));
+                tracing::info!(?kids, "loaded signing keys");
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "key reload failed; the previous keys keep serving");
+                false
+            }
+        }
+    }
+
+    async fn poll_keys(self, interval: Duration) {
+        let mut last = self.key_store.stamp();
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let stamp = self.key_store.stamp();
+            if stamp != last && self.reload_keys() {
+                last = stamp;
+            }
+        }
+    }
+}

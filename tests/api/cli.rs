@@ -1,0 +1,122 @@
+//! The `ficus` binary: configuration errors, `env`, `--help`.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Runs the real binary with settings pointing at `dir`, plus `env`.
+pub fn ficus(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ficus"));
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("FICUS_KEYS__DIR", dir.join("keys"))
+        .env("FICUS_STORAGE__DATA_DIR", dir.join("data"))
+        .env("FICUS_WORLD__FILE", concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo-world.toml"))
+        .env("FICUS_LOG__LEVEL", "warn");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().unwrap()
+}
+
+fn assert_one_line_config_error(output: &Output, setting: &str) -> String {
+    assert_eq!(output.status.code(), Some(2), "exit status");
+    let stderr = String::from_utf8(output.stderr.clone()).unwrap();
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.starts_with(&format!("ficus: configuration error: {setting}: ")), "{stderr}");
+    stderr
+}
+
+#[test]
+fn unknown_setting_stops_startup_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = ficus(dir.path(), &["serve"], &[("FICUS_SERVER__ADRESS", "127.0.0.1:1")]);
+    let stderr = assert_one_line_config_error(&output, "server.adress");
+    assert!(stderr.contains("unknown setting"), "{stderr}");
+}
+
+#[test]
+fn unknown_setting_in_a_config_file_is_named_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ficus.toml");
+    std::fs::write(&file, "[keys]\nalgoritm = \"ES256\"\n").unwrap();
+    let output = ficus(dir.path(), &["--config", file.to_str().unwrap(), "serve"], &[]);
+    assert_one_line_config_error(&output, "keys.algoritm");
+}
+
+#[test]
+fn bad_port_stops_startup_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = ficus(dir.path(), &["serve"], &[("FICUS_SERVER__ADDR", "127.0.0.1:99999")]);
+    assert_one_line_config_error(&output, "server.addr");
+}
+
+#[test]
+fn missing_certificate_file_stops_startup_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("FICUS_TLS__MODE", "files"),
+        ("FICUS_TLS__CERT_FILE", "/nonexistent/server.pem"),
+        ("FICUS_TLS__KEY_FILE", "/nonexistent/server.key"),
+    ];
+    let output = ficus(dir.path(), &["serve"], &env);
+    let stderr = assert_one_line_config_error(&output, "tls.cert_file");
+    assert!(stderr.contains("no such file: /nonexistent/server.pem"), "{stderr}");
+}
+
+#[test]
+fn bad_enum_value_names_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = ficus(dir.path(), &["serve"], &[("FICUS_KEYS__ALGORITHM", "HS256")]);
+    assert_one_line_config_error(&output, "keys.algorithm");
+}
+
+#[test]
+fn missing_config_file_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = ficus(dir.path(), &["--config", "/nonexistent.toml", "serve"], &[]);
+    assert_one_line_config_error(&output, "--config");
+}
+
+#[test]
+fn a_port_in_use_is_reported_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let output = ficus(dir.path(), &["serve"], &[("FICUS_SERVER__MI_ADDR", addr.as_str())]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains(&format!("server.mi_addr: cannot listen on {addr}")), "{stderr}");
+}
+
+#[test]
+fn env_prints_authority_tenant_and_ca_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = ficus(dir.path(), &["env"], &[]);
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("export AZURE_AUTHORITY_HOST=https://localhost:8443\n"), "{stdout}");
+    assert!(stdout.contains("export AZURE_TENANT_ID=5e2d1c0a-7f3b-4e8d-9a61-0c4b8f2e9d17\n"), "{stdout}");
+    let ca = dir.path().join("keys/dev-ca.pem");
+    assert!(stdout.contains(&format!("export REQUESTS_CA_BUNDLE={}", ca.display())), "{stdout}");
+    assert!(stdout.contains("disable_instance_discovery=True"), "{stdout}");
+}
+
+#[test]
+fn env_for_an_unknown_tenant_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = ficus(dir.path(), &["env", "--tenant", "nope"], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8(output.stderr).unwrap().contains("no tenant nope"));
+}
+
+#[test]
+fn help_names_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = ficus(dir.path(), &["--help"], &[]);
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    for command in ["serve", "keys", "env"] {
+        assert!(stdout.contains(command), "{stdout}");
+    }
+}

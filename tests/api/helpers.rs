@@ -1,0 +1,189 @@
+//! `TestApp`: a spawned broker plus a client that trusts its development CA.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ficus::config::Settings;
+use ficus::domain::clock::{Clock, ManualClock, SystemClock};
+use ficus::signing::KeyRingHandle;
+use ficus::startup::{Application, Reloader, StartupError};
+use figment::providers::{Format, Toml};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const DEMO_TENANT_ID: &str = "5e2d1c0a-7f3b-4e8d-9a61-0c4b8f2e9d17";
+
+pub struct TestApp {
+    pub base: String,
+    pub mi_base: String,
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub clock: Arc<ManualClock>,
+    pub keys: KeyRingHandle,
+    pub reloader: Reloader,
+    pub dir: PathBuf,
+    _tempdir: Option<TempDir>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), StartupError>>>,
+}
+
+/// Settings for a test broker whose state lives in `dir`, with `overrides` (TOML) on top.
+pub fn test_settings(dir: &Path, overrides: &str) -> Result<Settings, ficus::config::ConfigError> {
+    let base = format!(
+        r#"
+        [server]
+        addr = "127.0.0.1:0"
+        mi_addr = "127.0.0.1:0"
+        shutdown_grace = "2s"
+        [keys]
+        dir = "{keys}"
+        reload_interval = "50ms"
+        [storage]
+        data_dir = "{data}"
+        [log]
+        level = "warn"
+        [world]
+        file = "{world}"
+        "#,
+        keys = dir.join("keys").display(),
+        data = dir.join("data").display(),
+        world = concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo-world.toml"),
+    );
+    Settings::from_figment(Settings::default_figment().merge(Toml::string(&base)).merge(Toml::string(overrides)))
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with("").await
+    }
+
+    pub async fn spawn_with(overrides: &str) -> Self {
+        let tempdir = tempfile::tempdir().unwrap();
+        let dir = tempdir.path().to_owned();
+        let mut app = Self::spawn_in(&dir, overrides).await;
+        app._tempdir = Some(tempdir);
+        app
+    }
+
+    /// Spawns a broker whose keys and database live in `dir` (which outlives it, for restarts).
+    pub async fn spawn_in(dir: &Path, overrides: &str) -> Self {
+        let settings = test_settings(dir, overrides).expect("test settings are valid");
+        let clock = Arc::new(ManualClock::new(SystemClock.now()));
+        let app = Application::build(settings, clock.clone()).await.expect("the broker starts");
+        let addr = app.api_addr();
+        let mi_base = format!("http://{}", app.mi_addr());
+        let base = app.public_url().as_str().trim_end_matches('/').to_owned();
+        let mut client = reqwest::Client::builder()
+            .resolve("localhost", addr)
+            .resolve("ficus.test", addr)
+            .timeout(Duration::from_secs(10));
+        if let Some(ca) = app.dev_ca() {
+            let pem = std::fs::read(ca).unwrap();
+            client = client.tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()]);
+        }
+        let keys = app.key_ring();
+        let reloader = app.reloader();
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(app.run_until_stopped(async move {
+            let _ = rx.await;
+        }));
+        Self {
+            base,
+            mi_base,
+            addr,
+            client: client.build().unwrap(),
+            clock,
+            keys,
+            reloader,
+            dir: dir.to_owned(),
+            _tempdir: None,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the broker gracefully and returns how the run ended.
+    pub async fn stop(mut self) -> Result<(), StartupError> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.take().unwrap().await.unwrap()
+    }
+
+    pub fn clock_now(&self) -> time::OffsetDateTime {
+        self.clock.now()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(format!("{}{path}", self.base)).send().await.unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> (reqwest::StatusCode, Value) {
+        let response = self.get(path).await;
+        let status = response.status();
+        (status, response.json().await.unwrap())
+    }
+
+    pub async fn discovery(&self, tenant: &str) -> Value {
+        let (status, body) = self.get_json(&format!("/{tenant}/v2.0/.well-known/openid-configuration")).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// The JWKS found by following the discovery document's `jwks_uri`.
+    pub async fn jwks(&self) -> Value {
+        let discovery = self.discovery("demo").await;
+        let uri = discovery["jwks_uri"].as_str().unwrap();
+        self.client.get(uri).send().await.unwrap().json().await.unwrap()
+    }
+
+    pub async fn published_kids(&self) -> Vec<String> {
+        self.jwks().await["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect()
+    }
+
+    /// Waits (bounded) until `check` holds; for changes that a background task applies.
+    pub async fn eventually<F, Fut>(&self, what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        for _ in 0..200 {
+            if check().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("timed out waiting until {what}");
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Decodes the JOSE header of a compact JWT.
+pub fn jwt_header(token: &str) -> jsonwebtoken::Header {
+    jsonwebtoken::decode_header(token).unwrap()
+}
+
+/// Standard claims for a token the tests sign through the key ring.
+pub fn claims(issuer: &str, now: time::OffsetDateTime, lifetime: Duration) -> ficus::domain::token::Claims {
+    let now = now.unix_timestamp();
+    let value = serde_json::json!({
+        "iss": issuer,
+        "aud": "api://vault",
+        "sub": "test-subject",
+        "iat": now,
+        "nbf": now,
+        "exp": now + lifetime.as_secs() as i64,
+    });
+    value.as_object().unwrap().clone()
+}

@@ -1,0 +1,10 @@
+//! One integration-test binary: each test spawns the real broker on 127.0.0.1:0 over real TLS,
+//! with its own temporary keys and SQLite database, and talks to it over real HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli;
+mod discovery;
+mod helpers;
+mod keys;
+mod operations;
+mod tls;

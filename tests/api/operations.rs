@@ -1,0 +1,69 @@
+//! Health, readiness, metrics and graceful shutdown.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::TestApp;
+
+#[tokio::test]
+async fn liveness_answers_on_both_listeners() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app.get_json("/healthz").await;
+    assert_eq!((status.as_u16(), body["status"].as_str()), (200, Some("ok")));
+    let response = app.client.get(format!("{}/healthz", app.mi_base)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn ready_once_keys_and_storage_are_loaded() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app.get_json("/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ready");
+}
+
+#[tokio::test]
+async fn not_ready_while_no_signing_key_is_active() {
+    let app = TestApp::spawn().await;
+    // Before the first key's activation time, nothing can be signed.
+    app.clock.set(app.clock_now() - Duration::from_secs(3600));
+    let (status, body) = app.get_json("/readyz").await;
+    assert_eq!(status, 503);
+    assert_eq!(body["problems"], serde_json::json!(["no signing key is active"]));
+}
+
+#[tokio::test]
+async fn metrics_count_requests_per_route_and_time_them() {
+    let app = TestApp::spawn().await;
+    app.discovery("demo").await;
+    app.discovery("demo").await;
+    app.get("/nope/discovery/v2.0/keys").await;
+
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let discovery_route = r#"route="/{tenant}/v2.0/.well-known/openid-configuration""#;
+    assert!(
+        text.lines().any(|l| l.starts_with("ficus_http_requests_total")
+            && l.contains(discovery_route)
+            && l.contains(r#"status="200""#)
+            && l.ends_with(" 2")),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.contains(r#"route="/{tenant}/discovery/v2.0/keys""#) && l.contains(r#"status="400""#)),
+        "{text}"
+    );
+    assert!(text.contains("ficus_http_request_duration_seconds_bucket"), "{text}");
+}
+
+#[tokio::test]
+async fn graceful_shutdown_stops_cleanly_and_refuses_new_connections() {
+    let app = TestApp::spawn().await;
+    let (client, base) = (app.client.clone(), app.base.clone());
+    let (status, _): (_, Value) = app.get_json("/healthz").await;
+    assert_eq!(status, 200);
+
+    app.stop().await.expect("the broker stops without error");
+    let after = client.get(format!("{base}/healthz")).send().await;
+    assert!(after.is_err(), "no listener after shutdown");
+}
