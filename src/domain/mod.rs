@@ -5,8 +5,14 @@
 //! axum, sqlx, moka, reqwest or governor: adapters in `store`, `signing` and `upstream` implement
 //! the ports, and only `startup` knows which adapter stands behind which port.
 
+pub mod activity;
+pub mod application;
 pub mod clock;
+pub mod federated_credential;
+pub mod ids;
 pub mod keys;
 pub mod ports;
+pub mod resource;
+pub mod role_assignment;
 pub mod tenant;
 pub mod token;

@@ -3,7 +3,13 @@
 
 use async_trait::async_trait;
 
-use super::tenant::{Tenant, TenantRef};
+use super::activity::{ActivityEntry, ActivityPage, ActivityQuery};
+use super::application::Application;
+use super::federated_credential::{CredentialOwner, FederatedCredential};
+use super::ids::ObjectId;
+use super::resource::{ComputeResource, ManagedIdentity, ResourceId};
+use super::role_assignment::RoleAssignment;
+use super::tenant::{Tenant, TenantId, TenantRef};
 use super::token::{Claims, SignedJwt};
 
 /// Signs tokens with the key that is current at the clock's time.
@@ -26,7 +32,21 @@ pub trait TenantLookup: Send + Sync {
     fn find(&self, tenant: &TenantRef) -> Option<Tenant>;
 }
 
-/// The durable registry. Grows with the registry issue; today it holds tenants.
+/// Everything the registry holds, as loaded to build the in-memory snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Directory {
+    pub tenants: Vec<Tenant>,
+    pub subscriptions: Vec<(uuid::Uuid, TenantId)>,
+    pub applications: Vec<Application>,
+    pub credentials: Vec<FederatedCredential>,
+    /// System- and user-assigned identities.
+    pub identities: Vec<ManagedIdentity>,
+    pub resources: Vec<ComputeResource>,
+    pub role_assignments: Vec<RoleAssignment>,
+}
+
+/// The durable registry. Writes are atomic; the invariants the schema can hold (uniqueness, the
+/// 20-credential limit, cascades) it holds whatever the interleaving of writers.
 #[async_trait]
 pub trait Registry: Send + Sync {
     /// Creates the tenant or updates its display name; the pair (id, name) is immutable once made.
@@ -34,12 +54,62 @@ pub trait Registry: Send + Sync {
     async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError>;
     /// Cheap liveness check for readiness probes.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Records that `subscription` belongs to `tenant` (idempotent; a subscription never moves).
+    async fn upsert_subscription(&self, subscription: uuid::Uuid, tenant: TenantId) -> Result<(), StoreError>;
+
+    async fn create_application(&self, application: &Application) -> Result<(), StoreError>;
+    async fn delete_application(&self, tenant: TenantId, object_id: ObjectId) -> Result<(), StoreError>;
+    /// Adds a client secret (its SHA-256, hex) to an application.
+    async fn add_client_secret(&self, application: ObjectId, sha256_hex: &str, hint: &str) -> Result<(), StoreError>;
+    /// The SHA-256 (hex) of each client secret of the application with this client id.
+    async fn client_secret_hashes(&self, app_id: super::ids::ClientId) -> Result<Vec<String>, StoreError>;
+
+    async fn add_credential(&self, credential: &FederatedCredential) -> Result<(), StoreError>;
+    /// Replaces issuer, subject, audience and description (never the name).
+    async fn update_credential(&self, credential: &FederatedCredential) -> Result<(), StoreError>;
+    async fn delete_credential(&self, owner: CredentialOwner, id: ObjectId) -> Result<(), StoreError>;
+
+    /// Creates a user-assigned identity.
+    async fn create_identity(&self, identity: &ManagedIdentity) -> Result<(), StoreError>;
+    /// Deletes a user-assigned identity with its assignments, credentials and role assignments.
+    async fn delete_identity(&self, principal_id: ObjectId) -> Result<(), StoreError>;
+
+    /// Creates or replaces a compute resource with its identity block: creates its system identity
+    /// if newly enabled, deletes it if disabled, replaces the user-assigned identity list.
+    async fn put_resource(&self, resource: &ComputeResource) -> Result<(), StoreError>;
+    /// Deletes a compute resource and its system identity (and, for a web app, its slots).
+    async fn delete_resource(&self, id: &ResourceId) -> Result<(), StoreError>;
+
+    async fn create_role_assignment(&self, assignment: &RoleAssignment) -> Result<(), StoreError>;
+    async fn delete_role_assignment(&self, tenant: TenantId, id: ObjectId) -> Result<(), StoreError>;
+
+    async fn append_activity(&self, entry: &ActivityEntry) -> Result<(), StoreError>;
+    async fn query_activity(&self, query: &ActivityQuery) -> Result<ActivityPage, StoreError>;
+
+    /// Everything, consistently (one read transaction), for the in-memory snapshot.
+    async fn load_directory(&self) -> Result<Directory, StoreError>;
+}
+
+/// Which uniqueness or limit rule a write broke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conflict {
+    CredentialLimit,
+    CredentialName,
+    CredentialIssuerSubject,
+    IdentifierUri,
+    RoleAssignment,
+    /// Something with this id or name exists already.
+    Exists(String),
+    Other(String),
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("conflict: {0}")]
-    Conflict(String),
+    #[error("conflict: {0:?}")]
+    Conflict(Conflict),
+    #[error("not found: {0}")]
+    NotFound(String),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
     #[error("storage is unavailable: {0}")]

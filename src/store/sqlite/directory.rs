@@ -1,0 +1,248 @@
+//! Writes to the directory tables: applications, credentials, identities, compute resources,
+//! role assignments.
+
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use super::{NOW_SQL, db_error, expect_rows};
+use crate::domain::application::Application;
+use crate::domain::federated_credential::{CredentialOwner, FederatedCredential};
+use crate::domain::ids::ObjectId;
+use crate::domain::ports::{Conflict, StoreError};
+use crate::domain::resource::{ComputeResource, ManagedIdentity, ResourceId, ResourceKind};
+use crate::domain::role_assignment::{Principal, RoleAssignment};
+
+type Tx = Transaction<'static, Sqlite>;
+
+pub(super) async fn insert_application(tx: &mut Tx, app: &Application) -> Result<(), StoreError> {
+    let sql = format!(
+        "INSERT INTO applications (object_id, app_id, sp_id, tenant_id, display_name, created_at) VALUES (?, ?, ?, ?, ?, {NOW_SQL})"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(app.object_id.to_string())
+        .bind(app.app_id.to_string())
+        .bind(app.service_principal_id.to_string())
+        .bind(app.tenant_id.to_string())
+        .bind(app.display_name.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    for uri in &app.identifier_uris {
+        sqlx::query("INSERT INTO identifier_uris (tenant_id, uri_key, uri, application_id) VALUES (?, ?, ?, ?)")
+            .bind(app.tenant_id.to_string())
+            .bind(uri.key())
+            .bind(uri.as_str())
+            .bind(app.object_id.to_string())
+            .execute(&mut **tx)
+            .await
+            .map_err(db_error)?;
+    }
+    for role in &app.app_roles {
+        sqlx::query(
+            "INSERT INTO app_roles (id, application_id, value, display_name, description) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(role.id.to_string())
+        .bind(app.object_id.to_string())
+        .bind(role.value.as_str())
+        .bind(&role.display_name)
+        .bind(&role.description)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    }
+    Ok(())
+}
+
+pub(super) fn owner_id(owner: CredentialOwner) -> ObjectId {
+    match owner {
+        CredentialOwner::Application(id) | CredentialOwner::Identity(id) => id,
+    }
+}
+
+pub(super) async fn insert_credential(pool: &SqlitePool, credential: &FederatedCredential) -> Result<(), StoreError> {
+    let (application, identity) = match credential.owner {
+        CredentialOwner::Application(id) => (Some(id.to_string()), None),
+        CredentialOwner::Identity(id) => (None, Some(id.to_string())),
+    };
+    let sql = format!(
+        "INSERT INTO federated_credentials \
+         (id, application_id, identity_id, owner_id, name, issuer, subject, audience, description, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, {NOW_SQL})"
+    );
+    // One statement: the limit trigger and the unique constraints judge it atomically.
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(credential.id.to_string())
+        .bind(application)
+        .bind(identity)
+        .bind(owner_id(credential.owner).to_string())
+        .bind(credential.name.as_str())
+        .bind(credential.issuer.as_str())
+        .bind(credential.subject.as_str())
+        .bind(credential.audience.as_str())
+        .bind(credential.description.as_deref())
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .map_err(db_error)
+}
+
+pub(super) async fn update_credential(pool: &SqlitePool, credential: &FederatedCredential) -> Result<(), StoreError> {
+    let result = sqlx::query(
+        "UPDATE federated_credentials SET issuer = ?, subject = ?, audience = ?, description = ? \
+         WHERE id = ? AND owner_id = ? AND name = ?",
+    )
+    .bind(credential.issuer.as_str())
+    .bind(credential.subject.as_str())
+    .bind(credential.audience.as_str())
+    .bind(credential.description.as_deref())
+    .bind(credential.id.to_string())
+    .bind(owner_id(credential.owner).to_string())
+    .bind(credential.name.as_str())
+    .execute(pool)
+    .await
+    .map_err(db_error)?;
+    expect_rows(result, format!("federated identity credential {}", credential.id))
+}
+
+pub(super) async fn insert_identity(
+    tx: &mut Tx,
+    identity: &ManagedIdentity,
+    system_resource: Option<&ResourceId>,
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "INSERT INTO managed_identities \
+         (principal_id, client_id, tenant_id, resource_id, resource_key, system_resource_key, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, {NOW_SQL})"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(identity.principal_id.to_string())
+        .bind(identity.client_id.to_string())
+        .bind(identity.tenant_id.to_string())
+        .bind(identity.resource_id.as_str())
+        .bind(identity.resource_id.key())
+        .bind(system_resource.map(ResourceId::key))
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
+        .map_err(db_error)
+}
+
+fn kind_name(kind: ResourceKind) -> &'static str {
+    match kind {
+        ResourceKind::VirtualMachine => "VirtualMachine",
+        ResourceKind::WebApp => "WebApp",
+        ResourceKind::WebAppSlot => "WebAppSlot",
+        ResourceKind::UserAssignedIdentity => "UserAssignedIdentity",
+    }
+}
+
+pub(super) async fn put_resource(tx: &mut Tx, resource: &ComputeResource) -> Result<(), StoreError> {
+    let key = resource.id.key();
+    let owner: Option<String> = sqlx::query_scalar("SELECT tenant_id FROM compute_resources WHERE resource_key = ?")
+        .bind(key)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    match owner {
+        Some(owner) if owner != resource.tenant_id.to_string() => {
+            return Err(StoreError::Conflict(Conflict::Exists(format!("{} belongs to another tenant", resource.id))));
+        }
+        Some(_) => {}
+        None => {
+            let sql = format!(
+                "INSERT INTO compute_resources (resource_key, resource_id, kind, tenant_id, subscription_id, created_at) \
+                 VALUES (?, ?, ?, ?, ?, {NOW_SQL})"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(key)
+                .bind(resource.id.as_str())
+                .bind(kind_name(resource.id.kind()))
+                .bind(resource.tenant_id.to_string())
+                .bind(resource.id.subscription().to_string())
+                .execute(&mut **tx)
+                .await
+                .map_err(db_error)?;
+        }
+    }
+
+    let current: Option<String> =
+        sqlx::query_scalar("SELECT principal_id FROM managed_identities WHERE system_resource_key = ?")
+            .bind(key)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_error)?;
+    let wanted = resource.system_identity.as_ref().map(|mi| mi.principal_id.to_string());
+    if current != wanted {
+        sqlx::query("DELETE FROM managed_identities WHERE system_resource_key = ?")
+            .bind(key)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_error)?;
+        if let Some(identity) = &resource.system_identity {
+            insert_identity(tx, identity, Some(&resource.id)).await?;
+        }
+    }
+
+    sqlx::query("DELETE FROM identity_assignments WHERE resource_key = ?")
+        .bind(key)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    for user_identity in &resource.user_identities {
+        let result = sqlx::query(
+            "INSERT INTO identity_assignments (resource_key, principal_id) \
+             SELECT ?, principal_id FROM managed_identities \
+             WHERE resource_key = ? AND system_resource_key IS NULL AND tenant_id = ?",
+        )
+        .bind(key)
+        .bind(user_identity.key())
+        .bind(resource.tenant_id.to_string())
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+        expect_rows(result, format!("user-assigned identity {user_identity}"))?;
+    }
+    Ok(())
+}
+
+pub(super) async fn delete_resource(tx: &mut Tx, id: &ResourceId) -> Result<(), StoreError> {
+    // A web app takes its slots with it; cascades remove their identities and assignments.
+    let result = sqlx::query(
+        "DELETE FROM compute_resources WHERE resource_key = ?1 \
+         OR substr(resource_key, 1, length(?1) + 7) = ?1 || '/slots/'",
+    )
+    .bind(id.key())
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    expect_rows(result, id.to_string())
+}
+
+pub(super) async fn insert_role_assignment(pool: &SqlitePool, assignment: &RoleAssignment) -> Result<(), StoreError> {
+    let (app_sp, identity) = match assignment.principal {
+        Principal::Application(id) => (Some(id.to_string()), None),
+        Principal::Identity(id) => (None, Some(id.to_string())),
+    };
+    let sql = format!(
+        "INSERT INTO role_assignments \
+         (id, tenant_id, principal_id, principal_app_sp, principal_identity, resource_sp_id, app_role_id, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, {NOW_SQL})"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(assignment.id.to_string())
+        .bind(assignment.tenant_id.to_string())
+        .bind(assignment.principal.id().to_string())
+        .bind(app_sp)
+        .bind(identity)
+        .bind(assignment.resource_id.to_string())
+        .bind(assignment.app_role_id.to_string())
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .map_err(|e| match db_error(e) {
+            StoreError::Unavailable(m) if m.contains("app role not defined") => StoreError::NotFound(format!(
+                "app role {} of resource {}",
+                assignment.app_role_id, assignment.resource_id
+            )),
+            other => other,
+        })
+}

@@ -1,0 +1,318 @@
+//! The SQLite registry: one file, WAL journal, foreign keys on, migrations embedded in the binary.
+//!
+//! Multi-statement writes run in `BEGIN IMMEDIATE` transactions, so concurrent writers queue for
+//! the write lock instead of failing to upgrade a read lock; the schema's triggers and constraints
+//! hold the invariants (the 20-credential limit, uniqueness, cascades) whatever the interleaving.
+
+mod activity;
+mod directory;
+mod load;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+
+use crate::domain::activity::{ActivityEntry, ActivityPage, ActivityQuery};
+use crate::domain::application::Application;
+use crate::domain::federated_credential::{CredentialOwner, FederatedCredential};
+use crate::domain::ids::{ClientId, ObjectId};
+use crate::domain::ports::{Conflict, Directory, Registry, StoreError};
+use crate::domain::resource::{ComputeResource, ManagedIdentity, ResourceId};
+use crate::domain::role_assignment::RoleAssignment;
+use crate::domain::tenant::{Tenant, TenantId, TenantName};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// `created_at` values: the database's clock, for the record only (no rule reads them).
+pub(crate) const NOW_SQL: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+
+#[derive(Debug, Clone)]
+pub struct SqliteRegistry {
+    pool: SqlitePool,
+}
+
+impl SqliteRegistry {
+    /// Opens (creating if needed) the database file and brings its schema up to date.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| unavailable(format!("{}: {e}", dir.display())))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        Self::connect(options, 8).await
+    }
+
+    /// A private in-memory database (tests, contract suite).
+    pub async fn in_memory() -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")
+            .map_err(|e| unavailable(e.to_string()))?
+            .foreign_keys(true);
+        // One connection: every connection to `:memory:` would be a separate database.
+        Self::connect(options, 1).await
+    }
+
+    async fn connect(options: SqliteConnectOptions, max_connections: u32) -> Result<Self, StoreError> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        MIGRATOR.run(&pool).await.map_err(|e| unavailable(format!("migration failed: {e}")))?;
+        Ok(Self { pool })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)
+    }
+}
+
+fn unavailable(message: String) -> StoreError {
+    StoreError::Unavailable(message)
+}
+
+/// Maps database errors to the rule they broke.
+pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
+    let sqlx::Error::Database(db) = &e else {
+        return StoreError::Unavailable(e.to_string());
+    };
+    let message = db.message();
+    if message.contains("federated credential limit reached") {
+        return StoreError::Conflict(Conflict::CredentialLimit);
+    }
+    if db.is_unique_violation() {
+        let conflict = if message.contains("federated_credentials.name") {
+            Conflict::CredentialName
+        } else if message.contains("federated_credentials.issuer") {
+            Conflict::CredentialIssuerSubject
+        } else if message.contains("identifier_uris") {
+            Conflict::IdentifierUri
+        } else if message.contains("role_assignments") {
+            Conflict::RoleAssignment
+        } else {
+            Conflict::Exists(message.to_owned())
+        };
+        return StoreError::Conflict(conflict);
+    }
+    if db.is_foreign_key_violation() {
+        return StoreError::NotFound("a referenced object does not exist".to_owned());
+    }
+    StoreError::Unavailable(message.to_owned())
+}
+
+pub(crate) fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+/// Fails with `NotFound(what)` when a statement touched no row.
+pub(crate) fn expect_rows(result: sqlx::sqlite::SqliteQueryResult, what: impl Into<String>) -> Result<(), StoreError> {
+    if result.rows_affected() == 0 { Err(StoreError::NotFound(what.into())) } else { Ok(()) }
+}
+
+#[async_trait]
+impl Registry for SqliteRegistry {
+    async fn upsert_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        let existing: Option<String> = sqlx::query_scalar("SELECT name FROM tenants WHERE id = ?")
+            .bind(tenant.id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        match existing {
+            Some(name) if name != tenant.name.as_str() => {
+                return Err(StoreError::Conflict(Conflict::Other(format!(
+                    "tenant {} is already named '{name}'; a tenant's name cannot change",
+                    tenant.id
+                ))));
+            }
+            Some(_) => sqlx::query("UPDATE tenants SET display_name = ? WHERE id = ? AND name = ?"),
+            None => sqlx::query("INSERT INTO tenants (display_name, id, name) VALUES (?, ?, ?)"),
+        }
+        .bind(&tenant.display_name)
+        .bind(tenant.id.to_string())
+        .bind(tenant.name.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match db_error(e) {
+            StoreError::Conflict(_) => {
+                StoreError::Conflict(Conflict::Exists(format!("another tenant is already named '{}'", tenant.name)))
+            }
+            other => other,
+        })?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        let rows = sqlx::query("SELECT id, name, display_name FROM tenants ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(Tenant {
+                    id: TenantId::parse(row.get("id")).map_err(corrupt)?,
+                    name: TenantName::parse(row.get("name")).map_err(corrupt)?,
+                    display_name: row.get("display_name"),
+                })
+            })
+            .collect()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(db_error)
+    }
+
+    async fn upsert_subscription(&self, subscription: uuid::Uuid, tenant: TenantId) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        let owner: Option<String> = sqlx::query_scalar("SELECT tenant_id FROM subscriptions WHERE id = ?")
+            .bind(subscription.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        match owner {
+            Some(owner) if owner != tenant.to_string() => {
+                return Err(StoreError::Conflict(Conflict::Exists(format!(
+                    "subscription {subscription} belongs to another tenant"
+                ))));
+            }
+            Some(_) => {}
+            None => {
+                sqlx::query("INSERT INTO subscriptions (id, tenant_id) VALUES (?, ?)")
+                    .bind(subscription.to_string())
+                    .bind(tenant.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+            }
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn create_application(&self, application: &Application) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        directory::insert_application(&mut tx, application).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn delete_application(&self, tenant: TenantId, object_id: ObjectId) -> Result<(), StoreError> {
+        let result = sqlx::query("DELETE FROM applications WHERE object_id = ? AND tenant_id = ?")
+            .bind(object_id.to_string())
+            .bind(tenant.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        expect_rows(result, format!("application {object_id}"))
+    }
+
+    async fn add_client_secret(&self, application: ObjectId, sha256_hex: &str, hint: &str) -> Result<(), StoreError> {
+        let sql = "INSERT INTO client_secrets (id, application_id, secret_sha256, hint, created_at) \
+                   VALUES (?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))";
+        sqlx::query(sql)
+            .bind(ObjectId::random().to_string())
+            .bind(application.to_string())
+            .bind(sha256_hex)
+            .bind(hint)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(db_error)
+    }
+
+    async fn client_secret_hashes(&self, app_id: ClientId) -> Result<Vec<String>, StoreError> {
+        let sql = "SELECT s.secret_sha256 FROM client_secrets s JOIN applications a ON a.object_id = s.application_id \
+                   WHERE a.app_id = ?";
+        sqlx::query_scalar(sql).bind(app_id.to_string()).fetch_all(&self.pool).await.map_err(db_error)
+    }
+
+    async fn add_credential(&self, credential: &FederatedCredential) -> Result<(), StoreError> {
+        directory::insert_credential(&self.pool, credential).await
+    }
+
+    async fn update_credential(&self, credential: &FederatedCredential) -> Result<(), StoreError> {
+        directory::update_credential(&self.pool, credential).await
+    }
+
+    async fn delete_credential(&self, owner: CredentialOwner, id: ObjectId) -> Result<(), StoreError> {
+        let owner_id = directory::owner_id(owner);
+        let result = sqlx::query("DELETE FROM federated_credentials WHERE id = ? AND owner_id = ?")
+            .bind(id.to_string())
+            .bind(owner_id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        expect_rows(result, format!("federated identity credential {id}"))
+    }
+
+    async fn create_identity(&self, identity: &ManagedIdentity) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        directory::insert_identity(&mut tx, identity, None).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn delete_identity(&self, principal_id: ObjectId) -> Result<(), StoreError> {
+        let result =
+            sqlx::query("DELETE FROM managed_identities WHERE principal_id = ? AND system_resource_key IS NULL")
+                .bind(principal_id.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(db_error)?;
+        expect_rows(result, format!("user-assigned identity {principal_id}"))
+    }
+
+    async fn put_resource(&self, resource: &ComputeResource) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        directory::put_resource(&mut tx, resource).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn delete_resource(&self, id: &ResourceId) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        directory::delete_resource(&mut tx, id).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn create_role_assignment(&self, assignment: &RoleAssignment) -> Result<(), StoreError> {
+        directory::insert_role_assignment(&self.pool, assignment).await
+    }
+
+    async fn delete_role_assignment(&self, tenant: TenantId, id: ObjectId) -> Result<(), StoreError> {
+        let result = sqlx::query("DELETE FROM role_assignments WHERE id = ? AND tenant_id = ?")
+            .bind(id.to_string())
+            .bind(tenant.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        expect_rows(result, format!("role assignment {id}"))
+    }
+
+    async fn append_activity(&self, entry: &ActivityEntry) -> Result<(), StoreError> {
+        activity::append(&self.pool, entry).await
+    }
+
+    async fn query_activity(&self, query: &ActivityQuery) -> Result<ActivityPage, StoreError> {
+        activity::query(&self.pool, query).await
+    }
+
+    async fn load_directory(&self) -> Result<Directory, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let directory = load::load(&mut tx).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(directory)
+    }
+}
