@@ -177,8 +177,8 @@ fn rotate_key(settings: &Settings, now: OffsetDateTime, immediately: bool) -> Re
 }
 
 fn print_env(settings: &Settings, tenant: Option<&str>) -> Result<(), StartupError> {
-    let tenants = match &settings.world.file {
-        Some(file) => crate::config::load_world(file)?,
+    let tenants: Vec<_> = match &settings.world.file {
+        Some(file) => crate::config::load_world(file)?.tenants.iter().filter_map(|t| t.tenant().ok()).collect(),
         None => Vec::new(),
     };
     let chosen = match tenant {

@@ -13,7 +13,6 @@ use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 use url::Url;
 
-use crate::domain::tenant::{Tenant, TenantId, TenantName};
 use crate::signing::Algorithm;
 
 /// The documented defaults, built into the binary so it starts from any working directory.
@@ -29,6 +28,13 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub log: LogSettings,
     pub world: WorldSettings,
+    pub federation: FederationSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationSettings {
+    pub allow_http_loopback_issuers: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -275,43 +281,15 @@ where
     Ok((!raw.trim().is_empty()).then(|| T::from(raw)))
 }
 
-/// A declarative world file: tenants today; the registry issue adds applications and identities.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WorldFile {
-    #[serde(default)]
-    tenants: Vec<WorldTenant>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WorldTenant {
-    name: String,
-    id: String,
-    #[serde(default)]
-    display_name: String,
-}
-
-/// Reads and validates a world file into domain values.
-pub fn load_world(path: &Path) -> Result<Vec<Tenant>, ConfigError> {
+/// Reads a world file (see `config/demo-world.toml` for its shape).
+pub fn load_world(path: &Path) -> Result<crate::service::world::World, ConfigError> {
     let setting = "world.file";
     let text =
         std::fs::read_to_string(path).map_err(|e| ConfigError::new(setting, format!("{}: {e}", path.display())))?;
-    let world: WorldFile =
+    let world: crate::service::world::World =
         toml::from_str(&text).map_err(|e| ConfigError::new(setting, format!("{}: {}", path.display(), e.message())))?;
-    world
-        .tenants
-        .into_iter()
-        .map(|t| {
-            let bad =
-                |e: crate::domain::tenant::TenantError| ConfigError::new(setting, format!("{}: {e}", path.display()));
-            Ok(Tenant {
-                id: TenantId::parse(&t.id).map_err(bad)?,
-                name: TenantName::parse(&t.name).map_err(bad)?,
-                display_name: if t.display_name.is_empty() { t.name } else { t.display_name },
-            })
-        })
-        .collect()
+    world.check().map_err(|e| ConfigError::new(setting, format!("{}: {e}", path.display())))?;
+    Ok(world)
 }
 
 #[cfg(test)]
@@ -375,7 +353,7 @@ mod tests {
 
     #[test]
     fn demo_world_parses() {
-        let tenants = load_world(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo-world.toml"))).unwrap();
-        assert_eq!(tenants[0].name.as_str(), "demo");
+        let world = load_world(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo-world.toml"))).unwrap();
+        assert_eq!(world.tenants[0].tenant().unwrap().name.as_str(), "demo");
     }
 }

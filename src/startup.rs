@@ -14,12 +14,16 @@ use url::Url;
 
 use crate::config::{ConfigError, Settings};
 use crate::domain::clock::Clock;
-use crate::domain::ports::{Registry, StoreError};
+use crate::domain::federated_credential::IssuerPolicy;
+use crate::domain::ports::StoreError;
+use crate::domain::tenant::Tenant;
 use crate::http::{self, AppState, metrics::HttpMetrics};
 use crate::service::DiscoveryService;
+use crate::service::admin::AdminService;
 use crate::service::health::HealthService;
+use crate::service::world::{self, WorldError};
 use crate::signing::{KeyRing, KeyRingHandle, KeyStore, KeyStoreError};
-use crate::store::{SqliteRegistry, TenantSnapshot};
+use crate::store::{DirectorySnapshot, SqliteRegistry};
 use crate::tls::{self, TlsError, TlsFiles};
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +63,8 @@ pub struct Application {
     tls: Option<(TlsFiles, RustlsConfig)>,
     keys: KeyRingHandle,
     registry: Arc<SqliteRegistry>,
+    directory: Arc<DirectorySnapshot>,
+    admin: Arc<AdminService>,
     state: AppState,
     reloader: Reloader,
 }
@@ -72,11 +78,7 @@ impl Application {
         let db_path = settings.database_path();
         let storage_error = |source| StartupError::Storage { path: db_path.clone(), source };
         let registry = Arc::new(SqliteRegistry::open(&db_path).await.map_err(storage_error)?);
-        if let Some(world) = &settings.world.file {
-            let tenants = crate::config::load_world(world)?;
-            crate::service::world::apply_tenants(registry.as_ref(), &tenants).await.map_err(storage_error)?;
-        }
-        let tenants = TenantSnapshot::new(registry.list_tenants().await.map_err(storage_error)?);
+        let directory = Arc::new(DirectorySnapshot::load(registry.clone()).await.map_err(storage_error)?);
 
         let key_store = KeyStore::new(settings.signing_key_dir());
         let (alg, now) = (settings.keys.algorithm, clock.now());
@@ -101,11 +103,33 @@ impl Application {
         };
 
         let metrics = Arc::new(HttpMetrics::new(prometheus::Registry::new())?);
-        let discovery = Arc::new(DiscoveryService::new(&public_url, Arc::new(tenants), Arc::new(keys.clone())));
+        let discovery = Arc::new(DiscoveryService::new(&public_url, directory.clone(), Arc::new(keys.clone())));
+        let issuer_policy = IssuerPolicy { allow_http_loopback: settings.federation.allow_http_loopback_issuers };
+        let admin = Arc::new(AdminService::new(registry.clone(), directory.clone(), clock.clone(), issuer_policy));
+        if let Some(file) = &settings.world.file {
+            let world = crate::config::load_world(file)?;
+            let issuer_of = |tenant: &Tenant| discovery.issuer_for(tenant);
+            world::apply(&world, registry.as_ref(), &admin, &issuer_of).await.map_err(|e| match e {
+                WorldError::Store(source) => StartupError::Storage { path: db_path.clone(), source },
+                other => ConfigError { setting: "world.file".into(), problem: other.to_string() }.into(),
+            })?;
+        }
         let health = Arc::new(HealthService::new(Arc::new(keys.clone()), registry.clone()));
         let state = AppState { discovery, health, metrics, clock };
         let reloader = Reloader { key_store, keys: keys.clone(), retire_after, tls: tls.clone() };
-        Ok(Self { settings, api_listener, mi_listener, public_url, tls, keys, registry, state, reloader })
+        Ok(Self {
+            settings,
+            api_listener,
+            mi_listener,
+            public_url,
+            tls,
+            keys,
+            registry,
+            directory,
+            admin,
+            state,
+            reloader,
+        })
     }
 
     pub fn api_addr(&self) -> SocketAddr {
@@ -132,6 +156,21 @@ impl Application {
 
     pub fn discovery(&self) -> &DiscoveryService {
         &self.state.discovery
+    }
+
+    /// The registry's in-memory view, as request paths read it.
+    pub fn directory(&self) -> Arc<DirectorySnapshot> {
+        self.directory.clone()
+    }
+
+    /// The registry itself (tests read the activity log through it).
+    pub fn registry(&self) -> Arc<dyn crate::domain::ports::Registry> {
+        self.registry.clone()
+    }
+
+    /// Registry administration, as the admin API and the world file use it.
+    pub fn admin(&self) -> Arc<AdminService> {
+        self.admin.clone()
     }
 
     /// The live key ring (tests sign through it to check what verifiers see).

@@ -8,6 +8,7 @@
 pub mod activity;
 pub mod application;
 pub mod clock;
+pub mod directory;
 pub mod federated_credential;
 pub mod ids;
 pub mod keys;

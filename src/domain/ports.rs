@@ -32,6 +32,14 @@ pub trait TenantLookup: Send + Sync {
     fn find(&self, tenant: &TenantRef) -> Option<Tenant>;
 }
 
+/// The current directory view, and a way to refresh it after a committed change.
+#[async_trait]
+pub trait DirectorySource: Send + Sync {
+    fn view(&self) -> std::sync::Arc<super::directory::DirectoryView>;
+    /// Reloads from the registry and swaps the view in.
+    async fn refresh(&self) -> Result<(), StoreError>;
+}
+
 /// Everything the registry holds, as loaded to build the in-memory snapshot.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Directory {

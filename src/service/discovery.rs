@@ -62,11 +62,16 @@ impl DiscoveryService {
             .ok_or_else(|| DiscoveryError::UnknownTenant(truncate(segment)))
     }
 
+    /// `https://HOST/{tenant-guid}/v2.0`: the `iss` of every token this broker issues for `tenant`.
+    pub fn issuer_for(&self, tenant: &Tenant) -> String {
+        format!("{}/{}/v2.0", self.base, tenant.id)
+    }
+
     pub fn tenant_endpoints(&self, segment: &str) -> Result<TenantEndpoints, DiscoveryError> {
         let tenant = self.tenant(segment)?;
         let root = format!("{}/{}", self.base, tenant.id);
         Ok(TenantEndpoints {
-            issuer: format!("{root}/v2.0"),
+            issuer: self.issuer_for(&tenant),
             authorization_endpoint: format!("{root}/oauth2/v2.0/authorize"),
             token_endpoint: format!("{root}/oauth2/v2.0/token"),
             device_authorization_endpoint: format!("{root}/oauth2/v2.0/devicecode"),

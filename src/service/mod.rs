@@ -1,6 +1,7 @@
 //! Use cases. Each service takes domain values and ports and returns domain values or its own
 //! error enum; none of them knows about HTTP, SQL, caches or key files.
 
+pub mod admin;
 pub mod discovery;
 pub mod health;
 pub mod world;

@@ -1,13 +1,328 @@
-//! Applying a declarative world to the registry, idempotently: what exists is updated in place,
-//! what is missing is created, nothing is deleted.
+//! The declarative world: tenants with their subscriptions, applications (and their federated
+//! credentials), user-assigned identities, compute resources and role assignments, applied at
+//! start-up idempotently through the admin use cases (so it shows in the activity log). What
+//! exists is kept (a credential whose issuer or subject changed is updated), what is missing is
+//! created, nothing is deleted. Ids derive from the tenant id and names (UUIDv5).
 
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::admin::{AdminError, AdminService, AppRoleInput, ApplicationInput, Caller, CredentialInput};
+use crate::domain::activity::Actor;
+use crate::domain::federated_credential::CredentialOwner;
+use crate::domain::ids::{ClientId, ObjectId};
 use crate::domain::ports::{Registry, StoreError};
-use crate::domain::tenant::Tenant;
+use crate::domain::resource::{IdentityType, ResourceId, ResourceKind};
+use crate::domain::tenant::{Tenant, TenantError, TenantId, TenantName};
 
-/// Applies `tenants` to the registry and returns how many were applied.
-pub async fn apply_tenants(registry: &dyn Registry, tenants: &[Tenant]) -> Result<usize, StoreError> {
-    for tenant in tenants {
-        registry.upsert_tenant(tenant).await?;
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct World {
+    #[serde(default)]
+    pub tenants: Vec<WorldTenant>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorldTenant {
+    pub name: String,
+    pub id: String,
+    #[serde(default)]
+    pub display_name: String,
+    #[serde(default)]
+    pub subscriptions: Vec<Uuid>,
+    #[serde(default)]
+    pub applications: Vec<WorldApplication>,
+    #[serde(default)]
+    pub identities: Vec<WorldIdentity>,
+    #[serde(default)]
+    pub resources: Vec<WorldResource>,
+    #[serde(default)]
+    pub role_assignments: Vec<WorldRoleAssignment>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorldApplication {
+    pub name: String,
+    #[serde(default)]
+    pub identifier_uris: Vec<String>,
+    #[serde(default)]
+    pub app_roles: Vec<String>,
+    #[serde(default)]
+    pub federated_credentials: Vec<WorldCredential>,
+}
+
+/// Either `issuer` + `subject`, or `trust_identity` (a user-assigned identity of this world:
+/// issuer = this tenant's issuer, subject = the identity's principal id).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorldCredential {
+    pub name: String,
+    pub issuer: Option<String>,
+    pub subject: Option<String>,
+    pub trust_identity: Option<String>,
+    pub audiences: Option<Vec<String>>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorldIdentity {
+    pub name: String,
+    pub resource_group: String,
+    pub subscription: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorldResource {
+    /// `VirtualMachine`, `WebApp` or `WebAppSlot` (named `app/slots/slot`).
+    pub kind: String,
+    pub name: String,
+    pub resource_group: String,
+    pub subscription: Option<Uuid>,
+    #[serde(default = "no_identity")]
+    pub identity: String,
+    #[serde(default)]
+    pub user_identities: Vec<String>,
+}
+
+fn no_identity() -> String {
+    "None".into()
+}
+
+/// `principal`: an application, a user-assigned identity or a compute resource (its system
+/// identity) of this world, by name; `resource`: an application by name; `role`: its value.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorldRoleAssignment {
+    pub principal: String,
+    pub resource: String,
+    pub role: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorldError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("tenant {tenant}: {source}")]
+    Admin { tenant: String, source: AdminError },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl WorldTenant {
+    pub fn tenant(&self) -> Result<Tenant, TenantError> {
+        Ok(Tenant {
+            id: TenantId::parse(&self.id)?,
+            name: TenantName::parse(&self.name)?,
+            display_name: if self.display_name.is_empty() { self.name.clone() } else { self.display_name.clone() },
+        })
     }
-    Ok(tenants.len())
+
+    fn default_subscription(&self, given: Option<Uuid>) -> Result<Uuid, WorldError> {
+        given.or_else(|| self.subscriptions.first().copied()).ok_or_else(|| {
+            WorldError::Invalid(format!(
+                "tenant {}: a resource needs a subscription; list one in `subscriptions`",
+                self.name
+            ))
+        })
+    }
+}
+
+impl World {
+    /// Checks what can be checked without the registry.
+    pub fn check(&self) -> Result<(), WorldError> {
+        for tenant in &self.tenants {
+            tenant.tenant().map_err(|e| WorldError::Invalid(e.to_string()))?;
+            for resource in &tenant.resources {
+                resource_kind(&resource.kind)?;
+                IdentityType::parse(&resource.identity).map_err(|e| WorldError::Invalid(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn resource_kind(raw: &str) -> Result<ResourceKind, WorldError> {
+    match raw {
+        "VirtualMachine" => Ok(ResourceKind::VirtualMachine),
+        "WebApp" => Ok(ResourceKind::WebApp),
+        "WebAppSlot" => Ok(ResourceKind::WebAppSlot),
+        other => Err(WorldError::Invalid(format!("resource kind '{other}': use VirtualMachine, WebApp or WebAppSlot"))),
+    }
+}
+
+/// A stable id for the `kind` object named `name` in `tenant`.
+fn derived(tenant: TenantId, kind: &str, name: &str) -> Uuid {
+    Uuid::new_v5(&tenant.as_uuid(), format!("{kind}/{name}").as_bytes())
+}
+
+fn app_ids(tenant: TenantId, name: &str) -> (ObjectId, ClientId, ObjectId) {
+    (
+        ObjectId::new(derived(tenant, "application/object", name)),
+        ClientId::new(derived(tenant, "application/client", name)),
+        ObjectId::new(derived(tenant, "application/service-principal", name)),
+    )
+}
+
+fn identity_ids(tenant: TenantId, kind: &str, name: &str) -> (ObjectId, ClientId) {
+    (
+        ObjectId::new(derived(tenant, &format!("{kind}/principal"), name)),
+        ClientId::new(derived(tenant, &format!("{kind}/client"), name)),
+    )
+}
+
+/// Applies `world`. `issuer_of` gives a tenant's issuer URL (for credentials trusting an identity).
+pub async fn apply(
+    world: &World,
+    registry: &dyn Registry,
+    admin: &AdminService,
+    issuer_of: &dyn Fn(&Tenant) -> String,
+) -> Result<(), WorldError> {
+    for spec in &world.tenants {
+        let tenant = spec.tenant().map_err(|e| WorldError::Invalid(e.to_string()))?;
+        registry.upsert_tenant(&tenant).await?;
+        for subscription in &spec.subscriptions {
+            registry.upsert_subscription(*subscription, tenant.id).await?;
+        }
+        admin.directory().refresh().await?;
+        let caller = Caller { tenant: tenant.id, actor: Actor::system() };
+        let in_tenant = |source| WorldError::Admin { tenant: spec.name.clone(), source };
+        apply_tenant(spec, &tenant, &caller, admin, issuer_of).await.map_err(|e| match e {
+            WorldError::Admin { source, .. } => in_tenant(source),
+            other => other,
+        })?;
+    }
+    Ok(())
+}
+
+async fn apply_tenant(
+    spec: &WorldTenant,
+    tenant: &Tenant,
+    caller: &Caller,
+    admin: &AdminService,
+    issuer_of: &dyn Fn(&Tenant) -> String,
+) -> Result<(), WorldError> {
+    let admin_err = |source| WorldError::Admin { tenant: spec.name.clone(), source };
+    let mut identity_ids_by_name = std::collections::HashMap::new();
+    for identity in &spec.identities {
+        let sub = spec.default_subscription(identity.subscription)?;
+        let id = ResourceId::new(ResourceKind::UserAssignedIdentity, sub, &identity.resource_group, &identity.name)
+            .map_err(|e| WorldError::Invalid(e.to_string()))?;
+        let ids = identity_ids(tenant.id, "identity", &identity.name);
+        let created = admin.put_user_identity(caller, &id, Some(ids)).await.map_err(admin_err)?;
+        identity_ids_by_name.insert(identity.name.clone(), (created.principal_id, created.resource_id));
+    }
+    for app in &spec.applications {
+        let input = ApplicationInput {
+            display_name: app.name.clone(),
+            identifier_uris: app.identifier_uris.clone(),
+            app_roles: app
+                .app_roles
+                .iter()
+                .map(|v| AppRoleInput {
+                    id: Some(derived(tenant.id, &format!("app-role/{}", app.name), v).to_string()),
+                    value: v.clone(),
+                    ..AppRoleInput::default()
+                })
+                .collect(),
+        };
+        admin.ensure_application(caller, input, app_ids(tenant.id, &app.name)).await.map_err(admin_err)?;
+    }
+    let mut system_principals = std::collections::HashMap::new();
+    for resource in &spec.resources {
+        let sub = spec.default_subscription(resource.subscription)?;
+        let kind = resource_kind(&resource.kind)?;
+        let id = ResourceId::new(kind, sub, &resource.resource_group, &resource.name)
+            .map_err(|e| WorldError::Invalid(e.to_string()))?;
+        let identity_type = IdentityType::parse(&resource.identity).map_err(|e| WorldError::Invalid(e.to_string()))?;
+        let users = resource
+            .user_identities
+            .iter()
+            .map(|name| {
+                identity_ids_by_name.get(name).map(|(_, rid)| rid.clone()).ok_or_else(|| {
+                    WorldError::Invalid(format!("resource {}: unknown user-assigned identity '{name}'", resource.name))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let unchanged = admin.resource(caller, &id).is_ok_and(|r| {
+            let mut wanted = users.clone();
+            wanted.sort_by(|a, b| a.key().cmp(b.key()));
+            r.identity_type() == identity_type && r.user_identities == wanted
+        });
+        let current = if unchanged {
+            admin.resource(caller, &id).map_err(admin_err)?
+        } else {
+            let ids = identity_ids(tenant.id, "system-identity", &resource.name);
+            admin.put_resource(caller, &id, identity_type, users, Some(ids)).await.map_err(admin_err)?
+        };
+        if let Some(system) = current.system_identity {
+            system_principals.insert(resource.name.clone(), system.principal_id);
+        }
+    }
+    for app in &spec.applications {
+        let owner = CredentialOwner::Application(app_ids(tenant.id, &app.name).0);
+        for credential in &app.federated_credentials {
+            let (issuer, subject) = match (&credential.trust_identity, &credential.issuer, &credential.subject) {
+                (Some(name), None, None) => {
+                    let (principal, _) = identity_ids_by_name.get(name).ok_or_else(|| {
+                        WorldError::Invalid(format!("credential {}: unknown identity '{name}'", credential.name))
+                    })?;
+                    (issuer_of(tenant), principal.to_string())
+                }
+                (None, Some(issuer), Some(subject)) => (issuer.clone(), subject.clone()),
+                _ => {
+                    return Err(WorldError::Invalid(format!(
+                        "credential {}: give either trust_identity or issuer and subject",
+                        credential.name
+                    )));
+                }
+            };
+            let input = CredentialInput {
+                name: credential.name.clone(),
+                issuer,
+                subject,
+                audiences: credential.audiences.clone(),
+                description: credential.description.clone(),
+            };
+            match admin.credential(owner, &credential.name) {
+                Ok(existing)
+                    if existing.issuer.as_str() == input.issuer
+                        && existing.subject.as_str() == input.subject
+                        && existing.description == input.description => {}
+                Ok(_) => {
+                    admin.update_credential(caller, owner, &credential.name, input).await.map_err(admin_err)?;
+                }
+                Err(_) => {
+                    admin.add_credential(caller, owner, input).await.map_err(admin_err)?;
+                }
+            }
+        }
+    }
+    for grant in &spec.role_assignments {
+        let view = admin.directory().view();
+        let principal = if let Some(app) = spec.applications.iter().find(|a| a.name == grant.principal) {
+            app_ids(tenant.id, &app.name).2
+        } else if let Some((principal, _)) = identity_ids_by_name.get(&grant.principal) {
+            *principal
+        } else if let Some(principal) = system_principals.get(&grant.principal) {
+            *principal
+        } else {
+            return Err(WorldError::Invalid(format!("role assignment: unknown principal '{}'", grant.principal)));
+        };
+        let resource_sp = app_ids(tenant.id, &grant.resource).2;
+        let resource = view
+            .application_by_sp(tenant.id, resource_sp)
+            .ok_or_else(|| WorldError::Invalid(format!("role assignment: unknown resource '{}'", grant.resource)))?;
+        let role = resource.role_by_value(&grant.role).ok_or_else(|| {
+            WorldError::Invalid(format!("role assignment: '{}' defines no role '{}'", grant.resource, grant.role))
+        })?;
+        if view.role_assignments_of(principal).any(|a| a.app_role_id == role.id) {
+            continue;
+        }
+        admin.assign_role(caller, principal, resource_sp, role.id).await.map_err(admin_err)?;
+    }
+    Ok(())
 }

@@ -7,5 +7,5 @@
 pub mod snapshot;
 pub mod sqlite;
 
-pub use snapshot::TenantSnapshot;
+pub use snapshot::DirectorySnapshot;
 pub use sqlite::SqliteRegistry;

@@ -1,72 +1,49 @@
-//! The in-memory snapshot of tenants that request paths read: built from the registry, swapped
-//! whole and atomically after a change, read without locks.
+//! The in-memory snapshot of the directory that request paths read: loaded from the registry,
+//! indexed, swapped whole and atomically after each committed change, read without locks.
+//!
+//! Staleness: none for the broker's own writes (a write returns after the refresh); a write made
+//! by another process (a second replica) is seen at its next refresh.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use async_trait::async_trait;
 
-use crate::domain::ports::TenantLookup;
-use crate::domain::tenant::{Tenant, TenantId, TenantName, TenantRef};
+use crate::domain::directory::DirectoryView;
+use crate::domain::ports::{DirectorySource, Registry, StoreError, TenantLookup};
+use crate::domain::tenant::{Tenant, TenantRef};
 
-#[derive(Debug, Default)]
-struct Index {
-    by_id: HashMap<TenantId, Tenant>,
-    by_name: HashMap<TenantName, TenantId>,
+pub struct DirectorySnapshot {
+    view: ArcSwap<DirectoryView>,
+    registry: Arc<dyn Registry>,
+    // Serialises refreshes so an older load can never replace a newer one.
+    refreshing: tokio::sync::Mutex<()>,
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct TenantSnapshot {
-    index: Arc<ArcSwap<Index>>,
-}
-
-impl TenantSnapshot {
-    pub fn new(tenants: Vec<Tenant>) -> Self {
-        let snapshot = Self::default();
-        snapshot.replace(tenants);
-        snapshot
-    }
-
-    pub fn replace(&self, tenants: Vec<Tenant>) {
-        let by_name = tenants.iter().map(|t| (t.name.clone(), t.id)).collect();
-        let by_id = tenants.into_iter().map(|t| (t.id, t)).collect();
-        self.index.store(Arc::new(Index { by_id, by_name }));
-    }
-
-    pub fn len(&self) -> usize {
-        self.index.load().by_id.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+impl DirectorySnapshot {
+    /// Loads the registry once.
+    pub async fn load(registry: Arc<dyn Registry>) -> Result<Self, StoreError> {
+        let view = DirectoryView::new(registry.load_directory().await?);
+        Ok(Self { view: ArcSwap::from_pointee(view), registry, refreshing: tokio::sync::Mutex::new(()) })
     }
 }
 
-impl TenantLookup for TenantSnapshot {
+#[async_trait]
+impl DirectorySource for DirectorySnapshot {
+    fn view(&self) -> Arc<DirectoryView> {
+        self.view.load_full()
+    }
+
+    async fn refresh(&self) -> Result<(), StoreError> {
+        let _turn = self.refreshing.lock().await;
+        let view = DirectoryView::new(self.registry.load_directory().await?);
+        self.view.store(Arc::new(view));
+        Ok(())
+    }
+}
+
+impl TenantLookup for DirectorySnapshot {
     fn find(&self, tenant: &TenantRef) -> Option<Tenant> {
-        let index = self.index.load();
-        let id = match tenant {
-            TenantRef::Id(id) => *id,
-            TenantRef::Name(name) => *index.by_name.get(name)?,
-        };
-        index.by_id.get(&id).cloned()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_a_tenant_by_guid_or_name() {
-        let tenant = Tenant {
-            id: TenantId::parse("5e2d1c0a-7f3b-4e8d-9a61-0c4b8f2e9d17").unwrap(),
-            name: TenantName::parse("demo").unwrap(),
-            display_name: "Demo".into(),
-        };
-        let snapshot = TenantSnapshot::new(vec![tenant.clone()]);
-        assert_eq!(snapshot.find(&TenantRef::parse("DEMO").unwrap()), Some(tenant.clone()));
-        assert_eq!(snapshot.find(&TenantRef::parse("5E2D1C0A-7F3B-4E8D-9A61-0C4B8F2E9D17").unwrap()), Some(tenant));
-        assert_eq!(snapshot.find(&TenantRef::parse("other").unwrap()), None);
+        self.view.load().tenant(tenant).cloned()
     }
 }

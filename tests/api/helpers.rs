@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use ficus::config::Settings;
 use ficus::domain::clock::{Clock, ManualClock, SystemClock};
+use ficus::domain::ports::{DirectorySource, Registry};
 use ficus::signing::KeyRingHandle;
 use ficus::startup::{Application, Reloader, StartupError};
 use figment::providers::{Format, Toml};
@@ -25,6 +26,8 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub keys: KeyRingHandle,
     pub reloader: Reloader,
+    pub directory: Arc<dyn DirectorySource>,
+    pub registry: Arc<dyn Registry>,
     pub dir: PathBuf,
     _tempdir: Option<TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -87,6 +90,8 @@ impl TestApp {
         }
         let keys = app.key_ring();
         let reloader = app.reloader();
+        let directory: Arc<dyn DirectorySource> = app.directory();
+        let registry = app.registry();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(app.run_until_stopped(async move {
             let _ = rx.await;
@@ -99,6 +104,8 @@ impl TestApp {
             clock,
             keys,
             reloader,
+            directory,
+            registry,
             dir: dir.to_owned(),
             _tempdir: None,
             shutdown: Some(tx),

@@ -9,3 +9,4 @@ mod helpers;
 mod keys;
 mod operations;
 mod tls;
+mod world;

@@ -1,0 +1,79 @@
+//! The declarative world: the demo world as the default configuration applies it, idempotently.
+
+use ficus::domain::activity::ActivityQuery;
+use ficus::domain::federated_credential::CredentialOwner;
+use ficus::domain::resource::{IdentityType, ResourceId};
+use ficus::domain::tenant::TenantRef;
+
+use crate::helpers::{DEMO_TENANT_ID, TestApp};
+
+const SUB: &str = "0b1c2d3e-4f50-4617-8283-94a5b6c7d8e9";
+
+fn arm(path: &str) -> ResourceId {
+    ResourceId::parse(&format!("/subscriptions/{SUB}/resourceGroups/rg-demo/providers/{path}")).unwrap()
+}
+
+#[tokio::test]
+async fn the_demo_world_has_the_tours_identities_applications_and_grants() {
+    let app = TestApp::spawn().await;
+    let view = app.directory.view();
+    let tenant = view.tenant(&TenantRef::parse("demo").unwrap()).unwrap().id;
+    assert_eq!(tenant.to_string(), DEMO_TENANT_ID);
+
+    let uami = view.identity_by_resource(&arm("Microsoft.ManagedIdentity/userAssignedIdentities/uami-demo")).unwrap();
+    let vm = view.resource(&arm("Microsoft.Compute/virtualMachines/vm-demo")).unwrap();
+    assert_eq!(vm.identity_type(), IdentityType::SystemAndUserAssigned);
+    assert_eq!(vm.user_identities, vec![uami.resource_id.clone()]);
+    let web = view.resource(&arm("Microsoft.Web/sites/web-demo")).unwrap();
+    assert_eq!(web.identity_type(), IdentityType::SystemAssigned);
+
+    let vault = view.resource_application(tenant, "api://vault").unwrap();
+    assert_eq!(vault.app_roles[0].value.as_str(), "Secrets.Read");
+    let tracker = view.resource_application(tenant, "api://stock-tracker").unwrap();
+    let fics = view.credentials(CredentialOwner::Application(tracker.object_id));
+    assert_eq!(fics.len(), 1);
+    assert_eq!(fics[0].issuer.as_str(), format!("{}/{DEMO_TENANT_ID}/v2.0", app.base));
+    assert_eq!(fics[0].subject.as_str(), uami.principal_id.to_string());
+    assert_eq!(fics[0].audience.as_str(), "api://AzureADTokenExchange");
+
+    assert_eq!(view.role_values(tracker.service_principal_id, vault), ["Secrets.Read"]);
+    let vm_principal = vm.system_identity.as_ref().unwrap().principal_id;
+    assert_eq!(view.role_values(vm_principal, vault), ["Secrets.Read"]);
+    assert!(view.role_values(uami.principal_id, vault).is_empty(), "uami-demo itself holds no role");
+}
+
+#[tokio::test]
+async fn applying_the_world_again_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // A fixed public URL: the credential trusting uami-demo names this broker's issuer, which would
+    // (rightly) be updated if the URL changed between starts, as a new port 0 would make it.
+    let stable = "[server]\npublic_url = \"https://ficus.test\"";
+    let first = TestApp::spawn_in(dir.path(), stable).await;
+    let before = first.registry.load_directory().await.unwrap();
+    let tenant = before.tenants[0].id;
+    let query = ActivityQuery { tenant_id: tenant, since: None, until: None, target: None, limit: 1000, after: None };
+    let writes = first.registry.query_activity(&query).await.unwrap().entries.len();
+    // uami-demo, vault, stock-tracker, vm-demo, web-demo, one credential, two role assignments.
+    assert_eq!(writes, 8, "the first start recorded each of its writes");
+    first.stop().await.unwrap();
+
+    let second = TestApp::spawn_in(dir.path(), stable).await;
+    assert_eq!(second.registry.load_directory().await.unwrap(), before);
+    assert_eq!(second.registry.query_activity(&query).await.unwrap().entries.len(), writes, "no new writes");
+}
+
+#[tokio::test]
+async fn demo_ids_are_the_same_on_every_machine() {
+    let (a, b) = (TestApp::spawn().await, TestApp::spawn().await);
+    let ids = |app: &TestApp| {
+        let view = app.directory.view();
+        let tenant = view.tenant(&TenantRef::parse("demo").unwrap()).unwrap().id;
+        let tracker = view.resource_application(tenant, "api://stock-tracker").unwrap().app_id;
+        let uami = view
+            .identity_by_resource(&arm("Microsoft.ManagedIdentity/userAssignedIdentities/uami-demo"))
+            .unwrap()
+            .client_id;
+        (tracker, uami)
+    };
+    assert_eq!(ids(&a), ids(&b));
+}
