@@ -8,6 +8,7 @@ use std::time::Duration;
 use ficus::config::Settings;
 use ficus::domain::clock::{Clock, ManualClock, SystemClock};
 use ficus::domain::ports::{DirectorySource, Registry};
+use ficus::service::admin::AdminService;
 use ficus::signing::KeyRingHandle;
 use ficus::startup::{Application, Reloader, StartupError};
 use figment::providers::{Format, Toml};
@@ -28,6 +29,7 @@ pub struct TestApp {
     pub reloader: Reloader,
     pub directory: Arc<dyn DirectorySource>,
     pub registry: Arc<dyn Registry>,
+    pub admin: Arc<AdminService>,
     pub dir: PathBuf,
     _tempdir: Option<TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -92,6 +94,7 @@ impl TestApp {
         let reloader = app.reloader();
         let directory: Arc<dyn DirectorySource> = app.directory();
         let registry = app.registry();
+        let admin = app.admin();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(app.run_until_stopped(async move {
             let _ = rx.await;
@@ -106,6 +109,7 @@ impl TestApp {
             reloader,
             directory,
             registry,
+            admin,
             dir: dir.to_owned(),
             _tempdir: None,
             shutdown: Some(tx),
