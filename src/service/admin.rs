@@ -156,9 +156,18 @@ impl AdminService {
         caller: &Caller,
         input: ApplicationInput,
     ) -> Result<Arc<Application>, AdminError> {
+        self.insert_application(caller, input, None).await
+    }
+
+    async fn insert_application(
+        &self,
+        caller: &Caller,
+        input: ApplicationInput,
+        ids: Option<(ObjectId, ClientId, ObjectId)>,
+    ) -> Result<Arc<Application>, AdminError> {
         let target = input.display_name.clone();
         self.audited(caller, "Add application", "Application", target, async {
-            let app = self.build_application(caller.tenant, input, None)?;
+            let app = self.build_application(caller.tenant, input, ids)?;
             self.registry.create_application(&app).await.map_err(store_error)?;
             Ok(Arc::new(app))
         })
@@ -213,13 +222,7 @@ impl AdminService {
         if let Some(existing) = self.directory.view().application(caller.tenant, ids.0) {
             return Ok(existing.clone());
         }
-        let target = input.display_name.clone();
-        self.audited(caller, "Add application", "Application", target, async {
-            let app = self.build_application(caller.tenant, input, Some(ids))?;
-            self.registry.create_application(&app).await.map_err(store_error)?;
-            Ok(Arc::new(app))
-        })
-        .await
+        self.insert_application(caller, input, Some(ids)).await
     }
 
     pub async fn delete_application(&self, caller: &Caller, id: &str, by_app_id: bool) -> Result<(), AdminError> {

@@ -78,6 +78,16 @@ impl SqliteRegistry {
         self.pool.close().await;
     }
 
+    /// Runs a `DELETE` bound to `keys`; `NotFound(what)` when it removed nothing.
+    async fn delete(&self, sql: &'static str, keys: &[String], what: String) -> Result<(), StoreError> {
+        let mut query = sqlx::query(sql);
+        for key in keys {
+            query = query.bind(key);
+        }
+        let result = query.execute(&self.pool).await.map_err(db_error)?;
+        expect_rows(result, what)
+    }
+
     async fn write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)
     }
@@ -211,13 +221,8 @@ impl Registry for SqliteRegistry {
     }
 
     async fn delete_application(&self, tenant: TenantId, object_id: ObjectId) -> Result<(), StoreError> {
-        let result = sqlx::query("DELETE FROM applications WHERE object_id = ? AND tenant_id = ?")
-            .bind(object_id.to_string())
-            .bind(tenant.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?;
-        expect_rows(result, format!("application {object_id}"))
+        let sql = "DELETE FROM applications WHERE object_id = ? AND tenant_id = ?";
+        self.delete(sql, &[object_id.to_string(), tenant.to_string()], format!("application {object_id}")).await
     }
 
     async fn add_client_secret(&self, application: ObjectId, sha256_hex: &str, hint: &str) -> Result<(), StoreError> {
@@ -249,14 +254,9 @@ impl Registry for SqliteRegistry {
     }
 
     async fn delete_credential(&self, owner: CredentialOwner, id: ObjectId) -> Result<(), StoreError> {
-        let owner_id = directory::owner_id(owner);
-        let result = sqlx::query("DELETE FROM federated_credentials WHERE id = ? AND owner_id = ?")
-            .bind(id.to_string())
-            .bind(owner_id.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?;
-        expect_rows(result, format!("federated identity credential {id}"))
+        let sql = "DELETE FROM federated_credentials WHERE id = ? AND owner_id = ?";
+        let keys = [id.to_string(), directory::owner_id(owner).to_string()];
+        self.delete(sql, &keys, format!("federated identity credential {id}")).await
     }
 
     async fn create_identity(&self, identity: &ManagedIdentity) -> Result<(), StoreError> {
@@ -266,13 +266,8 @@ impl Registry for SqliteRegistry {
     }
 
     async fn delete_identity(&self, principal_id: ObjectId) -> Result<(), StoreError> {
-        let result =
-            sqlx::query("DELETE FROM managed_identities WHERE principal_id = ? AND system_resource_key IS NULL")
-                .bind(principal_id.to_string())
-                .execute(&self.pool)
-                .await
-                .map_err(db_error)?;
-        expect_rows(result, format!("user-assigned identity {principal_id}"))
+        let sql = "DELETE FROM managed_identities WHERE principal_id = ? AND system_resource_key IS NULL";
+        self.delete(sql, &[principal_id.to_string()], format!("user-assigned identity {principal_id}")).await
     }
 
     async fn put_resource(&self, resource: &ComputeResource) -> Result<(), StoreError> {
@@ -292,13 +287,8 @@ impl Registry for SqliteRegistry {
     }
 
     async fn delete_role_assignment(&self, tenant: TenantId, id: ObjectId) -> Result<(), StoreError> {
-        let result = sqlx::query("DELETE FROM role_assignments WHERE id = ? AND tenant_id = ?")
-            .bind(id.to_string())
-            .bind(tenant.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?;
-        expect_rows(result, format!("role assignment {id}"))
+        let sql = "DELETE FROM role_assignments WHERE id = ? AND tenant_id = ?";
+        self.delete(sql, &[id.to_string(), tenant.to_string()], format!("role assignment {id}")).await
     }
 
     async fn append_activity(&self, entry: &ActivityEntry) -> Result<(), StoreError> {
