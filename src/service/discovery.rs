@@ -102,6 +102,11 @@ impl DiscoveryService {
         }
     }
 
+    /// `host[:port]` of the public base URL.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
     pub fn base_url(&self) -> &str {
         &self.base
     }

@@ -103,8 +103,8 @@ pub async fn get_openid_configuration(
     Path(tenant): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let endpoints = discovery.tenant_endpoints(&tenant)?;
-    let host = discovery.instance_metadata(None).host;
-    Ok(([(header::CACHE_CONTROL, METADATA_CACHE)], Json(OpenIdConfigurationResponse::new(endpoints, &host))))
+    let body = OpenIdConfigurationResponse::new(endpoints, discovery.host());
+    Ok(([(header::CACHE_CONTROL, METADATA_CACHE)], Json(body)))
 }
 
 pub async fn get_keys(
