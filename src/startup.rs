@@ -13,14 +13,17 @@ use axum_server::tls_rustls::RustlsConfig;
 use url::Url;
 
 use crate::config::{ConfigError, Settings};
+use crate::domain::activity::Actor;
 use crate::domain::clock::Clock;
 use crate::domain::federated_credential::IssuerPolicy;
 use crate::domain::ports::StoreError;
 use crate::domain::tenant::Tenant;
 use crate::http::{self, AppState, metrics::HttpMetrics};
 use crate::service::DiscoveryService;
-use crate::service::admin::AdminService;
+use crate::service::admin::bootstrap::MANAGEMENT_API;
+use crate::service::admin::{AdminService, Caller};
 use crate::service::health::HealthService;
+use crate::service::token::TokenService;
 use crate::service::world::{self, WorldError};
 use crate::signing::{KeyRing, KeyRingHandle, KeyStore, KeyStoreError};
 use crate::store::{DirectorySnapshot, SqliteRegistry};
@@ -42,6 +45,8 @@ pub enum StartupError {
     Metrics(#[from] prometheus::Error),
     #[error("server: {0}")]
     Serve(#[from] std::io::Error),
+    #[error("admin bootstrap: {0}")]
+    Admin(String),
 }
 
 impl StartupError {
@@ -115,7 +120,15 @@ impl Application {
             })?;
         }
         let health = Arc::new(HealthService::new(Arc::new(keys.clone()), registry.clone()));
-        let state = AppState { discovery, health, metrics, clock };
+        let tokens = Arc::new(TokenService::new(
+            directory.clone(),
+            Arc::new(keys.clone()),
+            discovery.clone(),
+            clock.clone(),
+            settings.tokens.lifetime,
+        ));
+        write_admin_credentials(&settings, &admin, &discovery).await?;
+        let state = AppState { discovery, health, tokens, admin: admin.clone(), metrics, clock };
         let reloader = Reloader { key_store, keys: keys.clone(), retire_after, tls: tls.clone() };
         Ok(Self {
             settings,
@@ -222,6 +235,41 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Ensures each tenant has its admin client; writes a fresh secret to `keys/admin/<tenant>.json`
+/// (mode 0600) where that file does not exist yet. The secret exists in clear only there.
+async fn write_admin_credentials(
+    settings: &Settings,
+    admin: &AdminService,
+    discovery: &DiscoveryService,
+) -> Result<(), StartupError> {
+    let dir = settings.keys.dir.join("admin");
+    let io = |source| StartupError::Serve(source);
+    crate::files::create_private_dir(&dir).map_err(io)?;
+    let tenants: Vec<Tenant> = admin.directory().view().tenants().cloned().collect();
+    for tenant in tenants {
+        let caller = Caller { tenant: tenant.id, actor: Actor::system() };
+        let client = admin.ensure_admin_client(&caller).await.map_err(|e| StartupError::Admin(e.to_string()))?;
+        let path = dir.join(format!("{}.json", tenant.name));
+        if path.exists() {
+            continue;
+        }
+        let secret =
+            admin.reset_client_secret(&caller, &client).await.map_err(|e| StartupError::Admin(e.to_string()))?;
+        let credentials = serde_json::json!({
+            "tenant_id": tenant.id.to_string(),
+            "tenant": tenant.name.as_str(),
+            "client_id": client.app_id.to_string(),
+            "client_secret": secret.0,
+            "scope": format!("{MANAGEMENT_API}/.default"),
+            "token_endpoint": discovery.tenant_endpoints(tenant.id.to_string().as_str()).map(|e| e.token_endpoint).unwrap_or_default(),
+        });
+        let bytes = serde_json::to_vec_pretty(&credentials).map_err(|e| io(std::io::Error::other(e)))?;
+        crate::files::write_new(&path, &bytes, 0o600).map_err(io)?;
+        tracing::info!(path = %path.display(), tenant = tenant.name.as_str(), "wrote the admin client's credentials");
+    }
+    Ok(())
 }
 
 fn bind(setting: &'static str, addr: SocketAddr) -> Result<TcpListener, StartupError> {

@@ -28,6 +28,7 @@ pub struct DirectoryView {
     resources: HashMap<String, ComputeResource>,
     role_assignments: HashMap<ObjectId, RoleAssignment>,
     roles_by_principal: HashMap<ObjectId, Vec<ObjectId>>,
+    secret_hashes: HashMap<ObjectId, Vec<String>>,
 }
 
 fn owner_key(owner: CredentialOwner) -> ObjectId {
@@ -67,7 +68,15 @@ impl DirectoryView {
             view.roles_by_principal.entry(assignment.principal.id()).or_default().push(assignment.id);
             view.role_assignments.insert(assignment.id, assignment);
         }
+        for (application, hash) in directory.client_secrets {
+            view.secret_hashes.entry(application).or_default().push(hash);
+        }
         view
+    }
+
+    /// SHA-256 (hex) of the application's client secrets.
+    pub fn secret_hashes(&self, application: ObjectId) -> &[String] {
+        self.secret_hashes.get(&application).map_or(&[], Vec::as_slice)
     }
 
     pub fn tenant(&self, tenant: &TenantRef) -> Option<&Tenant> {
@@ -78,8 +87,8 @@ impl DirectoryView {
         self.tenants.get(&id)
     }
 
-    pub fn tenant_count(&self) -> usize {
-        self.tenants.len()
+    pub fn tenants(&self) -> impl Iterator<Item = &Tenant> {
+        self.tenants.values()
     }
 
     pub fn subscription_tenant(&self, subscription: uuid::Uuid) -> Option<TenantId> {

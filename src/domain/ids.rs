@@ -60,6 +60,12 @@ guid_id!(
     "client id"
 );
 
+/// A stable id for the `kind` object named `name` under `namespace` (UUIDv5): the same on every
+/// machine, so declared objects (the world file, the admin application) are created once.
+pub fn derived_id(namespace: Uuid, kind: &str, name: &str) -> Uuid {
+    Uuid::new_v5(&namespace, format!("{kind}/{name}").as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

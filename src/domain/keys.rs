@@ -39,3 +39,22 @@ pub trait KeyPublisher: Send + Sync {
     /// Whether a key is active now, i.e. tokens can be signed.
     fn can_sign(&self) -> bool;
 }
+
+/// Why a token this broker is asked to trust as its own was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("the token is not a well-formed JWT")]
+    Malformed,
+    #[error("the token's algorithm is not accepted")]
+    Algorithm,
+    #[error("the token was not signed by a key this broker publishes")]
+    UnknownKey,
+    #[error("the token's signature is invalid")]
+    BadSignature,
+}
+
+/// Verifies the signature of a token this broker signed, from the keys in memory. Claims
+/// (issuer, audience, time) are the caller's to check.
+pub trait OwnTokenVerifier: Send + Sync {
+    fn verify(&self, token: &str) -> Result<super::token::Claims, VerifyError>;
+}

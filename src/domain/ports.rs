@@ -51,6 +51,8 @@ pub struct Directory {
     pub identities: Vec<ManagedIdentity>,
     pub resources: Vec<ComputeResource>,
     pub role_assignments: Vec<RoleAssignment>,
+    /// (application object id, SHA-256 of a client secret, hex).
+    pub client_secrets: Vec<(ObjectId, String)>,
 }
 
 /// The durable registry. Writes are atomic; the invariants the schema can hold (uniqueness, the
@@ -68,10 +70,9 @@ pub trait Registry: Send + Sync {
 
     async fn create_application(&self, application: &Application) -> Result<(), StoreError>;
     async fn delete_application(&self, tenant: TenantId, object_id: ObjectId) -> Result<(), StoreError>;
-    /// Adds a client secret (its SHA-256, hex) to an application.
-    async fn add_client_secret(&self, application: ObjectId, sha256_hex: &str, hint: &str) -> Result<(), StoreError>;
-    /// The SHA-256 (hex) of each client secret of the application with this client id.
-    async fn client_secret_hashes(&self, app_id: super::ids::ClientId) -> Result<Vec<String>, StoreError>;
+    /// Replaces the application's client secrets with one (its SHA-256, hex; `hint` is its first
+    /// characters, for people to tell secrets apart).
+    async fn set_client_secret(&self, application: ObjectId, sha256_hex: &str, hint: &str) -> Result<(), StoreError>;
 
     async fn add_credential(&self, credential: &FederatedCredential) -> Result<(), StoreError>;
     /// Replaces issuer, subject, audience and description (never the name).

@@ -7,12 +7,16 @@ use axum::extract::FromRef;
 use crate::domain::clock::Clock;
 use crate::http::metrics::HttpMetrics;
 use crate::service::DiscoveryService;
+use crate::service::admin::AdminService;
 use crate::service::health::HealthService;
+use crate::service::token::TokenService;
 
 #[derive(Clone, FromRef)]
 pub struct AppState {
     pub discovery: Arc<DiscoveryService>,
     pub health: Arc<HealthService>,
+    pub tokens: Arc<TokenService>,
+    pub admin: Arc<AdminService>,
     pub metrics: Arc<HttpMetrics>,
     pub clock: Arc<dyn Clock>,
 }

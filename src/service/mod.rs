@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod discovery;
 pub mod health;
+pub mod token;
 pub mod world;
 
 pub use discovery::{DiscoveryError, DiscoveryService, InstanceMetadata, TenantEndpoints};

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::admin::{AdminError, AdminService, AppRoleInput, ApplicationInput, Caller, CredentialInput};
 use crate::domain::activity::Actor;
 use crate::domain::federated_credential::CredentialOwner;
-use crate::domain::ids::{ClientId, ObjectId};
+use crate::domain::ids::{ClientId, ObjectId, derived_id};
 use crate::domain::ports::{Registry, StoreError};
 use crate::domain::resource::{IdentityType, ResourceId, ResourceKind};
 use crate::domain::tenant::{Tenant, TenantError, TenantId, TenantName};
@@ -154,12 +154,12 @@ fn resource_kind(raw: &str) -> Result<ResourceKind, WorldError> {
     }
 }
 
-/// A stable id for the `kind` object named `name` in `tenant`.
 fn derived(tenant: TenantId, kind: &str, name: &str) -> Uuid {
-    Uuid::new_v5(&tenant.as_uuid(), format!("{kind}/{name}").as_bytes())
+    derived_id(tenant.as_uuid(), kind, name)
 }
 
-fn app_ids(tenant: TenantId, name: &str) -> (ObjectId, ClientId, ObjectId) {
+/// The object id, client id and service principal id of the application `name` of `tenant`.
+pub fn app_ids(tenant: TenantId, name: &str) -> (ObjectId, ClientId, ObjectId) {
     (
         ObjectId::new(derived(tenant, "application/object", name)),
         ClientId::new(derived(tenant, "application/client", name)),

@@ -150,6 +150,19 @@ impl SigningKey {
         }
     }
 
+    /// Checks `signature` over `message` with this key's public half.
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
+        match &self.material {
+            Material::Rsa(kp) => UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, kp.public_key().as_ref())
+                .verify(message, signature)
+                .is_ok(),
+            Material::Ec(kp) => UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, kp.public_key().as_ref())
+                .verify(message, signature)
+                .is_ok(),
+        }
+    }
+
     /// The key as a JWK carrying `issuer`, as Entra's tenant JWKS does.
     pub fn jwk(&self, issuer: &str) -> Jwk {
         let (n, e, crv, x, y) = match &self.public {

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 
 use super::key::SigningKey;
 use crate::domain::clock::Clock;
-use crate::domain::keys::{JwkSet, KeyPublisher};
+use crate::domain::keys::{JwkSet, KeyPublisher, OwnTokenVerifier, VerifyError};
 use crate::domain::ports::{SignError, TokenSigner};
 use crate::domain::token::{Claims, SignedJwt};
 
@@ -129,6 +129,48 @@ impl KeyRing {
     }
 }
 
+/// Largest token `verify` looks at; anything longer is refused before parsing.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+impl KeyRing {
+    /// Verifies a compact JWS signed by one of the keys published at `now` and returns its claims.
+    /// The key is found by `kid` among our own keys only; `jku`, `x5u` and embedded `jwk` headers
+    /// are never followed, `crit` is refused, and `alg` must be the key's own algorithm.
+    pub fn verify(&self, now: OffsetDateTime, token: &str) -> Result<Claims, VerifyError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(VerifyError::Malformed);
+        }
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(VerifyError::Malformed);
+        };
+        let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).map_err(|_| VerifyError::Malformed);
+        let header: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&decode(header)?).map_err(|_| VerifyError::Malformed)?;
+        if header.contains_key("crit") {
+            return Err(VerifyError::Malformed);
+        }
+        let alg = header.get("alg").and_then(|v| v.as_str()).ok_or(VerifyError::Malformed)?;
+        let kid = header.get("kid").and_then(|v| v.as_str()).ok_or(VerifyError::UnknownKey)?;
+        let key = self
+            .states(now)
+            .into_iter()
+            .find(|(entry, state)| state.is_published() && entry.key.kid() == kid)
+            .map(|(entry, _)| entry.key.clone())
+            .ok_or(VerifyError::UnknownKey)?;
+        if alg != key.alg().as_str() {
+            return Err(VerifyError::Algorithm);
+        }
+        let signed = &token[..token.len() - signature.len() - 1];
+        if !key.verify(signed.as_bytes(), &decode(signature)?) {
+            return Err(VerifyError::BadSignature);
+        }
+        serde_json::from_slice(&decode(payload)?).map_err(|_| VerifyError::Malformed)
+    }
+}
+
 /// The server's live key ring: swapped whole when the key store changes, read without locks.
 #[derive(Debug, Clone)]
 pub struct KeyRingHandle {
@@ -157,6 +199,12 @@ impl KeyPublisher for KeyRingHandle {
 
     fn can_sign(&self) -> bool {
         self.ring.load().current(self.clock.now()).is_some()
+    }
+}
+
+impl OwnTokenVerifier for KeyRingHandle {
+    fn verify(&self, token: &str) -> Result<Claims, VerifyError> {
+        self.ring.load().verify(self.clock.now(), token)
     }
 }
 
@@ -199,6 +247,38 @@ mod tests {
         let ring = KeyRing::new(vec![entry(t0)], HOUR);
         let result = ring.sign(t0 - HOUR, &Claims::new());
         assert!(matches!(result, Err(SignError::NoActiveKey)));
+    }
+
+    #[test]
+    fn own_tokens_verify_and_tampering_or_foreign_keys_do_not() {
+        let t0 = datetime!(2026-01-01 00:00 UTC);
+        let ring = KeyRing::new(vec![entry(t0)], HOUR);
+        let mut claims = Claims::new();
+        claims.insert("sub".into(), "x".into());
+        let token = ring.sign(t0, &claims).unwrap();
+        assert_eq!(ring.verify(t0, token.expose()).unwrap(), claims);
+
+        let (head, rest) = token.expose().split_once('.').unwrap();
+        let (_, sig) = rest.split_once('.').unwrap();
+        let forged_payload = URL_SAFE_NO_PAD.encode(br#"{"sub":"admin"}"#);
+        assert_eq!(ring.verify(t0, &format!("{head}.{forged_payload}.{sig}")), Err(VerifyError::BadSignature));
+
+        let other = KeyRing::new(vec![entry(t0)], HOUR);
+        assert_eq!(other.verify(t0, token.expose()), Err(VerifyError::UnknownKey));
+        let none = format!("{}.{}.", URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#), forged_payload);
+        assert!(ring.verify(t0, &none).is_err());
+        assert_eq!(ring.verify(t0, "a.b"), Err(VerifyError::Malformed));
+        assert_eq!(ring.verify(t0, &"a".repeat(MAX_TOKEN_BYTES + 1)), Err(VerifyError::Malformed));
+    }
+
+    #[test]
+    fn a_header_naming_another_algorithm_for_our_key_is_refused() {
+        let t0 = datetime!(2026-01-01 00:00 UTC);
+        let ring = KeyRing::new(vec![entry(t0)], HOUR);
+        let kid = ring.entries()[0].key.kid().to_owned();
+        let header = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"HS256","kid":"{kid}"}}"#));
+        let token = format!("{header}.{}.c2ln", URL_SAFE_NO_PAD.encode(b"{}"));
+        assert_eq!(ring.verify(t0, &token), Err(VerifyError::Algorithm));
     }
 
     #[test]

@@ -156,6 +156,35 @@ impl TestApp {
         self.jwks().await["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect()
     }
 
+    /// The admin client's credentials the broker wrote at first start.
+    pub fn admin_credentials(&self) -> Value {
+        let path = self.dir.join("keys/admin/demo.json");
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    /// POSTs a form to the demo tenant's token endpoint.
+    pub async fn token_request(&self, form: &[(&str, &str)]) -> (reqwest::StatusCode, Value) {
+        let response =
+            self.client.post(format!("{}/demo/oauth2/v2.0/token", self.base)).form(form).send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap())
+    }
+
+    /// An admin bearer token, obtained as an operator would: client credentials with the secret.
+    pub async fn admin_token(&self) -> String {
+        let creds = self.admin_credentials();
+        let (status, body) = self
+            .token_request(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", creds["client_id"].as_str().unwrap()),
+                ("client_secret", creds["client_secret"].as_str().unwrap()),
+                ("scope", "api://ficus-management/.default"),
+            ])
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
     /// Waits (bounded) until `check` holds; for changes that a background task applies.
     pub async fn eventually<F, Fut>(&self, what: &str, mut check: F)
     where

@@ -10,4 +10,5 @@ mod helpers;
 mod keys;
 mod operations;
 mod tls;
+mod token;
 mod world;

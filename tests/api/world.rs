@@ -53,8 +53,9 @@ async fn applying_the_world_again_changes_nothing() {
     let tenant = before.tenants[0].id;
     let query = ActivityQuery { tenant_id: tenant, since: None, until: None, target: None, limit: 1000, after: None };
     let writes = first.registry.query_activity(&query).await.unwrap().entries.len();
-    // uami-demo, vault, stock-tracker, vm-demo, web-demo, one credential, two role assignments.
-    assert_eq!(writes, 8, "the first start recorded each of its writes");
+    // The world: uami-demo, vault, stock-tracker, vm-demo, web-demo, one credential, two role
+    // assignments; the admin bootstrap: the management API, the admin client, its role, its secret.
+    assert_eq!(writes, 12, "the first start recorded each of its writes");
     first.stop().await.unwrap();
 
     let second = TestApp::spawn_in(dir.path(), stable).await;

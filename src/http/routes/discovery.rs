@@ -24,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .route("/common/discovery/instance", get(get_instance_metadata))
         .route("/{tenant}/oauth2/v2.0/authorize", get(refuse_authorize).post(refuse_authorize))
         .route("/{tenant}/oauth2/v2.0/devicecode", post(refuse_device_code))
+        .route("/{tenant}/oauth2/v2.0/token", post(super::token::issue_token))
         .route("/{tenant}/oauth2/v2.0/logout", get(refuse_logout))
 }
 

@@ -6,6 +6,7 @@
 //! a caller that reads after a write sees it.
 
 mod applications;
+pub mod bootstrap;
 mod credentials;
 mod resources;
 mod roles;
@@ -22,13 +23,14 @@ use crate::domain::federated_credential::{
     Audience, CredentialError, CredentialName, CredentialOwner, FederatedCredential, Issuer, IssuerPolicy,
     MAX_PER_OWNER, Subject, parse_description,
 };
-use crate::domain::ids::{ClientId, IdError, ObjectId};
+use crate::domain::ids::{ClientId, IdError, ObjectId, derived_id};
 use crate::domain::ports::{Conflict, DirectorySource, Registry, StoreError};
 use crate::domain::resource::{
     ComputeResource, IdentityType, ManagedIdentity, ResourceError, ResourceId, ResourceKind,
 };
 use crate::domain::role_assignment::{Principal, RoleAssignment, RoleAssignmentError};
 use crate::domain::tenant::TenantId;
+use crate::service::token::Secret;
 
 /// Who is asking, in which tenant.
 #[derive(Debug, Clone)]

@@ -46,6 +46,13 @@ pub(super) async fn load(tx: &mut Tx) -> Result<Directory, StoreError> {
     directory.resources = load_resources(tx, &directory.identities).await?;
     directory.credentials = load_credentials(tx).await?;
     directory.role_assignments = load_role_assignments(tx).await?;
+    for row in sqlx::query("SELECT application_id, secret_sha256 FROM client_secrets")
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(db_error)?
+    {
+        directory.client_secrets.push((object_id(&row, "application_id")?, row.get("secret_sha256")));
+    }
     Ok(directory)
 }
 

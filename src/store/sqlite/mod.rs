@@ -19,7 +19,7 @@ use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 use crate::domain::activity::{ActivityEntry, ActivityPage, ActivityQuery};
 use crate::domain::application::Application;
 use crate::domain::federated_credential::{CredentialOwner, FederatedCredential};
-use crate::domain::ids::{ClientId, ObjectId};
+use crate::domain::ids::ObjectId;
 use crate::domain::ports::{Conflict, Directory, Registry, StoreError};
 use crate::domain::resource::{ComputeResource, ManagedIdentity, ResourceId};
 use crate::domain::role_assignment::RoleAssignment;
@@ -225,24 +225,26 @@ impl Registry for SqliteRegistry {
         self.delete(sql, &[object_id.to_string(), tenant.to_string()], format!("application {object_id}")).await
     }
 
-    async fn add_client_secret(&self, application: ObjectId, sha256_hex: &str, hint: &str) -> Result<(), StoreError> {
-        let sql = "INSERT INTO client_secrets (id, application_id, secret_sha256, hint, created_at) \
-                   VALUES (?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))";
-        sqlx::query(sql)
+    async fn set_client_secret(&self, application: ObjectId, sha256_hex: &str, hint: &str) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query("DELETE FROM client_secrets WHERE application_id = ?")
+            .bind(application.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let sql = format!(
+            "INSERT INTO client_secrets (id, application_id, secret_sha256, hint, created_at) VALUES (?, ?, ?, ?, {NOW_SQL})"
+        );
+        let result = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(ObjectId::random().to_string())
             .bind(application.to_string())
             .bind(sha256_hex)
             .bind(hint)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
-            .map(|_| ())
-            .map_err(db_error)
-    }
-
-    async fn client_secret_hashes(&self, app_id: ClientId) -> Result<Vec<String>, StoreError> {
-        let sql = "SELECT s.secret_sha256 FROM client_secrets s JOIN applications a ON a.object_id = s.application_id \
-                   WHERE a.app_id = ?";
-        sqlx::query_scalar(sql).bind(app_id.to_string()).fetch_all(&self.pool).await.map_err(db_error)
+            .map_err(db_error)?;
+        expect_rows(result, format!("application {application}"))?;
+        tx.commit().await.map_err(db_error)
     }
 
     async fn add_credential(&self, credential: &FederatedCredential) -> Result<(), StoreError> {
