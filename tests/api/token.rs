@@ -9,7 +9,10 @@ use crate::helpers::{DEMO_TENANT_ID, TestApp, jwt_header};
 
 const SCOPE: &str = "api://ficus-management/.default";
 
-fn assert_entra_error(status: reqwest::StatusCode, body: &Value, expected: (u16, &str, u64)) {
+/// Status, `error` and AADSTS code.
+type Expected = (u16, &'static str, u64);
+
+fn assert_entra_error(status: reqwest::StatusCode, body: &Value, expected: Expected) {
     let (code, error, aadsts) = expected;
     assert_eq!(status.as_u16(), code, "{body}");
     assert_eq!(body["error"], error, "{body}");
@@ -86,7 +89,7 @@ async fn token_endpoint_failures_answer_as_entra_does() {
     let id = creds["client_id"].as_str().unwrap();
     let secret = creds["client_secret"].as_str().unwrap();
     let cc = ("grant_type", "client_credentials");
-    let cases: Vec<(Vec<(&str, &str)>, (u16, &str, u64))> = vec![
+    let cases: Vec<(Vec<_>, Expected)> = vec![
         (vec![cc, ("client_id", id), ("client_secret", "wrong"), ("scope", SCOPE)], (401, "invalid_client", 7000215)),
         (vec![cc, ("client_id", id), ("scope", SCOPE)], (401, "invalid_client", 7000218)),
         (
