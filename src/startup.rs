@@ -22,6 +22,7 @@ use crate::http::{self, AppState, metrics::HttpMetrics};
 use crate::service::DiscoveryService;
 use crate::service::admin::bootstrap::MANAGEMENT_API;
 use crate::service::admin::{AdminService, Caller};
+use crate::service::admin_auth::AdminAuthenticator;
 use crate::service::health::HealthService;
 use crate::service::token::TokenService;
 use crate::service::world::{self, WorldError};
@@ -128,7 +129,14 @@ impl Application {
             settings.tokens.lifetime,
         ));
         write_admin_credentials(&settings, &admin, &discovery).await?;
-        let state = AppState { discovery, health, tokens, admin: admin.clone(), metrics, clock };
+        let admin_auth = Arc::new(AdminAuthenticator::new(
+            Arc::new(keys.clone()),
+            directory.clone(),
+            discovery.clone(),
+            clock.clone(),
+            settings.tokens.clock_skew,
+        ));
+        let state = AppState { discovery, health, tokens, admin: admin.clone(), admin_auth, metrics, clock };
         let reloader = Reloader { key_store, keys: keys.clone(), retire_after, tls: tls.clone() };
         Ok(Self {
             settings,

@@ -5,6 +5,7 @@
 //! Two routers: the HTTPS API (discovery, keys, tokens, admin, operations) and the plain-HTTP
 //! managed-identity listener.
 
+pub mod admin;
 pub mod context;
 pub mod error;
 pub mod metrics;
@@ -25,7 +26,12 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The HTTPS listener's routes.
 pub fn api_router(state: AppState, max_body_bytes: usize) -> Router {
-    let routes = Router::new().merge(routes::discovery::router()).merge(routes::health::router());
+    let routes = Router::new()
+        .merge(routes::discovery::router())
+        .merge(routes::health::router())
+        .merge(routes::graph_applications::router())
+        .merge(routes::graph_directory::router())
+        .merge(routes::arm::router());
     finish(routes, state, max_body_bytes)
 }
 

@@ -8,6 +8,7 @@ use crate::domain::clock::Clock;
 use crate::http::metrics::HttpMetrics;
 use crate::service::DiscoveryService;
 use crate::service::admin::AdminService;
+use crate::service::admin_auth::AdminAuthenticator;
 use crate::service::health::HealthService;
 use crate::service::token::TokenService;
 
@@ -17,6 +18,7 @@ pub struct AppState {
     pub health: Arc<HealthService>,
     pub tokens: Arc<TokenService>,
     pub admin: Arc<AdminService>,
+    pub admin_auth: Arc<AdminAuthenticator>,
     pub metrics: Arc<HttpMetrics>,
     pub clock: Arc<dyn Clock>,
 }

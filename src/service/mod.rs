@@ -2,6 +2,7 @@
 //! error enum; none of them knows about HTTP, SQL, caches or key files.
 
 pub mod admin;
+pub mod admin_auth;
 pub mod discovery;
 pub mod health;
 pub mod token;

@@ -2,6 +2,7 @@
 //! with its own temporary keys and SQLite database, and talks to it over real HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod admin_api;
 mod admin_service;
 mod cli;
 mod contract;

@@ -1,5 +1,8 @@
 //! Route groups, one file per concern.
 
+pub mod arm;
 pub mod discovery;
+pub mod graph_applications;
+pub mod graph_directory;
 pub mod health;
 pub mod token;

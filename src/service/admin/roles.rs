@@ -56,3 +56,18 @@ impl AdminService {
         .await
     }
 }
+
+impl AdminService {
+    /// Role assignments on a resource application, by its service principal id.
+    pub fn role_assignments_on(
+        &self,
+        caller: &Caller,
+        resource_sp: ObjectId,
+    ) -> Result<Vec<RoleAssignment>, AdminError> {
+        let view = self.directory.view();
+        if view.application_by_sp(caller.tenant, resource_sp).is_none() {
+            return Err(AdminError::NotFound { what: "service principal", id: resource_sp.to_string() });
+        }
+        Ok(view.role_assignments_on(resource_sp).into_iter().cloned().collect())
+    }
+}

@@ -5,7 +5,14 @@
 //! trace id, correlation id and timestamp, in Entra's OAuth error shape:
 //! `error`, `error_description` (prefixed with an `AADSTS` code where Entra has one, and ending with
 //! the trace id, correlation id and timestamp), `error_codes`, `timestamp`, `trace_id`,
-//! `correlation_id`, `error_uri`. Internal causes are logged with the trace id, never returned.
+//! `correlation_id`, `error_uri`; or, for the admin API, Microsoft Graph's or ARM's shape
+//! (`{"error":{"code","message",...}}`). Internal causes are logged with the trace id, never
+//! returned.
+
+mod admin;
+mod oauth;
+
+pub use admin::{InShape, Shape};
 
 use std::any::Any;
 
@@ -17,6 +24,8 @@ use time::OffsetDateTime;
 
 use super::context::RequestContext;
 use crate::service::DiscoveryError;
+use crate::service::admin::AdminError;
+use crate::service::admin_auth::AuthError;
 use crate::service::token::TokenError;
 
 /// Everything a handler can fail with.
@@ -34,15 +43,25 @@ pub enum ApiError {
     BodyTooLarge,
     #[error("{0} is not supported")]
     Unsupported(&'static str),
+    #[error("{1}")]
+    Auth(Shape, AuthError),
+    #[error("{1}")]
+    Admin(Shape, AdminError),
+    #[error("invalid request body: {1}")]
+    InvalidBody(Shape, String),
+    #[error("request body too large")]
+    AdminBodyTooLarge(Shape),
 }
 
 /// An error decided but not yet rendered: the context middleware adds ids and time.
 #[derive(Debug, Clone)]
 pub struct PendingError {
     status: StatusCode,
+    /// OAuth `error`, or the Graph/ARM `code`.
     error: &'static str,
     code: Option<u32>,
     description: String,
+    shape: Option<Shape>,
 }
 
 #[derive(Serialize)]
@@ -60,8 +79,12 @@ struct OAuthErrorResponse<'a> {
 impl ApiError {
     fn pending(&self) -> PendingError {
         let (status, error, code, description) = match self {
-            Self::Discovery(e) | Self::Token(TokenError::Tenant(e)) => unknown_tenant(e),
-            Self::Token(e) => token_error(e),
+            Self::Discovery(e) | Self::Token(TokenError::Tenant(e)) => oauth::unknown_tenant(e),
+            Self::Token(e) => oauth::token_error(e),
+            Self::Auth(shape, e) => return admin::auth_error(*shape, e),
+            Self::Admin(shape, e) => return admin::admin_error(*shape, e),
+            Self::InvalidBody(shape, message) => return admin::invalid_body(*shape, message),
+            Self::AdminBodyTooLarge(shape) => return admin::too_large(*shape),
             Self::NoRoute { method, path } => {
                 (StatusCode::NOT_FOUND, "not_found", None, format!("No endpoint at {method} {path}."))
             }
@@ -86,81 +109,7 @@ impl ApiError {
                 ),
             ),
         };
-        PendingError { status, error, code, description }
-    }
-}
-
-fn unknown_tenant(e: &DiscoveryError) -> (StatusCode, &'static str, Option<u32>, String) {
-    let DiscoveryError::UnknownTenant(tenant) = e;
-    (
-        StatusCode::BAD_REQUEST,
-        "invalid_tenant",
-        Some(90002),
-        format!(
-            "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
-        ),
-    )
-}
-
-/// Entra's status, `error`, AADSTS code and wording for each token endpoint failure.
-fn token_error(e: &TokenError) -> (StatusCode, &'static str, Option<u32>, String) {
-    let bad = StatusCode::BAD_REQUEST;
-    match e {
-        TokenError::Tenant(e) => unknown_tenant(e),
-        TokenError::MissingParameter(p) => (
-            bad,
-            "invalid_request",
-            Some(900144),
-            format!("The request body must contain the following parameter: '{p}'."),
-        ),
-        TokenError::UnsupportedGrantType(g) => {
-            (bad, "unsupported_grant_type", Some(70003), format!("The app requested an unsupported grant type '{g}'."))
-        }
-        TokenError::UnknownClient { client_id, tenant } => (
-            bad,
-            "unauthorized_client",
-            Some(700016),
-            format!(
-                "Application with identifier '{client_id}' was not found in the directory '{tenant}'. You may have sent your authentication request to the wrong tenant."
-            ),
-        ),
-        TokenError::InvalidSecret { client_id } => (
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            Some(7000215),
-            format!(
-                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."
-            ),
-        ),
-        TokenError::NoCredential => (
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            Some(7000218),
-            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.".into(),
-        ),
-        TokenError::InvalidScope(scope) => (
-            bad,
-            "invalid_scope",
-            Some(1002012),
-            format!(
-                "The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
-            ),
-        ),
-        TokenError::UnknownResource { resource, tenant } => (
-            bad,
-            "invalid_resource",
-            Some(500011),
-            format!(
-                "The resource principal named {resource} was not found in the tenant named {tenant}. You might have sent your authentication request to the wrong tenant."
-            ),
-        ),
-        TokenError::NotImplemented(what) => {
-            (bad, "invalid_request", None, format!("{what} are not implemented yet in this broker."))
-        }
-        TokenError::Signing(cause) => {
-            tracing::error!(error = %cause, "token signing failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "server_error", None, "An internal error occurred.".into())
-        }
+        PendingError { status, error, code, description, shape: None }
     }
 }
 
@@ -185,6 +134,9 @@ impl PendingError {
     }
 
     pub fn render(self, context: &RequestContext, now: OffsetDateTime, base_url: &str) -> Response {
+        if let Some(shape) = self.shape {
+            return admin::render(shape, self.status, self.error, &self.description, context, now);
+        }
         let timestamp = entra_timestamp(now);
         let prefix = self.code.map(|c| format!("AADSTS{c}: ")).unwrap_or_default();
         let body = OAuthErrorResponse {
@@ -233,6 +185,7 @@ pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
         error: "server_error",
         code: None,
         description: "An internal error occurred; quote the trace id when reporting it.".to_owned(),
+        shape: None,
     };
     let mut response = pending.status.into_response();
     response.extensions_mut().insert(pending);

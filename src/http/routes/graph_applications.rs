@@ -1,0 +1,305 @@
+//! Microsoft Graph-shaped applications and their federated identity credentials:
+//! `/v1.0/applications[/{object-id}]`, `/v1.0/applications(appId='{appId}')`, and
+//! `.../federatedIdentityCredentials[/{id-or-name}]`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::application::Application;
+use crate::domain::federated_credential::{CredentialOwner, FederatedCredential};
+use crate::http::AppState;
+use crate::http::admin::{AdminCaller, AdminJson};
+use crate::http::error::{ApiError, InShape};
+use crate::service::admin::{AdminService, AppRoleInput, ApplicationInput, CredentialInput};
+
+pub fn router() -> Router<AppState> {
+    let fics = get(list_credentials).post(create_credential);
+    let fic = get(get_credential).patch(update_credential).delete(delete_credential);
+    Router::new()
+        .route("/v1.0/applications", get(list_applications).post(create_application))
+        .route("/v1.0/applications/{app}", get(get_application).delete(delete_application))
+        .route("/v1.0/{app}", get(get_application).delete(delete_application))
+        .route("/v1.0/applications/{app}/federatedIdentityCredentials", fics.clone())
+        .route("/v1.0/{app}/federatedIdentityCredentials", fics)
+        .route("/v1.0/applications/{app}/federatedIdentityCredentials/{fic}", fic.clone())
+        .route("/v1.0/{app}/federatedIdentityCredentials/{fic}", fic)
+}
+
+/// `{object-id}` or `applications(appId='{appId}')` (the latter as one path segment).
+fn app_ref(segment: &str) -> (&str, bool) {
+    let by_app_id = segment
+        .strip_prefix("applications(appId=")
+        .and_then(|rest| rest.strip_suffix(')'))
+        .map(|quoted| quoted.trim_matches(|c| c == '\'' || c == '"'));
+    match by_app_id {
+        Some(app_id) => (app_id, true),
+        None => (segment, false),
+    }
+}
+
+fn resolve(
+    admin: &AdminService,
+    caller: &crate::service::admin::Caller,
+    segment: &str,
+) -> Result<Arc<Application>, ApiError> {
+    let (id, by_app_id) = app_ref(segment);
+    admin.application(caller, id, by_app_id).graph()
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationResponse {
+    id: String,
+    app_id: String,
+    display_name: String,
+    identifier_uris: Vec<String>,
+    app_roles: Vec<AppRoleResponse>,
+    /// Not in Graph's application resource: the service principal's id, which role assignments
+    /// and the `oid` of tokens use.
+    service_principal_id: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppRoleResponse {
+    id: String,
+    value: String,
+    display_name: String,
+    description: String,
+    allowed_member_types: [&'static str; 1],
+    is_enabled: bool,
+}
+
+impl From<&Application> for ApplicationResponse {
+    fn from(app: &Application) -> Self {
+        Self {
+            id: app.object_id.to_string(),
+            app_id: app.app_id.to_string(),
+            display_name: app.display_name.as_str().to_owned(),
+            identifier_uris: app.identifier_uris.iter().map(|u| u.as_str().to_owned()).collect(),
+            app_roles: app
+                .app_roles
+                .iter()
+                .map(|r| AppRoleResponse {
+                    id: r.id.to_string(),
+                    value: r.value.as_str().to_owned(),
+                    display_name: r.display_name.clone(),
+                    description: r.description.clone(),
+                    allowed_member_types: ["Application"],
+                    is_enabled: true,
+                })
+                .collect(),
+            service_principal_id: app.service_principal_id.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ListResponse<T> {
+    value: Vec<T>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateApplicationRequest {
+    display_name: String,
+    #[serde(default)]
+    identifier_uris: Vec<String>,
+    #[serde(default)]
+    app_roles: Vec<AppRoleRequest>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppRoleRequest {
+    id: Option<String>,
+    value: String,
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    allowed_member_types: Vec<String>,
+    #[serde(default)]
+    is_enabled: Option<bool>,
+}
+
+pub async fn list_applications(
+    AdminCaller(caller): AdminCaller,
+    State(admin): State<Arc<AdminService>>,
+) -> impl IntoResponse {
+    let value = admin.list_applications(&caller).iter().map(|a| ApplicationResponse::from(a.as_ref())).collect();
+    axum::Json(ListResponse { value })
+}
+
+pub async fn create_application(
+    AdminCaller(caller): AdminCaller,
+    State(admin): State<Arc<AdminService>>,
+    AdminJson(body): AdminJson<CreateApplicationRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    // App roles here are for applications (app-only tokens), and always enabled.
+    let unsupported = body.app_roles.iter().any(|r| {
+        r.is_enabled == Some(false)
+            || (!r.allowed_member_types.is_empty() && !r.allowed_member_types.iter().any(|t| t == "Application"))
+    });
+    if unsupported {
+        let message = "appRoles must allow the member type 'Application' and be enabled".to_owned();
+        return Err(ApiError::InvalidBody(crate::http::error::Shape::Graph, message));
+    }
+    let input = ApplicationInput {
+        display_name: body.display_name,
+        identifier_uris: body.identifier_uris,
+        app_roles: body
+            .app_roles
+            .into_iter()
+            .map(|r| AppRoleInput {
+                id: r.id,
+                value: r.value,
+                display_name: r.display_name,
+                description: r.description,
+            })
+            .collect(),
+    };
+    let app = admin.create_application(&caller, input).await.graph()?;
+    Ok((StatusCode::CREATED, axum::Json(ApplicationResponse::from(app.as_ref()))))
+}
+
+pub async fn get_application(
+    AdminCaller(caller): AdminCaller,
+    State(admin): State<Arc<AdminService>>,
+    Path(app): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let app = resolve(&admin, &caller, &app)?;
+    Ok(axum::Json(ApplicationResponse::from(app.as_ref())))
+}
+
+pub async fn delete_application(
+    AdminCaller(caller): AdminCaller,
+    State(admin): State<Arc<AdminService>>,
+    Path(app): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let (id, by_app_id) = app_ref(&app);
+    admin.delete_application(&caller, id, by_app_id).await.graph()?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize)]
+pub struct CredentialResponse {
+    id: String,
+    name: String,
+    issuer: String,
+    subject: String,
+    audiences: [String; 1],
+    description: Option<String>,
+}
+
+impl From<&FederatedCredential> for CredentialResponse {
+    fn from(c: &FederatedCredential) -> Self {
+        Self {
+            id: c.id.to_string(),
+            name: c.name.as_str().to_owned(),
+            issuer: c.issuer.as_str().to_owned(),
+            subject: c.subject.as_str().to_owned(),
+            audiences: [c.audience.as_str().to_owned()],
+            description: c.description.clone(),
+        }
+    }
+}
+
+/// Graph's federatedIdentityCredential body (POST and PATCH).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialRequest {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    issuer: String,
+    #[serde(default)]
+    subject: String,
+    audiences: Option<Vec<String>>,
+    description: Option<String>,
+}
+
+impl From<CredentialRequest> for CredentialInput {
+    fn from(r: CredentialRequest) -> Self {
+        Self { name: r.name, issuer: r.issuer, subject: r.subject, audiences: r.audiences, description: r.description }
+    }
+}
+
+pub async fn list_credentials(
+    AdminCaller(caller): AdminCaller,
+    State(admin): State<Arc<AdminService>>,
+    Path(app): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let owner = CredentialOwner::Application(resolve(&admin, &caller, &app)?.object_id);
+    let value = admin.credentials(owner).iter().map(CredentialResponse::from).collect();
+    Ok(axum::Json(ListResponse { value }))
+}
+
+pub async fn create_credential(
+    AdminCaller(caller): AdminCaller,
+    State(admin): State<Arc<AdminService>>,
+    Path(app): Path<String>,
+    AdminJson(body): AdminJson<CredentialRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let owner = CredentialOwner::Application(resolve(&admin, &caller, &app)?.object_id);
+    let created = admin.add_credential(&caller, owner, body.into()).await.graph()?;
+    Ok((StatusCode::CREATED, axum::Json(CredentialResponse::from(&created))))
+}
+
+pub async fn get_credential(
+    AdminCaller(caller): AdminCaller,
+    State(admin): State<Arc<AdminService>>,
+    Path((app, fic)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    let owner = CredentialOwner::Application(resolve(&admin, &caller, &app)?.object_id);
+    Ok(axum::Json(CredentialResponse::from(&admin.credential(owner, &fic).graph()?)))
+}
+
+/// PATCH: fields left out keep their values; the name cannot change.
+pub async fn update_credential(
+    AdminCaller(caller): AdminCaller,
+    State(admin): State<Arc<AdminService>>,
+    Path((app, fic)): Path<(String, String)>,
+    AdminJson(body): AdminJson<CredentialRequest>,
+) -> Result<StatusCode, ApiError> {
+    let owner = CredentialOwner::Application(resolve(&admin, &caller, &app)?.object_id);
+    let current = admin.credential(owner, &fic).graph()?;
+    let input = CredentialInput {
+        name: body.name,
+        issuer: if body.issuer.is_empty() { current.issuer.as_str().to_owned() } else { body.issuer },
+        subject: if body.subject.is_empty() { current.subject.as_str().to_owned() } else { body.subject },
+        audiences: body.audiences.or_else(|| Some(vec![current.audience.as_str().to_owned()])),
+        description: body.description.or(current.description),
+    };
+    admin.update_credential(&caller, owner, &fic, input).await.graph()?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn delete_credential(
+    AdminCaller(caller): AdminCaller,
+    State(admin): State<Arc<AdminService>>,
+    Path((app, fic)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let owner = CredentialOwner::Application(resolve(&admin, &caller, &app)?.object_id);
+    admin.delete_credential(&caller, owner, &fic).await.graph()?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn application_references_read_both_graph_forms() {
+        assert_eq!(app_ref("applications(appId='abc')"), ("abc", true));
+        assert_eq!(app_ref("applications(appId=\"abc\")"), ("abc", true));
+        assert_eq!(app_ref("5e2d1c0a-7f3b-4e8d-9a61-0c4b8f2e9d17"), ("5e2d1c0a-7f3b-4e8d-9a61-0c4b8f2e9d17", false));
+    }
+}
