@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod admin_api;
+mod admin_cli;
 mod admin_service;
 mod cli;
 mod contract;

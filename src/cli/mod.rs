@@ -1,5 +1,8 @@
-//! The command line: `serve`, `keys list|rotate`, `env`. Parsing with clap; each command is a
-//! short function over settings.
+//! The command line: `serve`, `keys list|rotate`, `env`, and the admin commands (`admin token`,
+//! `app`, `fic`, `identity`, `resource`, `role`) that talk to a running broker's admin API.
+//! Parsing with clap; each command is a short function over settings.
+
+mod admin;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,6 +47,48 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Admin access: print an admin bearer token
+    Admin {
+        #[command(subcommand)]
+        command: admin::AdminCommand,
+        #[command(flatten)]
+        target: admin::Target,
+    },
+    /// Applications (Graph /v1.0/applications) of a running broker
+    App {
+        #[command(subcommand)]
+        command: admin::AppCommand,
+        #[command(flatten)]
+        target: admin::Target,
+    },
+    /// Federated identity credentials of an application
+    Fic {
+        #[command(subcommand)]
+        command: admin::FicCommand,
+        #[command(flatten)]
+        target: admin::Target,
+    },
+    /// User-assigned managed identities
+    Identity {
+        #[command(subcommand)]
+        command: admin::IdentityCommand,
+        #[command(flatten)]
+        target: admin::Target,
+    },
+    /// Compute resources (VMs, web apps, slots) and their identity blocks
+    Resource {
+        #[command(subcommand)]
+        command: admin::ResourceCommand,
+        #[command(flatten)]
+        target: admin::Target,
+    },
+    /// App role assignments
+    Role {
+        #[command(subcommand)]
+        command: admin::RoleCommand,
+        #[command(flatten)]
+        target: admin::Target,
+    },
     /// Print shell `export` lines that point the Azure SDKs and MSAL at this broker
     Env {
         /// Tenant (name or GUID) for AZURE_TENANT_ID; defaults to the first tenant of the world file
@@ -73,7 +118,31 @@ pub async fn run(command: Command, settings: Settings) -> Result<(), StartupErro
         Command::Keys { command: KeysCommand::List } => list_keys(&settings, clock.now()),
         Command::Keys { command: KeysCommand::Rotate { now } } => rotate_key(&settings, clock.now(), now),
         Command::Env { tenant } => print_env(&settings, tenant.as_deref()),
+        Command::Admin { command: admin::AdminCommand::Token, target } => {
+            run_admin(&settings, &target, admin::AdminCall::Token).await
+        }
+        Command::App { command, target } => run_admin(&settings, &target, admin::AdminCall::App(command)).await,
+        Command::Fic { command, target } => run_admin(&settings, &target, admin::AdminCall::Fic(command)).await,
+        Command::Identity { command, target } => {
+            run_admin(&settings, &target, admin::AdminCall::Identity(command)).await
+        }
+        Command::Resource { command, target } => {
+            run_admin(&settings, &target, admin::AdminCall::Resource(command)).await
+        }
+        Command::Role { command, target } => run_admin(&settings, &target, admin::AdminCall::Role(command)).await,
     }
+}
+
+/// Signs in as the tenant's admin client, makes the call and prints its answer.
+async fn run_admin(settings: &Settings, target: &admin::Target, call: admin::AdminCall) -> Result<(), StartupError> {
+    let client = admin::AdminClient::sign_in(settings, &target.tenant).await.map_err(client_error)?;
+    let answer = admin::dispatch(&client, call).await.map_err(client_error)?;
+    println!("{answer}");
+    Ok(())
+}
+
+fn client_error(e: admin::ClientError) -> StartupError {
+    StartupError::Admin(e.to_string())
 }
 
 async fn serve(settings: Settings, clock: Arc<dyn Clock>) -> Result<(), StartupError> {

@@ -1,0 +1,351 @@
+//! Admin commands: a small client of the admin API. It signs in as the tenant's admin client
+//! (credentials from `keys/admin/<tenant>.json`), calls the Graph- and ARM-shaped endpoints over
+//! HTTPS and prints their JSON answers. It uses nothing of the server but its wire protocol.
+
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::config::{Settings, TlsMode};
+
+#[derive(Debug, Args)]
+pub struct Target {
+    /// Tenant name (its credentials file is keys/admin/<tenant>.json)
+    #[arg(long, global = true, default_value = "demo")]
+    pub tenant: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Print an admin bearer token (for curl: -H "Authorization: Bearer $(ficus admin token)")
+    Token,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// List applications
+    List,
+    /// Create an application
+    Create {
+        /// Display name
+        name: String,
+        /// Identifier URI, e.g. api://orders (repeatable)
+        #[arg(long = "identifier-uri")]
+        identifier_uris: Vec<String>,
+        /// App role value it defines, e.g. Orders.Read (repeatable)
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
+    /// Delete an application (object id or appId)
+    Delete { app: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FicCommand {
+    /// List an application's federated identity credentials
+    List { app: String },
+    /// Add a federated identity credential to an application (object id or appId)
+    Add {
+        app: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        issuer: String,
+        #[arg(long)]
+        subject: String,
+        #[arg(long, default_value = "api://AzureADTokenExchange")]
+        audience: String,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Delete a federated identity credential (by id or name)
+    Delete { app: String, credential: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IdentityCommand {
+    /// Create a user-assigned identity
+    Create {
+        name: String,
+        #[arg(long)]
+        resource_group: String,
+        /// Subscription id (default: the tenant's first subscription in the world file)
+        #[arg(long)]
+        subscription: Option<String>,
+    },
+    /// Delete a user-assigned identity (and its assignments)
+    Delete {
+        name: String,
+        #[arg(long)]
+        resource_group: String,
+        #[arg(long)]
+        subscription: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ComputeKind {
+    Vm,
+    Webapp,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ResourceCommand {
+    /// Create or update a VM or web app (`web/slots/staging` for a slot) and its identity block:
+    /// --system enables the system-assigned identity (omitting it disables it), --user-identity
+    /// assigns user-assigned identities by name
+    Set {
+        kind: ComputeKind,
+        name: String,
+        #[arg(long)]
+        resource_group: String,
+        #[arg(long)]
+        subscription: Option<String>,
+        #[arg(long)]
+        system: bool,
+        #[arg(long = "user-identity")]
+        user_identities: Vec<String>,
+    },
+    /// Show a VM or web app with its identities
+    Show {
+        kind: ComputeKind,
+        name: String,
+        #[arg(long)]
+        resource_group: String,
+        #[arg(long)]
+        subscription: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    /// Grant an app role of a resource application to a principal
+    Assign {
+        /// The principal: a service principal id or a managed identity's principal id
+        #[arg(long)]
+        principal: String,
+        /// The resource application (object id or appId)
+        #[arg(long)]
+        resource: String,
+        /// The app role's value, e.g. Secrets.Read
+        #[arg(long)]
+        role: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("request failed: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("{status}: {body}")]
+    Api { status: u16, body: String },
+}
+
+/// A signed-in admin API client.
+pub struct AdminClient {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    subscription: Option<String>,
+}
+
+impl AdminClient {
+    pub async fn sign_in(settings: &Settings, tenant: &str) -> Result<Self, ClientError> {
+        let path = settings.keys.dir.join("admin").join(format!("{tenant}.json"));
+        let creds: Value =
+            std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).ok_or_else(|| {
+                ClientError::Setup(format!("{}: no admin credentials (start the server once)", path.display()))
+            })?;
+        let text = |k: &str| creds[k].as_str().unwrap_or_default().to_owned();
+        let mut http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
+        if settings.tls.mode == TlsMode::Dev {
+            let ca = std::fs::read(crate::tls::dev_ca_path(&settings.keys.dir))
+                .map_err(|e| ClientError::Setup(format!("development CA: {e}")))?;
+            http = http.tls_certs_only([reqwest::Certificate::from_pem(&ca)?]);
+        }
+        let http = http.build()?;
+        let base = settings.public_url(settings.server.addr.port()).map_err(|e| ClientError::Setup(e.to_string()))?;
+        let base = base.as_str().trim_end_matches('/').to_owned();
+        let form = [
+            ("grant_type", "client_credentials".to_owned()),
+            ("client_id", text("client_id")),
+            ("client_secret", text("client_secret")),
+            ("scope", text("scope")),
+        ];
+        let response = http.post(format!("{base}/{}/oauth2/v2.0/token", text("tenant_id"))).form(&form).send().await?;
+        let body = checked(response).await?;
+        let token = body["access_token"].as_str().unwrap_or_default().to_owned();
+        let subscription = first_subscription(settings, tenant);
+        Ok(Self { http, base, token, subscription })
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, ClientError> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        checked(request.send().await?).await
+    }
+
+    fn arm_path(&self, subscription: Option<&str>, rg: &str, provider_path: &str) -> Result<String, ClientError> {
+        let sub = subscription.map(str::to_owned).or_else(|| self.subscription.clone()).ok_or_else(|| {
+            ClientError::Setup("--subscription is required (no subscription in the world file)".into())
+        })?;
+        Ok(format!("/subscriptions/{sub}/resourceGroups/{rg}/providers/{provider_path}"))
+    }
+
+    /// `/v1.0/applications/{id}` for an object id, or the appId form when that is what exists.
+    async fn app_path(&self, app: &str) -> Result<String, ClientError> {
+        let by_object = format!("/v1.0/applications/{app}");
+        match self.call(Method::GET, &by_object, None).await {
+            Ok(_) => Ok(by_object),
+            Err(_) => Ok(format!("/v1.0/applications(appId='{app}')")),
+        }
+    }
+}
+
+async fn checked(response: reqwest::Response) -> Result<Value, ClientError> {
+    let status = response.status();
+    let text = response.text().await?;
+    if !status.is_success() {
+        return Err(ClientError::Api { status: status.as_u16(), body: text });
+    }
+    Ok(if text.is_empty() {
+        json!({ "status": status.as_u16() })
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    })
+}
+
+fn first_subscription(settings: &Settings, tenant: &str) -> Option<String> {
+    let world = crate::config::load_world(settings.world.file.as_ref()?).ok()?;
+    let spec = world.tenants.into_iter().find(|t| t.name.eq_ignore_ascii_case(tenant))?;
+    spec.subscriptions.first().map(ToString::to_string)
+}
+
+pub async fn app(client: &AdminClient, command: AppCommand) -> Result<Value, ClientError> {
+    match command {
+        AppCommand::List => client.call(Method::GET, "/v1.0/applications", None).await,
+        AppCommand::Create { name, identifier_uris, roles } => {
+            let app_roles: Vec<Value> = roles.iter().map(|r| json!({ "value": r, "displayName": r })).collect();
+            let body = json!({ "displayName": name, "identifierUris": identifier_uris, "appRoles": app_roles });
+            client.call(Method::POST, "/v1.0/applications", Some(body)).await
+        }
+        AppCommand::Delete { app } => client.call(Method::DELETE, &client.app_path(&app).await?, None).await,
+    }
+}
+
+pub async fn fic(client: &AdminClient, command: FicCommand) -> Result<Value, ClientError> {
+    match command {
+        FicCommand::List { app } => {
+            let path = format!("{}/federatedIdentityCredentials", client.app_path(&app).await?);
+            client.call(Method::GET, &path, None).await
+        }
+        FicCommand::Add { app, name, issuer, subject, audience, description } => {
+            let path = format!("{}/federatedIdentityCredentials", client.app_path(&app).await?);
+            let body = json!({ "name": name, "issuer": issuer, "subject": subject, "audiences": [audience], "description": description });
+            client.call(Method::POST, &path, Some(body)).await
+        }
+        FicCommand::Delete { app, credential } => {
+            let path = format!("{}/federatedIdentityCredentials/{credential}", client.app_path(&app).await?);
+            client.call(Method::DELETE, &path, None).await
+        }
+    }
+}
+
+pub async fn identity(client: &AdminClient, command: IdentityCommand) -> Result<Value, ClientError> {
+    let (method, name, rg, sub) = match command {
+        IdentityCommand::Create { name, resource_group, subscription } => {
+            (Method::PUT, name, resource_group, subscription)
+        }
+        IdentityCommand::Delete { name, resource_group, subscription } => {
+            (Method::DELETE, name, resource_group, subscription)
+        }
+    };
+    let path =
+        client.arm_path(sub.as_deref(), &rg, &format!("Microsoft.ManagedIdentity/userAssignedIdentities/{name}"))?;
+    let body = (method == Method::PUT).then(|| json!({ "location": "local" }));
+    client.call(method, &path, body).await
+}
+
+fn compute_path(kind: ComputeKind, name: &str) -> String {
+    match (kind, name.split_once("/slots/")) {
+        (ComputeKind::Vm, _) => format!("Microsoft.Compute/virtualMachines/{name}"),
+        (ComputeKind::Webapp, Some((app, slot))) => format!("Microsoft.Web/sites/{app}/slots/{slot}"),
+        (ComputeKind::Webapp, None) => format!("Microsoft.Web/sites/{name}"),
+    }
+}
+
+pub async fn resource(client: &AdminClient, command: ResourceCommand) -> Result<Value, ClientError> {
+    match command {
+        ResourceCommand::Set { kind, name, resource_group, subscription, system, user_identities } => {
+            let path = client.arm_path(subscription.as_deref(), &resource_group, &compute_path(kind, &name))?;
+            let mut users = serde_json::Map::new();
+            for identity in &user_identities {
+                let id = client.arm_path(
+                    subscription.as_deref(),
+                    &resource_group,
+                    &format!("Microsoft.ManagedIdentity/userAssignedIdentities/{identity}"),
+                )?;
+                users.insert(id, json!({}));
+            }
+            let kind = match (system, users.is_empty()) {
+                (false, true) => "None",
+                (true, true) => "SystemAssigned",
+                (false, false) => "UserAssigned",
+                (true, false) => "SystemAssigned, UserAssigned",
+            };
+            let mut identity = json!({ "type": kind });
+            if !users.is_empty() {
+                identity["userAssignedIdentities"] = Value::Object(users);
+            }
+            client.call(Method::PUT, &path, Some(json!({ "location": "local", "identity": identity }))).await
+        }
+        ResourceCommand::Show { kind, name, resource_group, subscription } => {
+            let path = client.arm_path(subscription.as_deref(), &resource_group, &compute_path(kind, &name))?;
+            client.call(Method::GET, &path, None).await
+        }
+    }
+}
+
+pub async fn role(client: &AdminClient, command: RoleCommand) -> Result<Value, ClientError> {
+    let RoleCommand::Assign { principal, resource, role } = command;
+    let app = client.call(Method::GET, &client.app_path(&resource).await?, None).await?;
+    let role_id = app["appRoles"]
+        .as_array()
+        .and_then(|roles| roles.iter().find(|r| r["value"] == role.as_str()))
+        .and_then(|r| r["id"].as_str())
+        .ok_or_else(|| ClientError::Setup(format!("application {resource} defines no app role '{role}'")))?;
+    let sp = app["servicePrincipalId"].as_str().unwrap_or_default();
+    let body = json!({ "principalId": principal, "resourceId": sp, "appRoleId": role_id });
+    client.call(Method::POST, &format!("/v1.0/servicePrincipals/{sp}/appRoleAssignedTo"), Some(body)).await
+}
+
+/// One admin command.
+pub enum AdminCall {
+    Token,
+    App(AppCommand),
+    Fic(FicCommand),
+    Identity(IdentityCommand),
+    Resource(ResourceCommand),
+    Role(RoleCommand),
+}
+
+/// Runs `call` and returns what to print: the token, or the API's JSON answer, pretty-printed.
+pub async fn dispatch(client: &AdminClient, call: AdminCall) -> Result<String, ClientError> {
+    let answer = match call {
+        AdminCall::Token => return Ok(client.token().to_owned()),
+        AdminCall::App(command) => app(client, command).await?,
+        AdminCall::Fic(command) => fic(client, command).await?,
+        AdminCall::Identity(command) => identity(client, command).await?,
+        AdminCall::Resource(command) => resource(client, command).await?,
+        AdminCall::Role(command) => role(client, command).await?,
+    };
+    Ok(serde_json::to_string_pretty(&answer).unwrap_or_default())
+}

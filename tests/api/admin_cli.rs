@@ -1,0 +1,86 @@
+//! The admin commands of the `ficus` binary against a running broker.
+
+use std::process::Output;
+
+use serde_json::Value;
+
+use crate::cli::ficus;
+use crate::helpers::TestApp;
+
+/// Runs the binary off the runtime's threads (the broker under test shares them).
+async fn run(app: &TestApp, args: &[&str]) -> Output {
+    let dir = app.dir.clone();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let public_url = app.base.clone();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ficus(&dir, &args, &[("FICUS_SERVER__PUBLIC_URL", public_url.as_str())])
+    })
+    .await
+    .unwrap()
+}
+
+async fn json(app: &TestApp, args: &[&str]) -> Value {
+    let output = run(app, args).await;
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_commands_manage_the_registry_through_the_admin_api() {
+    let app = TestApp::spawn().await;
+
+    let token = run(&app, &["admin", "token"]).await;
+    assert!(token.status.success(), "{}", String::from_utf8_lossy(&token.stderr));
+    let token = String::from_utf8(token.stdout).unwrap().trim().to_owned();
+    let listed = app.client.get(format!("{}/v1.0/applications", app.base)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(listed.status(), 200, "the printed token is an admin token");
+
+    let created =
+        json(&app, &["app", "create", "orders", "--identifier-uri", "api://orders", "--role", "Orders.Read"]).await;
+    let app_id = created["appId"].as_str().unwrap().to_owned();
+    assert_eq!(created["appRoles"][0]["value"], "Orders.Read");
+
+    let issuer = "https://token.actions.githubusercontent.com";
+    let subject = "repo:octo/orders:ref:refs/heads/main";
+    json(&app, &["fic", "add", &app_id, "--name", "gh-main", "--issuer", issuer, "--subject", subject]).await;
+    let fics = json(&app, &["fic", "list", &app_id]).await;
+    assert_eq!(fics["value"][0]["subject"], subject);
+    assert_eq!(fics["value"][0]["audiences"][0], "api://AzureADTokenExchange");
+
+    let uami = json(&app, &["identity", "create", "uami-cli", "--resource-group", "rg-demo"]).await;
+    assert!(uami["properties"]["clientId"].is_string());
+    let vm = json(
+        &app,
+        &["resource", "set", "vm", "vm-cli", "--resource-group", "rg-demo", "--system", "--user-identity", "uami-cli"],
+    )
+    .await;
+    assert_eq!(vm["identity"]["type"], "SystemAssigned, UserAssigned");
+    let principal = vm["identity"]["principalId"].as_str().unwrap().to_owned();
+
+    let grant =
+        json(&app, &["role", "assign", "--principal", &principal, "--resource", &app_id, "--role", "Orders.Read"])
+            .await;
+    assert_eq!(grant["principalType"], "ManagedIdentity");
+
+    let disabled = json(&app, &["resource", "set", "vm", "vm-cli", "--resource-group", "rg-demo"]).await;
+    assert_eq!(disabled["identity"]["type"], "None");
+
+    json(&app, &["fic", "delete", &app_id, "gh-main"]).await;
+    json(&app, &["app", "delete", &app_id]).await;
+    let apps = json(&app, &["app", "list"]).await;
+    assert!(!apps["value"].as_array().unwrap().iter().any(|a| a["appId"] == app_id.as_str()));
+
+    let missing = run(&app, &["app", "delete", "6a1f0e6c-0000-4000-8000-000000000000"]).await;
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("404"), "{}", String::from_utf8_lossy(&missing.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_commands_without_credentials_say_where_they_looked() {
+    let app = TestApp::spawn().await;
+    let output = run(&app, &["app", "list", "--tenant", "nowhere"]).await;
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("keys/admin/nowhere.json") && stderr.contains("no admin credentials"), "{stderr}");
+}
