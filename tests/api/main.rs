@@ -7,6 +7,7 @@ mod admin_cli;
 mod admin_service;
 mod cli;
 mod contract;
+mod crash;
 mod discovery;
 mod helpers;
 mod keys;

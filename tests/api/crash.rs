@@ -1,0 +1,130 @@
+//! Durability: a broker killed with SIGKILL during a stream of registry writes restarts with
+//! every acknowledged write in place and a registry it can load.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn start(dir: &Path, api: u16, mi: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_ficus"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("FICUS_SERVER__ADDR", format!("127.0.0.1:{api}"))
+        .env("FICUS_SERVER__MI_ADDR", format!("127.0.0.1:{mi}"))
+        .env("FICUS_KEYS__DIR", dir.join("keys"))
+        .env("FICUS_STORAGE__DATA_DIR", dir.join("data"))
+        .env("FICUS_WORLD__FILE", concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo-world.toml"))
+        .env("FICUS_LOG__LEVEL", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (bounded) for readiness and returns a client trusting the broker's development CA.
+async fn ready_client(dir: &Path, api: u16) -> reqwest::Client {
+    let addr: SocketAddr = format!("127.0.0.1:{api}").parse().unwrap();
+    for _ in 0..300 {
+        if let Ok(pem) = std::fs::read(dir.join("keys/dev-ca.pem")) {
+            let client = reqwest::Client::builder()
+                .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+                .resolve("localhost", addr)
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap();
+            let ready = client.get(format!("https://localhost:{api}/readyz")).send().await;
+            if ready.is_ok_and(|r| r.status() == 200) {
+                return client;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the broker did not become ready");
+}
+
+async fn admin_token(client: &reqwest::Client, dir: &Path, api: u16) -> String {
+    let creds: Value = serde_json::from_slice(&std::fs::read(dir.join("keys/admin/demo.json")).unwrap()).unwrap();
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", creds["client_id"].as_str().unwrap()),
+        ("client_secret", creds["client_secret"].as_str().unwrap()),
+        ("scope", "api://ficus-management/.default"),
+    ];
+    let response =
+        client.post(format!("https://localhost:{api}/demo/oauth2/v2.0/token")).form(&form).send().await.unwrap();
+    response.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_write_survives_a_sigkill_mid_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, mi) = (free_port(), free_port());
+    let mut broker = start(dir.path(), api, mi);
+    let client = ready_client(dir.path(), api).await;
+    let token = admin_token(&client, dir.path(), api).await;
+
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (client, token, acknowledged) = (client.clone(), token.clone(), acknowledged.clone());
+            tokio::spawn(async move {
+                for i in 0.. {
+                    let name = format!("crash-{w}-{i}");
+                    let body = json!({ "displayName": name, "identifierUris": [format!("api://{name}")] });
+                    let sent = client
+                        .post(format!("https://localhost:{api}/v1.0/applications"))
+                        .bearer_auth(&token)
+                        .json(&body)
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) if r.status() == 201 => acknowledged.lock().unwrap().push(name),
+                        _ => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    // Bounded wait for the stream to be well under way (not a timing assertion).
+    for _ in 0..3000 {
+        if acknowledged.lock().unwrap().len() >= 40 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    broker.kill().unwrap(); // SIGKILL, while the writers are still writing
+    broker.wait().unwrap();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() >= 40, "the stream was running: {} writes", acknowledged.len());
+
+    let mut restarted = start(dir.path(), api, mi);
+    let client = ready_client(dir.path(), api).await;
+    let token = admin_token(&client, dir.path(), api).await;
+    let listed: Value = client
+        .get(format!("https://localhost:{api}/v1.0/applications"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    restarted.kill().unwrap();
+    restarted.wait().unwrap();
+    let names: Vec<&str> =
+        listed["value"].as_array().unwrap().iter().filter_map(|a| a["displayName"].as_str()).collect();
+    let lost: Vec<&String> = acknowledged.iter().filter(|n| !names.contains(&n.as_str())).collect();
+    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+}
