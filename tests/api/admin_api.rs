@@ -320,3 +320,50 @@ async fn every_write_appears_in_the_directory_audits_with_its_caller_and_pages()
     let (_, filtered) = admin.call(Method::GET, &target, None).await;
     assert!(filtered["value"].as_array().unwrap().iter().all(|e| e["targetResources"][0]["id"] == "audited"));
 }
+
+#[tokio::test]
+async fn every_operation_in_the_openapi_document_exists_and_requires_a_token() {
+    let app = TestApp::spawn().await;
+    let (status, doc) = app.get_json("/openapi.json").await;
+    assert_eq!(status, 200);
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 16);
+    let mut checked = 0;
+    for (template, item) in paths {
+        let path = template
+            .replace("{subscription}", "0b1c2d3e-4f50-4617-8283-94a5b6c7d8e9")
+            .replace("{resourceGroup}", "rg-demo")
+            .replace("{appId}", "6a1f0e6c-0000-4000-8000-000000000000")
+            .replace(['{', '}'], "");
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if item.get(method).is_none() {
+                continue;
+            }
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let response = app.client.request(method.clone(), format!("{}{path}", app.base)).send().await.unwrap();
+            assert_eq!(response.status(), 401, "{method} {path} is routed and authenticated");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 30, "{checked} operations");
+}
+
+#[tokio::test]
+async fn a_user_assigned_identity_takes_at_most_twenty_credentials_too() {
+    let app = TestApp::spawn().await;
+    let admin = Admin::new(&app).await;
+    let uami = format!("{ARM_RG}/Microsoft.ManagedIdentity/userAssignedIdentities/uami-many");
+    admin.call(Method::PUT, &uami, None).await;
+    let credential = |i: usize| json!({"properties": {"issuer": "https://kubernetes.example", "subject": format!("system:serviceaccount:ns:sa-{i}")}});
+    for i in 0..20 {
+        let (status, body) =
+            admin.call(Method::PUT, &format!("{uami}/federatedIdentityCredentials/k8s-{i}"), Some(credential(i))).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (status, body) =
+        admin.call(Method::PUT, &format!("{uami}/federatedIdentityCredentials/k8s-20"), Some(credential(20))).await;
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (400, Some("BadRequest")));
+    assert!(body["error"]["message"].as_str().unwrap().contains("limit of 20"));
+    let (_, list) = admin.call(Method::GET, &format!("{uami}/federatedIdentityCredentials"), None).await;
+    assert_eq!(list["value"].as_array().unwrap().len(), 20);
+}

@@ -1,4 +1,4 @@
-//! Operations: liveness, readiness and Prometheus metrics.
+//! Operations: liveness, readiness, Prometheus metrics, and the admin API's OpenAPI document.
 
 use std::sync::Arc;
 
@@ -18,6 +18,7 @@ pub fn router() -> Router<AppState> {
         .route("/healthz", get(check_liveness))
         .route("/readyz", get(check_readiness))
         .route("/metrics", get(get_metrics))
+        .route("/openapi.json", get(get_openapi))
 }
 
 #[derive(Debug, Serialize)]
@@ -46,4 +47,9 @@ pub async fn check_readiness(State(health): State<Arc<HealthService>>) -> impl I
 
 pub async fn get_metrics(State(metrics): State<Arc<HttpMetrics>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics.render())
+}
+
+/// The admin API's OpenAPI document (`docs/openapi.json`).
+pub async fn get_openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], include_str!("../../../docs/openapi.json"))
 }
