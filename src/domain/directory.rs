@@ -29,6 +29,9 @@ pub struct DirectoryView {
     role_assignments: HashMap<ObjectId, RoleAssignment>,
     roles_by_principal: HashMap<ObjectId, Vec<ObjectId>>,
     secret_hashes: HashMap<ObjectId, Vec<String>>,
+    /// Bound networks, longest prefix first, with the resource key each belongs to.
+    networks: Vec<(ipnet::IpNet, String)>,
+    identity_headers: HashMap<String, String>,
 }
 
 fn owner_key(owner: CredentialOwner) -> ObjectId {
@@ -62,8 +65,15 @@ impl DirectoryView {
             view.identities.insert(identity.principal_id, identity);
         }
         for resource in directory.resources {
+            for network in &resource.addresses {
+                view.networks.push((*network, resource.id.key().to_owned()));
+            }
+            if let Some(header) = &resource.identity_header {
+                view.identity_headers.insert(header.expose().to_owned(), resource.id.key().to_owned());
+            }
             view.resources.insert(resource.id.key().to_owned(), resource);
         }
+        view.networks.sort_by_key(|(network, _)| std::cmp::Reverse(network.prefix_len()));
         for assignment in directory.role_assignments {
             view.roles_by_principal.entry(assignment.principal.id()).or_default().push(assignment.id);
             view.role_assignments.insert(assignment.id, assignment);
@@ -157,6 +167,27 @@ impl DirectoryView {
         let mut all: Vec<_> = self.resources.values().filter(|r| r.tenant_id == tenant).collect();
         all.sort_by(|a, b| a.id.key().cmp(b.id.key()));
         all
+    }
+
+    /// The resource whose bound network most specifically contains `address` (longest prefix).
+    pub fn resource_for_address(&self, address: std::net::IpAddr) -> Option<&ComputeResource> {
+        let address = match address {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        let (_, key) = self.networks.iter().find(|(network, _)| network.contains(&address))?;
+        self.resources.get(key)
+    }
+
+    /// The resource a network is bound to exactly, if any.
+    pub fn resource_bound_to(&self, network: &ipnet::IpNet) -> Option<&ResourceId> {
+        let (_, key) = self.networks.iter().find(|(bound, _)| bound == network)?;
+        self.resources.get(key).map(|r| &r.id)
+    }
+
+    /// The resource whose App Service identity header is `header`.
+    pub fn resource_by_identity_header(&self, header: &str) -> Option<&ComputeResource> {
+        self.resources.get(self.identity_headers.get(header)?)
     }
 
     /// Compute resources a user-assigned identity is assigned to.

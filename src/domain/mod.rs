@@ -15,5 +15,6 @@ pub mod keys;
 pub mod ports;
 pub mod resource;
 pub mod role_assignment;
+pub mod sign_in;
 pub mod tenant;
 pub mod token;

@@ -96,6 +96,13 @@ pub trait Registry: Send + Sync {
     async fn append_activity(&self, entry: &ActivityEntry) -> Result<(), StoreError>;
     async fn query_activity(&self, query: &ActivityQuery) -> Result<ActivityPage, StoreError>;
 
+    /// Appends sign-ins in one transaction (the batched writer's unit of work).
+    async fn append_sign_ins(&self, entries: &[super::sign_in::SignIn]) -> Result<(), StoreError>;
+    async fn query_sign_ins(
+        &self,
+        query: &super::sign_in::SignInQuery,
+    ) -> Result<super::sign_in::SignInPage, StoreError>;
+
     /// Everything, consistently (one read transaction), for the in-memory snapshot.
     async fn load_directory(&self) -> Result<Directory, StoreError>;
 }

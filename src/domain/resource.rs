@@ -19,6 +19,8 @@ pub enum ResourceError {
     MissingUserIdentities(&'static str),
     #[error("identity type {0} does not take user-assigned identities")]
     UnexpectedUserIdentities(&'static str),
+    #[error("'{0}' is not an IP address or CIDR network")]
+    InvalidNetwork(String),
 }
 
 /// What a resource id names.
@@ -266,6 +268,39 @@ pub struct ComputeResource {
     pub system_identity: Option<ManagedIdentity>,
     /// User-assigned identities assigned to it, by resource id.
     pub user_identities: Vec<ResourceId>,
+    /// Networks it calls from: the IMDS endpoint picks the resource by the caller's address.
+    pub addresses: Vec<ipnet::IpNet>,
+    /// The App Service endpoint's `X-IDENTITY-HEADER`; present while it has an identity.
+    pub identity_header: Option<IdentityHeader>,
+}
+
+/// The per-resource secret of the App Service endpoint. Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct IdentityHeader(String);
+
+impl IdentityHeader {
+    pub fn new(secret: String) -> Self {
+        Self(secret)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for IdentityHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("IdentityHeader(<redacted>)")
+    }
+}
+
+/// Parses a network: an address (a host route) or a CIDR, kept in canonical form.
+pub fn parse_network(raw: &str) -> Result<ipnet::IpNet, ResourceError> {
+    let raw = raw.trim();
+    raw.parse::<ipnet::IpNet>()
+        .map(|net| net.trunc())
+        .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| ResourceError::InvalidNetwork(raw.chars().take(64).collect()))
 }
 
 impl ComputeResource {
@@ -317,6 +352,20 @@ mod tests {
         ] {
             assert!(ResourceId::parse(&bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn networks_parse_as_addresses_or_cidrs_in_canonical_form() {
+        assert_eq!(parse_network("127.0.0.1").unwrap().to_string(), "127.0.0.1/32");
+        assert_eq!(parse_network("10.1.2.3/24").unwrap().to_string(), "10.1.2.0/24");
+        assert_eq!(parse_network("::1").unwrap().to_string(), "::1/128");
+        assert!(parse_network("10.0.0.0/33").is_err());
+        assert!(parse_network("vm-demo").is_err());
+    }
+
+    #[test]
+    fn identity_headers_are_redacted_in_debug() {
+        assert_eq!(format!("{:?}", IdentityHeader::new("s3cret".into())), "IdentityHeader(<redacted>)");
     }
 
     #[test]

@@ -7,12 +7,12 @@
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::admin::{AdminError, AdminService, AppRoleInput, ApplicationInput, Caller, CredentialInput};
+use super::admin::{AdminError, AdminService, AppRoleInput, ApplicationInput, Caller, CredentialInput, ResourceSpec};
 use crate::domain::activity::Actor;
 use crate::domain::federated_credential::CredentialOwner;
 use crate::domain::ids::{ClientId, ObjectId, derived_id};
 use crate::domain::ports::{Registry, StoreError};
-use crate::domain::resource::{IdentityType, ResourceId, ResourceKind};
+use crate::domain::resource::{IdentityType, ResourceId, ResourceKind, parse_network};
 use crate::domain::tenant::{Tenant, TenantError, TenantId, TenantName};
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -86,6 +86,9 @@ pub struct WorldResource {
     pub identity: String,
     #[serde(default)]
     pub user_identities: Vec<String>,
+    /// Networks (addresses or CIDRs) the resource calls the IMDS endpoint from.
+    #[serde(default)]
+    pub addresses: Vec<String>,
 }
 
 fn no_identity() -> String {
@@ -238,6 +241,11 @@ async fn apply_tenant(
         let id = ResourceId::new(kind, sub, &resource.resource_group, &resource.name)
             .map_err(|e| WorldError::Invalid(e.to_string()))?;
         let identity_type = IdentityType::parse(&resource.identity).map_err(|e| WorldError::Invalid(e.to_string()))?;
+        let addresses = resource
+            .addresses
+            .iter()
+            .map(|a| parse_network(a).map_err(|e| WorldError::Invalid(format!("resource {}: {e}", resource.name))))
+            .collect::<Result<Vec<_>, _>>()?;
         let users = resource
             .user_identities
             .iter()
@@ -250,13 +258,20 @@ async fn apply_tenant(
         let unchanged = admin.resource(caller, &id).is_ok_and(|r| {
             let mut wanted = users.clone();
             wanted.sort_by(|a, b| a.key().cmp(b.key()));
-            r.identity_type() == identity_type && r.user_identities == wanted
+            let mut networks = addresses.clone();
+            networks.sort();
+            r.identity_type() == identity_type && r.user_identities == wanted && r.addresses == networks
         });
         let current = if unchanged {
             admin.resource(caller, &id).map_err(admin_err)?
         } else {
-            let ids = identity_ids(tenant.id, "system-identity", &resource.name);
-            admin.put_resource(caller, &id, identity_type, users, Some(ids)).await.map_err(admin_err)?
+            let spec = ResourceSpec {
+                identity_type,
+                user_identities: users,
+                addresses: Some(addresses.clone()),
+                system_ids: Some(identity_ids(tenant.id, "system-identity", &resource.name)),
+            };
+            admin.put_resource(caller, &id, spec).await.map_err(admin_err)?
         };
         if let Some(system) = current.system_identity {
             system_principals.insert(resource.name.clone(), system.principal_id);

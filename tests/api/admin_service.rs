@@ -8,7 +8,7 @@ use ficus::domain::activity::{ActivityQuery, Actor, Outcome};
 use ficus::domain::federated_credential::CredentialOwner;
 use ficus::domain::resource::{IdentityType, ResourceId, ResourceKind};
 use ficus::domain::tenant::TenantRef;
-use ficus::service::admin::{AdminError, AdminService, ApplicationInput, Caller, CredentialInput};
+use ficus::service::admin::{AdminError, AdminService, ApplicationInput, Caller, CredentialInput, ResourceSpec};
 
 use crate::helpers::TestApp;
 
@@ -119,13 +119,15 @@ async fn disabling_a_system_identity_deletes_it_and_a_slot_gets_its_own() {
     let slot = ResourceId::new(ResourceKind::WebAppSlot, sub, "rg-demo", "web-demo/slots/staging").unwrap();
     let orphan = ResourceId::new(ResourceKind::WebAppSlot, sub, "rg-demo", "nope/slots/staging").unwrap();
 
-    let missing_parent = admin.put_resource(&caller, &orphan, IdentityType::SystemAssigned, vec![], None).await;
+    let missing_parent =
+        admin.put_resource(&caller, &orphan, ResourceSpec::new(IdentityType::SystemAssigned, vec![])).await;
     assert!(missing_parent.unwrap_err().to_string().contains("web app"));
-    let staged = admin.put_resource(&caller, &slot, IdentityType::SystemAssigned, vec![], None).await.unwrap();
+    let staged =
+        admin.put_resource(&caller, &slot, ResourceSpec::new(IdentityType::SystemAssigned, vec![])).await.unwrap();
     let web_identity = admin.resource(&caller, &web).unwrap().system_identity.unwrap();
     assert_ne!(staged.system_identity.unwrap().principal_id, web_identity.principal_id);
 
-    admin.put_resource(&caller, &web, IdentityType::None, vec![], None).await.unwrap();
+    admin.put_resource(&caller, &web, ResourceSpec::new(IdentityType::None, vec![])).await.unwrap();
     assert!(app.directory.view().identity(web_identity.principal_id).is_none(), "disabled: deleted");
 }
 

@@ -10,7 +10,7 @@ use ficus::domain::federated_credential::{
 };
 use ficus::domain::ids::{ClientId, ObjectId};
 use ficus::domain::ports::{Conflict, Registry, StoreError};
-use ficus::domain::resource::{ComputeResource, ManagedIdentity, ResourceId, ResourceKind};
+use ficus::domain::resource::{ComputeResource, IdentityHeader, ManagedIdentity, ResourceId, ResourceKind};
 use ficus::domain::role_assignment::{Principal, RoleAssignment};
 use ficus::domain::tenant::{Tenant, TenantId, TenantName};
 use ficus::store::SqliteRegistry;
@@ -79,6 +79,22 @@ fn credential(owner: CredentialOwner, name: &str, subject: &str) -> FederatedCre
 
 fn resource(kind: ResourceKind, name: &str) -> ResourceId {
     ResourceId::new(kind, SUB.parse().unwrap(), "rg-demo", name).unwrap()
+}
+
+fn compute(
+    tenant: TenantId,
+    id: ResourceId,
+    system_identity: Option<ManagedIdentity>,
+    user_identities: Vec<ResourceId>,
+) -> ComputeResource {
+    ComputeResource {
+        id,
+        tenant_id: tenant,
+        system_identity,
+        user_identities,
+        addresses: vec![],
+        identity_header: None,
+    }
 }
 
 fn identity(tenant: TenantId, id: ResourceId) -> ManagedIdentity {
@@ -191,27 +207,24 @@ async fn deleting_an_application_removes_its_credentials_and_role_assignments(f:
 async fn system_identity_lives_and_dies_with_its_resource(f: Fixture) {
     let vm = resource(ResourceKind::VirtualMachine, "vm-demo");
     let system = identity(f.tenant, vm.clone());
-    let mut compute = ComputeResource {
-        id: vm.clone(),
-        tenant_id: f.tenant,
-        system_identity: Some(system.clone()),
-        user_identities: vec![],
-    };
-    f.registry.put_resource(&compute).await.unwrap();
+    let mut machine = compute(f.tenant, vm.clone(), Some(system.clone()), vec![]);
+    machine.addresses = vec!["10.0.0.4/32".parse().unwrap()];
+    machine.identity_header = Some(IdentityHeader::new("header-secret".into()));
+    f.registry.put_resource(&machine).await.unwrap();
     let directory = f.registry.load_directory().await.unwrap();
     assert_eq!(directory.identities, vec![system.clone()]);
-    assert_eq!(directory.resources, vec![compute.clone()]);
+    assert_eq!(directory.resources, vec![machine.clone()], "with its addresses and identity header");
 
     // Putting it again unchanged keeps the same identity.
-    f.registry.put_resource(&compute).await.unwrap();
+    f.registry.put_resource(&machine).await.unwrap();
     assert_eq!(f.registry.load_directory().await.unwrap().identities, vec![system]);
 
-    compute.system_identity = None;
-    f.registry.put_resource(&compute).await.unwrap();
+    machine.system_identity = None;
+    f.registry.put_resource(&machine).await.unwrap();
     assert!(f.registry.load_directory().await.unwrap().identities.is_empty(), "disabled: identity deleted");
 
-    compute.system_identity = Some(identity(f.tenant, vm.clone()));
-    f.registry.put_resource(&compute).await.unwrap();
+    machine.system_identity = Some(identity(f.tenant, vm.clone()));
+    f.registry.put_resource(&machine).await.unwrap();
     f.registry.delete_resource(&vm).await.unwrap();
     let directory = f.registry.load_directory().await.unwrap();
     assert!(directory.identities.is_empty() && directory.resources.is_empty(), "deleted with its resource");
@@ -222,13 +235,8 @@ async fn deleting_a_user_assigned_identity_removes_its_assignments(f: Fixture) {
     f.registry.create_identity(&uami).await.unwrap();
     f.registry.add_credential(&credential(CredentialOwner::Identity(uami.principal_id), "fic", "s")).await.unwrap();
     for name in ["vm-a", "vm-b"] {
-        let compute = ComputeResource {
-            id: resource(ResourceKind::VirtualMachine, name),
-            tenant_id: f.tenant,
-            system_identity: None,
-            user_identities: vec![uami.resource_id.clone()],
-        };
-        f.registry.put_resource(&compute).await.unwrap();
+        let vm = compute(f.tenant, resource(ResourceKind::VirtualMachine, name), None, vec![uami.resource_id.clone()]);
+        f.registry.put_resource(&vm).await.unwrap();
     }
     let directory = f.registry.load_directory().await.unwrap();
     assert!(directory.resources.iter().all(|r| r.user_identities == vec![uami.resource_id.clone()]));
@@ -243,24 +251,11 @@ async fn deleting_a_user_assigned_identity_removes_its_assignments(f: Fixture) {
 async fn a_web_app_takes_its_slots_with_it(f: Fixture) {
     for (kind, name) in [(ResourceKind::WebApp, "web-demo"), (ResourceKind::WebAppSlot, "web-demo/slots/staging")] {
         let id = resource(kind, name);
-        let compute = ComputeResource {
-            id: id.clone(),
-            tenant_id: f.tenant,
-            system_identity: Some(identity(f.tenant, id)),
-            user_identities: vec![],
-        };
-        f.registry.put_resource(&compute).await.unwrap();
+        let web = compute(f.tenant, id.clone(), Some(identity(f.tenant, id)), vec![]);
+        f.registry.put_resource(&web).await.unwrap();
     }
     let other = resource(ResourceKind::WebApp, "web-demo2");
-    f.registry
-        .put_resource(&ComputeResource {
-            id: other,
-            tenant_id: f.tenant,
-            system_identity: None,
-            user_identities: vec![],
-        })
-        .await
-        .unwrap();
+    f.registry.put_resource(&compute(f.tenant, other, None, vec![])).await.unwrap();
     assert_eq!(f.registry.load_directory().await.unwrap().identities.len(), 2, "a slot has its own identity");
 
     f.registry.delete_resource(&resource(ResourceKind::WebApp, "web-demo")).await.unwrap();

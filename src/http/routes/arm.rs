@@ -13,11 +13,11 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::federated_credential::{CredentialOwner, FederatedCredential};
-use crate::domain::resource::{ComputeResource, IdentityType, ManagedIdentity, ResourceId};
+use crate::domain::resource::{ComputeResource, IdentityType, ManagedIdentity, ResourceId, parse_network};
 use crate::http::AppState;
 use crate::http::admin::{AdminCaller, AdminJson};
 use crate::http::error::{ApiError, InShape};
-use crate::service::admin::{AdminError, AdminService, Caller, CredentialInput};
+use crate::service::admin::{AdminError, AdminService, Caller, CredentialInput, ResourceSpec};
 
 const RG: &str = "/subscriptions/{sub}/resourceGroups/{rg}/providers";
 
@@ -262,7 +262,8 @@ pub struct ResourceRequest {
     tags: Option<BTreeMap<String, String>>,
     #[serde(default)]
     identity: Option<IdentityBlock>,
-    /// The resource's own properties (size, image, runtime...): not modelled by ficus.
+    /// The resource's own properties (size, image, runtime...) are not modelled by ficus, except
+    /// `networkAddresses` (a ficus extension): the addresses or CIDRs the resource calls IMDS from.
     #[serde(default)]
     properties: Option<serde_json::Value>,
 }
@@ -307,7 +308,7 @@ pub async fn put_resource(
     uri: Uri,
     AdminJson(body): AdminJson<ResourceRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let _ = (body.location, body.tags, body.properties);
+    let _ = (body.location, body.tags);
     let id = resource_id(&uri, 0)?;
     let (identity_type, users) = match body.identity {
         None => (IdentityType::None, Vec::new()),
@@ -322,8 +323,26 @@ pub async fn put_resource(
             (kind, users)
         }
     };
+    let addresses = body
+        .properties
+        .as_ref()
+        .and_then(|p| p.get("networkAddresses"))
+        .map(|list| {
+            let items = list.as_array().ok_or_else(|| {
+                ApiError::InvalidBody(
+                    crate::http::error::Shape::Arm,
+                    "properties.networkAddresses must be a list".into(),
+                )
+            })?;
+            items
+                .iter()
+                .map(|a| parse_network(a.as_str().unwrap_or_default()).map_err(AdminError::from).arm())
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
     let existed = admin.resource(&caller, &id).is_ok();
-    let resource = admin.put_resource(&caller, &id, identity_type, users, None).await.arm()?;
+    let spec = ResourceSpec { identity_type, user_identities: users, addresses, system_ids: None };
+    let resource = admin.put_resource(&caller, &id, spec).await.arm()?;
     let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
     Ok((status, Json(resource_response(&admin, &caller, &resource))))
 }

@@ -9,6 +9,8 @@ mod applications;
 pub mod bootstrap;
 mod credentials;
 mod resources;
+
+pub use resources::ResourceSpec;
 mod roles;
 
 use std::future::Future;
@@ -26,7 +28,7 @@ use crate::domain::federated_credential::{
 use crate::domain::ids::{ClientId, IdError, ObjectId, derived_id};
 use crate::domain::ports::{Conflict, DirectorySource, Registry, StoreError};
 use crate::domain::resource::{
-    ComputeResource, IdentityType, ManagedIdentity, ResourceError, ResourceId, ResourceKind,
+    ComputeResource, IdentityHeader, IdentityType, ManagedIdentity, ResourceError, ResourceId, ResourceKind,
 };
 use crate::domain::role_assignment::{Principal, RoleAssignment, RoleAssignmentError};
 use crate::domain::tenant::TenantId;

@@ -62,21 +62,20 @@ impl AdminService {
     }
 
     /// Creates or updates a compute resource's identity block. Enabling the system identity
-    /// creates it (with `system_ids` when given), disabling deletes it, keeping it keeps its ids.
+    /// creates it (with `spec.system_ids` when given), disabling deletes it, keeping it keeps its
+    /// ids. The App Service identity header exists while the resource has any identity.
     pub async fn put_resource(
         &self,
         caller: &Caller,
         id: &ResourceId,
-        identity_type: IdentityType,
-        user_identities: Vec<ResourceId>,
-        system_ids: Option<(ObjectId, ClientId)>,
+        spec: ResourceSpec,
     ) -> Result<ComputeResource, AdminError> {
         self.audited(caller, "Put compute resource", "ComputeResource", id.to_string(), async {
             if !id.kind().is_compute() {
                 return Err(ResourceError::InvalidId(id.to_string()).into());
             }
             self.check_subscription(caller, id)?;
-            identity_type.check_user_identities(user_identities.len())?;
+            spec.identity_type.check_user_identities(spec.user_identities.len())?;
             let view = self.directory.view();
             if id.kind() == ResourceKind::WebAppSlot {
                 let app_name = id.name().split('/').next().unwrap_or_default();
@@ -85,30 +84,76 @@ impl AdminService {
                     return Err(AdminError::NotFound { what: "web app", id: parent.to_string() });
                 }
             }
-            for user in &user_identities {
-                if view
-                    .identity_by_resource(user)
-                    .filter(|i| i.tenant_id == caller.tenant && i.is_user_assigned())
-                    .is_none()
-                {
+            for user in &spec.user_identities {
+                let known =
+                    view.identity_by_resource(user).filter(|i| i.tenant_id == caller.tenant && i.is_user_assigned());
+                if known.is_none() {
                     return Err(AdminError::NotFound { what: "user-assigned identity", id: user.to_string() });
                 }
             }
-            let current = view.resource(id).and_then(|r| r.system_identity.clone());
-            let system_identity = match (identity_type.has_system(), current) {
-                (false, _) => None,
-                (true, Some(existing)) => Some(existing),
-                (true, None) => {
-                    let (principal_id, client_id) =
-                        system_ids.unwrap_or_else(|| (ObjectId::random(), ClientId::random()));
-                    Some(ManagedIdentity { principal_id, client_id, tenant_id: caller.tenant, resource_id: id.clone() })
+            let current = view.resource(id);
+            let addresses = match spec.addresses {
+                Some(mut addresses) => {
+                    addresses.sort();
+                    addresses.dedup();
+                    addresses
                 }
+                None => current.map(|r| r.addresses.clone()).unwrap_or_default(),
             };
-            let mut user_identities = user_identities;
+            for network in &addresses {
+                if let Some(owner) = view.resource_bound_to(network).filter(|owner| owner.key() != id.key()) {
+                    return Err(AdminError::Conflict(format!("network {network} is already bound to {owner}")));
+                }
+            }
+            let system_identity =
+                match (spec.identity_type.has_system(), current.and_then(|r| r.system_identity.clone())) {
+                    (false, _) => None,
+                    (true, Some(existing)) => Some(existing),
+                    (true, None) => {
+                        let (principal_id, client_id) =
+                            spec.system_ids.unwrap_or_else(|| (ObjectId::random(), ClientId::random()));
+                        Some(ManagedIdentity {
+                            principal_id,
+                            client_id,
+                            tenant_id: caller.tenant,
+                            resource_id: id.clone(),
+                        })
+                    }
+                };
+            let identity_header = match (spec.identity_type, current.and_then(|r| r.identity_header.clone())) {
+                (IdentityType::None, _) => None,
+                (_, Some(existing)) => Some(existing),
+                (_, None) => Some(new_identity_header()?),
+            };
+            let mut user_identities = spec.user_identities;
             user_identities.sort_by(|a, b| a.key().cmp(b.key()));
             user_identities.dedup();
-            let resource =
-                ComputeResource { id: id.clone(), tenant_id: caller.tenant, system_identity, user_identities };
+            let resource = ComputeResource {
+                id: id.clone(),
+                tenant_id: caller.tenant,
+                system_identity,
+                user_identities,
+                addresses,
+                identity_header,
+            };
+            self.registry.put_resource(&resource).await.map_err(store_error)?;
+            Ok(resource)
+        })
+        .await
+    }
+
+    /// Replaces the resource's App Service identity header; the old one stops working at once.
+    pub async fn regenerate_identity_header(
+        &self,
+        caller: &Caller,
+        id: &ResourceId,
+    ) -> Result<ComputeResource, AdminError> {
+        self.audited(caller, "Regenerate identity header", "ComputeResource", id.to_string(), async {
+            let mut resource = self.resource(caller, id)?;
+            if resource.identity_type() == IdentityType::None {
+                return Err(AdminError::Conflict(format!("{id} has no managed identity, so no identity header")));
+            }
+            resource.identity_header = Some(new_identity_header()?);
             self.registry.put_resource(&resource).await.map_err(store_error)?;
             Ok(resource)
         })
@@ -122,4 +167,27 @@ impl AdminService {
         })
         .await
     }
+}
+
+/// What a compute resource should look like.
+#[derive(Debug, Clone)]
+pub struct ResourceSpec {
+    pub identity_type: IdentityType,
+    pub user_identities: Vec<ResourceId>,
+    /// Networks it calls from; `None` keeps the current ones.
+    pub addresses: Option<Vec<ipnet::IpNet>>,
+    /// Ids for a newly enabled system identity (the world file); random otherwise.
+    pub system_ids: Option<(ObjectId, ClientId)>,
+}
+
+impl ResourceSpec {
+    pub fn new(identity_type: IdentityType, user_identities: Vec<ResourceId>) -> Self {
+        Self { identity_type, user_identities, addresses: None, system_ids: None }
+    }
+}
+
+fn new_identity_header() -> Result<IdentityHeader, AdminError> {
+    crate::service::token::new_secret()
+        .map(IdentityHeader::new)
+        .ok_or_else(|| AdminError::Storage(StoreError::Unavailable("no randomness".into())))
 }

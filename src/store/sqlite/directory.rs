@@ -182,6 +182,31 @@ pub(super) async fn put_resource(tx: &mut Tx, resource: &ComputeResource) -> Res
         }
     }
 
+    sqlx::query("UPDATE compute_resources SET identity_header = ? WHERE resource_key = ?")
+        .bind(resource.identity_header.as_ref().map(|h| h.expose().to_owned()))
+        .bind(key)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    sqlx::query("DELETE FROM resource_addresses WHERE resource_key = ?")
+        .bind(key)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    for network in &resource.addresses {
+        sqlx::query("INSERT INTO resource_addresses (network, resource_key) VALUES (?, ?)")
+            .bind(network.to_string())
+            .bind(key)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| match db_error(e) {
+                StoreError::Conflict(_) => {
+                    StoreError::Conflict(Conflict::Exists(format!("network {network} is bound to another resource")))
+                }
+                other => other,
+            })?;
+    }
+
     sqlx::query("DELETE FROM identity_assignments WHERE resource_key = ?")
         .bind(key)
         .execute(&mut **tx)

@@ -11,7 +11,7 @@ use crate::domain::federated_credential::{
 };
 use crate::domain::ids::{ClientId, ObjectId};
 use crate::domain::ports::{Directory, StoreError};
-use crate::domain::resource::{ComputeResource, ManagedIdentity, ResourceId};
+use crate::domain::resource::{ComputeResource, IdentityHeader, ManagedIdentity, ResourceId, parse_network};
 use crate::domain::role_assignment::{Principal, RoleAssignment};
 use crate::domain::tenant::{Tenant, TenantId, TenantName};
 
@@ -131,10 +131,21 @@ async fn load_resources(tx: &mut Tx, identities: &[ManagedIdentity]) -> Result<V
             by_principal.get(&object_id(&row, "principal_id")?).ok_or_else(|| corrupt("dangling assignment"))?;
         assigned.entry(row.get("resource_key")).or_default().push(identity.resource_id.clone());
     }
-    let rows = sqlx::query("SELECT resource_key, resource_id, tenant_id FROM compute_resources ORDER BY created_at")
+    let mut networks: HashMap<String, Vec<ipnet::IpNet>> = HashMap::new();
+    for row in sqlx::query("SELECT network, resource_key FROM resource_addresses ORDER BY network")
         .fetch_all(&mut **tx)
         .await
-        .map_err(db_error)?;
+        .map_err(db_error)?
+    {
+        let network = parse_network(row.get("network")).map_err(corrupt)?;
+        networks.entry(row.get("resource_key")).or_default().push(network);
+    }
+    let rows = sqlx::query(
+        "SELECT resource_key, resource_id, tenant_id, identity_header FROM compute_resources ORDER BY created_at",
+    )
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db_error)?;
     rows.iter()
         .map(|row| {
             let id = ResourceId::parse(row.get("resource_id")).map_err(corrupt)?;
@@ -142,7 +153,17 @@ async fn load_resources(tx: &mut Tx, identities: &[ManagedIdentity]) -> Result<V
             let key: String = row.get("resource_key");
             let mut user_identities = assigned.remove(&key).unwrap_or_default();
             user_identities.sort_by(|a, b| a.key().cmp(b.key()));
-            Ok(ComputeResource { id, tenant_id: tenant_id(row)?, system_identity, user_identities })
+            let mut addresses = networks.remove(&key).unwrap_or_default();
+            addresses.sort();
+            let identity_header = row.get::<Option<String>, _>("identity_header").map(IdentityHeader::new);
+            Ok(ComputeResource {
+                id,
+                tenant_id: tenant_id(row)?,
+                system_identity,
+                user_identities,
+                addresses,
+                identity_header,
+            })
         })
         .collect()
 }

@@ -7,6 +7,7 @@
 mod activity;
 mod directory;
 mod load;
+mod sign_ins;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -23,6 +24,7 @@ use crate::domain::ids::ObjectId;
 use crate::domain::ports::{Conflict, Directory, Registry, StoreError};
 use crate::domain::resource::{ComputeResource, ManagedIdentity, ResourceId};
 use crate::domain::role_assignment::RoleAssignment;
+use crate::domain::sign_in::{SignIn, SignInPage, SignInQuery};
 use crate::domain::tenant::{Tenant, TenantId, TenantName};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -299,6 +301,18 @@ impl Registry for SqliteRegistry {
 
     async fn query_activity(&self, query: &ActivityQuery) -> Result<ActivityPage, StoreError> {
         activity::query(&self.pool, query).await
+    }
+
+    async fn append_sign_ins(&self, entries: &[SignIn]) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        for entry in entries {
+            sign_ins::insert(&mut tx, entry).await?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn query_sign_ins(&self, query: &SignInQuery) -> Result<SignInPage, StoreError> {
+        sign_ins::query(&self.pool, query).await
     }
 
     async fn load_directory(&self) -> Result<Directory, StoreError> {
