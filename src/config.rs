@@ -29,6 +29,22 @@ pub struct Settings {
     pub log: LogSettings,
     pub world: WorldSettings,
     pub federation: FederationSettings,
+    pub cache: CacheSettings,
+    pub signin_log: SignInLogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSettings {
+    pub issued_tokens_capacity: u64,
+    pub token_reuse_min_remaining: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignInLogSettings {
+    pub queue_capacity: usize,
+    pub batch_size: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -180,6 +196,12 @@ impl Settings {
             if !lifetime_range.contains(&value) {
                 return Err(ConfigError::new(name, "must be between 1m and 48h"));
             }
+        }
+        if !(0.0..1.0).contains(&self.cache.token_reuse_min_remaining) {
+            return Err(ConfigError::new("cache.token_reuse_min_remaining", "must be at least 0 and below 1"));
+        }
+        if self.signin_log.queue_capacity == 0 || self.signin_log.batch_size == 0 {
+            return Err(ConfigError::new("signin_log", "queue_capacity and batch_size must be positive"));
         }
         if self.tokens.clock_skew > Duration::from_secs(3600) {
             return Err(ConfigError::new("tokens.clock_skew", "must be at most 1h"));

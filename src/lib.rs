@@ -9,11 +9,13 @@
 //! - [`signing`]: signing keys, the on-disk key store, rotation and the JWKS.
 //! - [`upstream`]: external issuers' discovery documents and keys.
 //! - [`http`]: every axum type: routers, state, errors, metrics middleware.
+//! - [`cache`]: the token path's in-memory caches (moka) and their counters.
 //! - [`tls`]: development CA, server certificates, rustls configuration.
 //! - [`config`]: layered, validated settings.
 //! - [`startup`]: the composition root.
 //! - [`cli`], [`telemetry`], [`files`]: the command line, logging, careful file writes.
 
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod domain;

@@ -12,6 +12,7 @@ use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 use url::Url;
 
+use crate::cache::IssuedTokens;
 use crate::config::{ConfigError, Settings};
 use crate::domain::activity::Actor;
 use crate::domain::clock::Clock;
@@ -24,9 +25,11 @@ use crate::service::admin::bootstrap::MANAGEMENT_API;
 use crate::service::admin::{AdminService, Caller};
 use crate::service::admin_auth::AdminAuthenticator;
 use crate::service::health::HealthService;
+use crate::service::managed_identity::ManagedIdentityService;
 use crate::service::token::TokenService;
 use crate::service::world::{self, WorldError};
 use crate::signing::{KeyRing, KeyRingHandle, KeyStore, KeyStoreError};
+use crate::store::sign_in_writer::{BatchedSignInLog, SignInStore};
 use crate::store::{DirectorySnapshot, SqliteRegistry};
 use crate::tls::{self, TlsError, TlsFiles};
 
@@ -73,10 +76,26 @@ pub struct Application {
     admin: Arc<AdminService>,
     state: AppState,
     reloader: Reloader,
+    sign_in_writer: tokio::task::JoinHandle<()>,
+}
+
+/// Adapters to use instead of the default ones.
+#[derive(Default)]
+pub struct Overrides {
+    pub sign_in_store: Option<Arc<dyn SignInStore>>,
 }
 
 impl Application {
     pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
+        Self::build_with(settings, clock, Overrides::default()).await
+    }
+
+    /// Builds with some adapters replaced (tests use a deliberately slow sign-in store).
+    pub async fn build_with(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+        overrides: Overrides,
+    ) -> Result<Self, StartupError> {
         let api_listener = bind("server.addr", settings.server.addr)?;
         let mi_listener = bind("server.mi_addr", settings.server.mi_addr)?;
         let public_url = settings.public_url(api_listener.local_addr()?.port())?;
@@ -136,9 +155,41 @@ impl Application {
             clock.clone(),
             settings.tokens.clock_skew,
         ));
-        let state = AppState { discovery, health, tokens, admin: admin.clone(), admin_auth, metrics, clock };
+        let issued_tokens = Arc::new(IssuedTokens::new(
+            settings.cache.issued_tokens_capacity,
+            settings.tokens.managed_identity_lifetime.max(settings.tokens.lifetime),
+            metrics.registry(),
+        )?);
+        let sign_in_store = overrides.sign_in_store.unwrap_or_else(|| registry.clone());
+        let (sign_ins, sign_in_writer) = BatchedSignInLog::start(
+            sign_in_store,
+            settings.signin_log.queue_capacity,
+            settings.signin_log.batch_size,
+            metrics.registry(),
+        )?;
+        let managed_identities = Arc::new(ManagedIdentityService::new(
+            directory.clone(),
+            Arc::new(keys.clone()),
+            discovery.clone(),
+            clock.clone(),
+            settings.tokens.managed_identity_lifetime,
+            issued_tokens,
+            settings.cache.token_reuse_min_remaining,
+            sign_ins,
+        ));
+        let state = AppState {
+            discovery,
+            health,
+            tokens,
+            managed_identities,
+            admin: admin.clone(),
+            admin_auth,
+            metrics,
+            clock,
+        };
         let reloader = Reloader { key_store, keys: keys.clone(), retire_after, tls: tls.clone() };
         Ok(Self {
+            sign_in_writer,
             settings,
             api_listener,
             mi_listener,
@@ -236,6 +287,12 @@ impl Application {
         mi_handle.graceful_shutdown(Some(grace));
         poller.abort();
         let joined = tokio::join!(api_server, mi_server);
+        // The routers held the last sign-in sinks; with the state dropped too, the writer drains
+        // its queue and ends.
+        drop(self.state);
+        if tokio::time::timeout(grace, self.sign_in_writer).await.is_err() {
+            tracing::warn!("the sign-in log writer did not finish within the shutdown grace period");
+        }
         self.registry.close().await;
         for result in [joined.0, joined.1] {
             result.map_err(|e| StartupError::Serve(std::io::Error::other(e)))??;

@@ -106,6 +106,15 @@ pub enum ResourceCommand {
         #[arg(long = "user-identity")]
         user_identities: Vec<String>,
     },
+    /// Print a web app's App Service identity header (IDENTITY_HEADER)
+    IdentityHeader {
+        kind: ComputeKind,
+        name: String,
+        #[arg(long)]
+        resource_group: String,
+        #[arg(long)]
+        subscription: Option<String>,
+    },
     /// Show a VM or web app with its identities
     Show {
         kind: ComputeKind,
@@ -306,6 +315,10 @@ pub async fn resource(client: &AdminClient, command: ResourceCommand) -> Result<
                 identity["userAssignedIdentities"] = Value::Object(users);
             }
             client.call(Method::PUT, &path, Some(json!({ "location": "local", "identity": identity }))).await
+        }
+        ResourceCommand::IdentityHeader { kind, name, resource_group, subscription } => {
+            let path = client.arm_path(subscription.as_deref(), &resource_group, &compute_path(kind, &name))?;
+            client.call(Method::POST, &format!("{path}/listIdentityHeader"), None).await
         }
         ResourceCommand::Show { kind, name, resource_group, subscription } => {
             let path = client.arm_path(subscription.as_deref(), &resource_group, &compute_path(kind, &name))?;

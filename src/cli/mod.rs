@@ -3,6 +3,7 @@
 //! Parsing with clap; each command is a short function over settings.
 
 mod admin;
+mod env;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use time::OffsetDateTime;
 
-use crate::config::{Settings, TlsMode};
+use crate::config::Settings;
 use crate::domain::clock::{Clock, SystemClock};
 use crate::signing::{KeyRing, KeyStore};
 use crate::startup::{Application, StartupError};
@@ -94,6 +95,11 @@ pub enum Command {
         /// Tenant (name or GUID) for AZURE_TENANT_ID; defaults to the first tenant of the world file
         #[arg(long)]
         tenant: Option<String>,
+        /// Also print what a workload on this compute resource of the world file needs for its
+        /// managed identity: the IMDS variables for a VM, IDENTITY_ENDPOINT and IDENTITY_HEADER
+        /// (read from the running broker's admin API) for a web app
+        #[arg(long)]
+        resource: Option<String>,
     },
 }
 
@@ -117,7 +123,7 @@ pub async fn run(command: Command, settings: Settings) -> Result<(), StartupErro
         Command::Serve => serve(settings, clock).await,
         Command::Keys { command: KeysCommand::List } => list_keys(&settings, clock.now()),
         Command::Keys { command: KeysCommand::Rotate { now } } => rotate_key(&settings, clock.now(), now),
-        Command::Env { tenant } => print_env(&settings, tenant.as_deref()),
+        Command::Env { tenant, resource } => env::print_env(&settings, tenant.as_deref(), resource.as_deref()).await,
         Command::Admin { command: admin::AdminCommand::Token, target } => {
             run_admin(&settings, &target, admin::AdminCall::Token).await
         }
@@ -207,7 +213,7 @@ fn banner(app: &Application) -> String {
     lines.join("\n")
 }
 
-fn absolute(path: &Path) -> PathBuf {
+pub(crate) fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
@@ -241,53 +247,6 @@ fn rotate_key(settings: &Settings, now: OffsetDateTime, immediately: bool) -> Re
     println!(
         "  running servers pick it up within {} (or at once on SIGHUP)",
         humantime::format_duration(settings.keys.reload_interval)
-    );
-    Ok(())
-}
-
-fn print_env(settings: &Settings, tenant: Option<&str>) -> Result<(), StartupError> {
-    let tenants: Vec<_> = match &settings.world.file {
-        Some(file) => crate::config::load_world(file)?.tenants.iter().filter_map(|t| t.tenant().ok()).collect(),
-        None => Vec::new(),
-    };
-    let chosen = match tenant {
-        Some(wanted) => {
-            let wanted = wanted.to_ascii_lowercase();
-            tenants.iter().find(|t| t.name.as_str() == wanted || t.id.to_string() == wanted)
-        }
-        None => tenants.first(),
-    };
-    let Some(chosen) = chosen else {
-        return Err(crate::config::ConfigError {
-            setting: "world.file".into(),
-            problem: format!("no tenant {} in the world file", tenant.unwrap_or("at all")),
-        }
-        .into());
-    };
-    let authority = settings.public_url(settings.server.addr.port())?;
-    let authority = authority.as_str().trim_end_matches('/');
-    println!("# ficus: environment for the Azure SDKs and MSAL. Use: eval \"$(ficus env)\"");
-    println!("export AZURE_AUTHORITY_HOST={authority}");
-    println!("export AZURE_TENANT_ID={}", chosen.id);
-    if settings.tls.mode == TlsMode::Dev {
-        let ca = absolute(&crate::tls::dev_ca_path(&settings.keys.dir));
-        println!("# Trust the development CA. These replace the default trust store of the processes that read them.");
-        println!("export REQUESTS_CA_BUNDLE={}   # Python requests (azure-identity, msal)", ca.display());
-        println!(
-            "export SSL_CERT_FILE={}        # OpenSSL-based clients, Go, Rust (rustls-native-certs)",
-            ca.display()
-        );
-        println!("export CURL_CA_BUNDLE={}       # curl", ca.display());
-        println!("export NODE_EXTRA_CA_CERTS={}  # Node.js (added to its built-in roots)", ca.display());
-    }
-    println!("# MSAL-based credentials must not ask Microsoft's host to validate this authority:");
-    println!("#   Python azure-identity  ClientAssertionCredential(..., disable_instance_discovery=True)");
-    println!("#   Python msal            ConfidentialClientApplication(..., instance_discovery=False)");
-    println!("#   JavaScript             new ClientAssertionCredential(..., {{ disableInstanceDiscovery: true }})");
-    println!("#   .NET Azure.Identity    new ClientAssertionCredentialOptions {{ DisableInstanceDiscovery = true }}");
-    println!("#   Java azure-identity    new ClientAssertionCredentialBuilder().disableInstanceDiscovery()");
-    println!(
-        "#   Go azidentity          &azidentity.ClientAssertionCredentialOptions{{DisableInstanceDiscovery: true}}"
     );
     Ok(())
 }

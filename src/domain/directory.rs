@@ -32,6 +32,7 @@ pub struct DirectoryView {
     /// Bound networks, longest prefix first, with the resource key each belongs to.
     networks: Vec<(ipnet::IpNet, String)>,
     identity_headers: HashMap<String, String>,
+    generation: u64,
 }
 
 fn owner_key(owner: CredentialOwner) -> ObjectId {
@@ -82,6 +83,17 @@ impl DirectoryView {
             view.secret_hashes.entry(application).or_default().push(hash);
         }
         view
+    }
+
+    /// Marks this view as the `generation`-th load: caches compare generations to know whether
+    /// what they hold was derived from the current directory.
+    pub fn with_generation(mut self, generation: u64) -> Self {
+        self.generation = generation;
+        self
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// SHA-256 (hex) of the application's client secrets.

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod directory;
 pub mod federated_credential;
 pub mod ids;
+pub mod issued_token;
 pub mod keys;
 pub mod ports;
 pub mod resource;

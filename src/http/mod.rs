@@ -37,7 +37,12 @@ pub fn api_router(state: AppState, max_body_bytes: usize) -> Router {
 
 /// The managed-identity listener's routes.
 pub fn mi_router(state: AppState, max_body_bytes: usize) -> Router {
-    let routes = Router::new().route("/healthz", get(routes::health::check_liveness));
+    let imds = get(routes::managed_identity::issue_imds_token);
+    let routes = Router::new()
+        .route("/healthz", get(routes::health::check_liveness))
+        .route("/metadata/identity/oauth2/token", imds.clone())
+        .route("/metadata/identity/oauth2/token/", imds)
+        .route("/msi/token", get(routes::managed_identity::issue_app_service_token));
     finish(routes, state, max_body_bytes)
 }
 

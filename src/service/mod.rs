@@ -3,8 +3,10 @@
 
 pub mod admin;
 pub mod admin_auth;
+pub mod claims;
 pub mod discovery;
 pub mod health;
+pub mod managed_identity;
 pub mod token;
 pub mod world;
 

@@ -9,13 +9,12 @@ use aws_lc_rs::{constant_time, digest, rand};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use super::claims::AccessToken;
 use super::discovery::{DiscoveryError, DiscoveryService};
-use crate::domain::application::Application;
 use crate::domain::clock::Clock;
 use crate::domain::ids::ClientId;
 use crate::domain::ports::{DirectorySource, SignError, TokenSigner};
-use crate::domain::tenant::Tenant;
-use crate::domain::token::{Claims, SignedJwt};
+use crate::domain::token::SignedJwt;
 
 /// What a client sent, after the HTTP layer has merged form fields and Basic credentials.
 #[derive(Debug, Clone, Default)]
@@ -122,46 +121,20 @@ impl TokenService {
         let resource = view.resource_application(tenant.id, resource_name).cloned().ok_or_else(|| {
             TokenError::UnknownResource { resource: truncate(resource_name), tenant: tenant_segment.into() }
         })?;
-        let roles = view.role_values(client.service_principal_id, &resource);
-        let claims = self.app_claims(&tenant, &client, resource_name, roles, "1");
-        Ok(IssuedToken { access_token: self.signer.sign(&claims)?, expires_in: self.lifetime.as_secs() })
-    }
-
-    /// The claims of an app-only access token (PROTOCOL.md): `acr` is "1" for a secret, "2" for
-    /// an assertion or certificate.
-    fn app_claims(
-        &self,
-        tenant: &Tenant,
-        client: &Application,
-        audience: &str,
-        roles: Vec<String>,
-        acr: &str,
-    ) -> Claims {
-        let now = self.clock.now().unix_timestamp();
-        let lifetime = i64::try_from(self.lifetime.as_secs()).unwrap_or(3600);
-        let mut claims = Claims::new();
-        let mut put = |k: &str, v: serde_json::Value| {
-            claims.insert(k.to_owned(), v);
+        let token = AccessToken {
+            issuer: self.discovery.issuer_for(&tenant),
+            tenant: tenant.id,
+            audience: resource_name,
+            client_id: client.app_id.to_string(),
+            principal_id: client.service_principal_id,
+            roles: view.role_values(client.service_principal_id, &resource),
+            acr: "1",
+            mirid: None,
+            issued_at: self.clock.now().unix_timestamp(),
+            lifetime_secs: i64::try_from(self.lifetime.as_secs()).unwrap_or(3600),
+            unique_id: unique_token_id(),
         };
-        put("aud", audience.into());
-        put("iss", self.discovery.issuer_for(tenant).into());
-        put("iat", now.into());
-        put("nbf", now.into());
-        put("exp", (now + lifetime).into());
-        put("azp", client.app_id.to_string().into());
-        put("appid", client.app_id.to_string().into());
-        put("azpacr", acr.into());
-        put("appidacr", acr.into());
-        put("oid", client.service_principal_id.to_string().into());
-        put("sub", client.service_principal_id.to_string().into());
-        put("tid", tenant.id.to_string().into());
-        if !roles.is_empty() {
-            put("roles", roles.into());
-        }
-        put("idtyp", "app".into());
-        put("uti", unique_token_id().into());
-        put("ver", "2.0".into());
-        claims
+        Ok(IssuedToken { access_token: self.signer.sign(&token.claims())?, expires_in: self.lifetime.as_secs() })
     }
 }
 
@@ -183,7 +156,8 @@ pub fn new_secret() -> Option<String> {
     Some(URL_SAFE_NO_PAD.encode(bytes))
 }
 
-fn unique_token_id() -> String {
+/// A fresh `uti`: 16 random bytes, base64url.
+pub fn unique_token_id() -> String {
     let mut bytes = [0u8; 16];
     // A failed fill leaves zeros; `uti` is informational, never a security decision.
     let _ = rand::fill(&mut bytes);

@@ -4,6 +4,7 @@
 //! Adapters implement the ports in `domain::ports`; they hold no business rules beyond what the
 //! schema itself enforces (uniqueness, foreign keys).
 
+pub mod sign_in_writer;
 pub mod snapshot;
 pub mod sqlite;
 

@@ -5,6 +5,7 @@
 //! by another process (a second replica) is seen at its next refresh.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -15,6 +16,7 @@ use crate::domain::tenant::{Tenant, TenantRef};
 
 pub struct DirectorySnapshot {
     view: ArcSwap<DirectoryView>,
+    generation: AtomicU64,
     registry: Arc<dyn Registry>,
     // Serialises refreshes so an older load can never replace a newer one.
     refreshing: tokio::sync::Mutex<()>,
@@ -24,7 +26,12 @@ impl DirectorySnapshot {
     /// Loads the registry once.
     pub async fn load(registry: Arc<dyn Registry>) -> Result<Self, StoreError> {
         let view = DirectoryView::new(registry.load_directory().await?);
-        Ok(Self { view: ArcSwap::from_pointee(view), registry, refreshing: tokio::sync::Mutex::new(()) })
+        Ok(Self {
+            view: ArcSwap::from_pointee(view),
+            generation: AtomicU64::new(0),
+            registry,
+            refreshing: tokio::sync::Mutex::new(()),
+        })
     }
 }
 
@@ -36,7 +43,8 @@ impl DirectorySource for DirectorySnapshot {
 
     async fn refresh(&self) -> Result<(), StoreError> {
         let _turn = self.refreshing.lock().await;
-        let view = DirectoryView::new(self.registry.load_directory().await?);
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let view = DirectoryView::new(self.registry.load_directory().await?).with_generation(generation);
         self.view.store(Arc::new(view));
         Ok(())
     }

@@ -10,9 +10,11 @@
 //! returned.
 
 mod admin;
+mod managed_identity;
 mod oauth;
 
 pub use admin::{InShape, Shape};
+pub use managed_identity::MiEndpoint;
 
 use std::any::Any;
 
@@ -51,6 +53,8 @@ pub enum ApiError {
     InvalidBody(Shape, String),
     #[error("request body too large")]
     AdminBodyTooLarge(Shape),
+    #[error("{1}")]
+    ManagedIdentity(MiEndpoint, crate::service::managed_identity::MiError),
 }
 
 /// An error decided but not yet rendered: the context middleware adds ids and time.
@@ -85,6 +89,7 @@ impl ApiError {
             Self::Admin(shape, e) => return admin::admin_error(*shape, e),
             Self::InvalidBody(shape, message) => return admin::invalid_body(*shape, message),
             Self::AdminBodyTooLarge(shape) => return admin::too_large(*shape),
+            Self::ManagedIdentity(_, e) => (StatusCode::BAD_REQUEST, "invalid_request", None, e.to_string()),
             Self::NoRoute { method, path } => {
                 (StatusCode::NOT_FOUND, "not_found", None, format!("No endpoint at {method} {path}."))
             }
@@ -115,6 +120,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // The managed-identity endpoints answer in their own shapes, without Entra's ids.
+        if let Self::ManagedIdentity(endpoint, e) = &self {
+            return managed_identity::render(*endpoint, e);
+        }
         let pending = self.pending();
         let mut response = pending.status.into_response();
         response.extensions_mut().insert(pending);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +24,7 @@ const RG: &str = "/subscriptions/{sub}/resourceGroups/{rg}/providers";
 pub fn router() -> Router<AppState> {
     let identity = format!("{RG}/Microsoft.ManagedIdentity/userAssignedIdentities/{{name}}");
     let compute = get(get_resource).put(put_resource).delete(delete_resource);
-    Router::new()
+    let router = Router::new()
         .route(&identity, get(get_identity).put(put_identity).delete(delete_identity))
         .route(&format!("{identity}/federatedIdentityCredentials"), get(list_identity_credentials))
         .route(
@@ -33,7 +33,18 @@ pub fn router() -> Router<AppState> {
         )
         .route(&format!("{RG}/Microsoft.Compute/virtualMachines/{{name}}"), compute.clone())
         .route(&format!("{RG}/Microsoft.Web/sites/{{name}}"), compute.clone())
-        .route(&format!("{RG}/Microsoft.Web/sites/{{name}}/slots/{{slot}}"), compute)
+        .route(&format!("{RG}/Microsoft.Web/sites/{{name}}/slots/{{slot}}"), compute);
+    let mut router = router;
+    for resource in [
+        format!("{RG}/Microsoft.Compute/virtualMachines/{{name}}"),
+        format!("{RG}/Microsoft.Web/sites/{{name}}"),
+        format!("{RG}/Microsoft.Web/sites/{{name}}/slots/{{slot}}"),
+    ] {
+        router = router
+            .route(&format!("{resource}/listIdentityHeader"), post(list_identity_header))
+            .route(&format!("{resource}/regenerateIdentityHeader"), post(regenerate_identity_header));
+    }
+    router
 }
 
 /// The resource id named by the request path (up to the resource itself).
@@ -354,4 +365,38 @@ pub async fn delete_resource(
 ) -> Result<StatusCode, ApiError> {
     admin.delete_resource(&caller, &resource_id(&uri, 0)?).await.arm()?;
     Ok(StatusCode::OK)
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityHeaderResponse {
+    identity_endpoint_path: &'static str,
+    identity_header: Option<String>,
+}
+
+fn identity_header_response(resource: &ComputeResource) -> IdentityHeaderResponse {
+    IdentityHeaderResponse {
+        identity_endpoint_path: "/msi/token",
+        identity_header: resource.identity_header.as_ref().map(|h| h.expose().to_owned()),
+    }
+}
+
+/// ARM-style "list secrets" action: the resource's App Service `IDENTITY_HEADER`.
+pub async fn list_identity_header(
+    AdminCaller(caller): AdminCaller,
+    State(admin): State<Arc<AdminService>>,
+    uri: Uri,
+) -> Result<impl IntoResponse, ApiError> {
+    let resource = admin.resource(&caller, &resource_id(&uri, 1)?).arm()?;
+    Ok(Json(identity_header_response(&resource)))
+}
+
+/// Replaces the identity header; the old one stops working at once.
+pub async fn regenerate_identity_header(
+    AdminCaller(caller): AdminCaller,
+    State(admin): State<Arc<AdminService>>,
+    uri: Uri,
+) -> Result<impl IntoResponse, ApiError> {
+    let resource = admin.regenerate_identity_header(&caller, &resource_id(&uri, 1)?).await.arm()?;
+    Ok(Json(identity_header_response(&resource)))
 }

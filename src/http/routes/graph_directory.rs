@@ -1,5 +1,6 @@
-//! Microsoft Graph-shaped role assignments (`/v1.0/servicePrincipals/{id}/appRoleAssignedTo`) and
-//! the activity log (`/v1.0/auditLogs/directoryAudits`).
+//! Microsoft Graph-shaped role assignments (`/v1.0/servicePrincipals/{id}/appRoleAssignedTo`),
+//! the activity log (`/v1.0/auditLogs/directoryAudits`) and the sign-in log
+//! (`/v1.0/auditLogs/signIns`).
 
 use std::sync::Arc;
 
@@ -12,9 +13,10 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::domain::activity::{ActivityEntry, ActivityQuery};
+use crate::domain::activity::{ActivityEntry, ActivityQuery, Outcome};
 use crate::domain::ids::ObjectId;
 use crate::domain::role_assignment::{Principal, RoleAssignment};
+use crate::domain::sign_in::{SignIn, SignInQuery};
 use crate::http::AppState;
 use crate::http::admin::{AdminCaller, AdminJson};
 use crate::http::error::{ApiError, InShape, Shape};
@@ -28,6 +30,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/v1.0/servicePrincipals/{id}/appRoleAssignedTo/{assignment}", delete(delete_role_assignment))
         .route("/v1.0/auditLogs/directoryAudits", get(list_directory_audits))
+        .route("/v1.0/auditLogs/signIns", get(list_sign_ins))
 }
 
 fn object_id(raw: &str) -> Result<ObjectId, ApiError> {
@@ -180,6 +183,100 @@ pub async fn list_directory_audits(
     if let Some(next) = page.next {
         let mut link = format!("/v1.0/auditLogs/directoryAudits?$top={limit}&$skiptoken={next}");
         for (name, value) in [("since", &query.since), ("until", &query.until), ("target", &query.target)] {
+            if let Some(value) = value {
+                link.push_str(&format!(
+                    "&{name}={}",
+                    form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>()
+                ));
+            }
+        }
+        body["@odata.nextLink"] = link.into();
+    }
+    Ok(Json(body))
+}
+
+/// Paging and filters of the sign-in log: `$top`, `$skiptoken`, `since`, `until`, `principal`
+/// (service principal or managed identity principal id), `result` (`success` or `failure`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignInsQuery {
+    #[serde(rename = "$top")]
+    top: Option<usize>,
+    #[serde(rename = "$skiptoken")]
+    skip_token: Option<i64>,
+    since: Option<String>,
+    until: Option<String>,
+    principal: Option<String>,
+    result: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignInResponse {
+    id: String,
+    created_date_time: String,
+    app_id: Option<String>,
+    service_principal_id: Option<String>,
+    resource_display_name: String,
+    ip_address: String,
+    sign_in_event_types: [&'static str; 1],
+    status: serde_json::Value,
+    processing_time_in_milliseconds: u128,
+    served_from_cache: bool,
+}
+
+impl From<&SignIn> for SignInResponse {
+    fn from(e: &SignIn) -> Self {
+        Self {
+            id: e.id.to_string(),
+            created_date_time: e.time.format(&Rfc3339).unwrap_or_default(),
+            app_id: e.client_id.clone(),
+            service_principal_id: e.principal_id.map(|p| p.to_string()),
+            resource_display_name: e.resource.clone(),
+            ip_address: e.caller_address.map(|a| a.to_string()).unwrap_or_default(),
+            sign_in_event_types: [e.kind.as_str()],
+            status: serde_json::json!({
+                "result": e.outcome.as_str(), "errorCode": e.error_code, "failureReason": e.reason,
+            }),
+            processing_time_in_milliseconds: e.latency.as_millis(),
+            served_from_cache: e.cached,
+        }
+    }
+}
+
+pub async fn list_sign_ins(
+    AdminCaller(caller): AdminCaller,
+    State(admin): State<Arc<AdminService>>,
+    Query(query): Query<SignInsQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let limit = query.top.unwrap_or(100).clamp(1, 1000);
+    let outcome = match query.result.as_deref() {
+        None => None,
+        Some(raw) => Some(
+            Outcome::parse(raw)
+                .ok_or_else(|| ApiError::InvalidBody(Shape::Graph, "result must be 'success' or 'failure'".into()))?,
+        ),
+    };
+    let sign_ins = SignInQuery {
+        tenant_id: caller.tenant,
+        since: instant(query.since.as_deref(), "since")?,
+        until: instant(query.until.as_deref(), "until")?,
+        principal_id: query.principal.as_deref().map(object_id).transpose()?,
+        outcome,
+        limit,
+        after: query.skip_token,
+    };
+    let page = admin.sign_ins(&sign_ins).await.graph()?;
+    let value: Vec<_> = page.entries.iter().map(SignInResponse::from).collect();
+    let mut body = serde_json::json!({ "value": value });
+    if let Some(next) = page.next {
+        let mut link = format!("/v1.0/auditLogs/signIns?$top={limit}&$skiptoken={next}");
+        for (name, value) in [
+            ("since", &query.since),
+            ("until", &query.until),
+            ("principal", &query.principal),
+            ("result", &query.result),
+        ] {
             if let Some(value) = value {
                 link.push_str(&format!(
                     "&{name}={}",

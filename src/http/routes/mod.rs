@@ -5,4 +5,5 @@ pub mod discovery;
 pub mod graph_applications;
 pub mod graph_directory;
 pub mod health;
+pub mod managed_identity;
 pub mod token;

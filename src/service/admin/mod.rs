@@ -31,6 +31,7 @@ use crate::domain::resource::{
     ComputeResource, IdentityHeader, IdentityType, ManagedIdentity, ResourceError, ResourceId, ResourceKind,
 };
 use crate::domain::role_assignment::{Principal, RoleAssignment, RoleAssignmentError};
+use crate::domain::sign_in::{SignInPage, SignInQuery};
 use crate::domain::tenant::TenantId;
 use crate::service::token::Secret;
 
@@ -145,6 +146,10 @@ impl AdminService {
 
     pub async fn activity(&self, query: &ActivityQuery) -> Result<ActivityPage, AdminError> {
         self.registry.query_activity(query).await.map_err(AdminError::Storage)
+    }
+
+    pub async fn sign_ins(&self, query: &SignInQuery) -> Result<SignInPage, AdminError> {
+        self.registry.query_sign_ins(query).await.map_err(AdminError::Storage)
     }
 }
 

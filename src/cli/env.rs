@@ -1,0 +1,102 @@
+//! `ficus env`: shell `export` lines that point the Azure SDKs and MSAL at this broker, and, with
+//! `--resource`, what a workload on one compute resource needs for its managed identity.
+
+use super::absolute;
+use super::admin::{AdminCall, AdminClient, ComputeKind, ResourceCommand};
+use crate::config::{Settings, TlsMode};
+use crate::service::world::{World, WorldResource, WorldTenant};
+use crate::startup::StartupError;
+
+pub async fn print_env(settings: &Settings, tenant: Option<&str>, resource: Option<&str>) -> Result<(), StartupError> {
+    let world = match &settings.world.file {
+        Some(file) => crate::config::load_world(file)?,
+        None => World::default(),
+    };
+    let tenants: Vec<_> = world.tenants.iter().filter_map(|t| t.tenant().ok()).collect();
+    let chosen = match tenant {
+        Some(wanted) => {
+            let wanted = wanted.to_ascii_lowercase();
+            tenants.iter().find(|t| t.name.as_str() == wanted || t.id.to_string() == wanted)
+        }
+        None => tenants.first(),
+    };
+    let Some(chosen) = chosen else {
+        return Err(crate::config::ConfigError {
+            setting: "world.file".into(),
+            problem: format!("no tenant {} in the world file", tenant.unwrap_or("at all")),
+        }
+        .into());
+    };
+    let authority = settings.public_url(settings.server.addr.port())?;
+    let authority = authority.as_str().trim_end_matches('/');
+    println!("# ficus: environment for the Azure SDKs and MSAL. Use: eval \"$(ficus env)\"");
+    println!("export AZURE_AUTHORITY_HOST={authority}");
+    println!("export AZURE_TENANT_ID={}", chosen.id);
+    if settings.tls.mode == TlsMode::Dev {
+        let ca = absolute(&crate::tls::dev_ca_path(&settings.keys.dir));
+        println!("# Trust the development CA. These replace the default trust store of the processes that read them.");
+        println!("export REQUESTS_CA_BUNDLE={}   # Python requests (azure-identity, msal)", ca.display());
+        println!(
+            "export SSL_CERT_FILE={}        # OpenSSL-based clients, Go, Rust (rustls-native-certs)",
+            ca.display()
+        );
+        println!("export CURL_CA_BUNDLE={}       # curl", ca.display());
+        println!("export NODE_EXTRA_CA_CERTS={}  # Node.js (added to its built-in roots)", ca.display());
+    }
+    println!("# MSAL-based credentials must not ask Microsoft's host to validate this authority:");
+    println!("#   Python azure-identity  ClientAssertionCredential(..., disable_instance_discovery=True)");
+    println!("#   Python msal            ConfidentialClientApplication(..., instance_discovery=False)");
+    println!("#   JavaScript             new ClientAssertionCredential(..., {{ disableInstanceDiscovery: true }})");
+    println!("#   .NET Azure.Identity    new ClientAssertionCredentialOptions {{ DisableInstanceDiscovery = true }}");
+    println!("#   Java azure-identity    new ClientAssertionCredentialBuilder().disableInstanceDiscovery()");
+    println!(
+        "#   Go azidentity          &azidentity.ClientAssertionCredentialOptions{{DisableInstanceDiscovery: true}}"
+    );
+    if let Some(name) = resource {
+        let spec = world
+            .tenants
+            .iter()
+            .find(|t| t.id.eq_ignore_ascii_case(&chosen.id.to_string()))
+            .and_then(|t| t.resources.iter().find(|r| r.name == name).map(|r| (t, r)));
+        let Some((tenant_spec, resource_spec)) = spec else {
+            return Err(StartupError::Admin(format!(
+                "no compute resource '{name}' in tenant {} of the world file",
+                chosen.name
+            )));
+        };
+        print_resource_env(settings, tenant_spec, resource_spec).await?;
+    }
+    Ok(())
+}
+
+async fn print_resource_env(
+    settings: &Settings,
+    tenant: &WorldTenant,
+    resource: &WorldResource,
+) -> Result<(), StartupError> {
+    let mi = settings.server.mi_addr;
+    println!("# Managed identity of {} ({}):", resource.name, resource.kind);
+    if resource.kind == "VirtualMachine" {
+        println!("# IMDS picks the VM by the caller's address: run the workload from {:?}.", resource.addresses);
+        println!("unset IDENTITY_ENDPOINT IDENTITY_HEADER");
+        println!("export AZURE_POD_IDENTITY_AUTHORITY_HOST=http://{mi}   # azure-identity (Python, JavaScript), msal");
+        println!("export MSAL_MANAGED_IDENTITY_ENDPOINT=http://{mi}/metadata/identity/oauth2/token   # msal-python");
+        return Ok(());
+    }
+    let admin_error = |e: super::admin::ClientError| StartupError::Admin(e.to_string());
+    let client = AdminClient::sign_in(settings, &tenant.name).await.map_err(admin_error)?;
+    let command = ResourceCommand::IdentityHeader {
+        kind: ComputeKind::Webapp,
+        name: resource.name.clone(),
+        resource_group: resource.resource_group.clone(),
+        subscription: resource.subscription.map(|s| s.to_string()),
+    };
+    let answer = super::admin::dispatch(&client, AdminCall::Resource(command)).await.map_err(admin_error)?;
+    let header: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+    let Some(secret) = header["identityHeader"].as_str() else {
+        return Err(StartupError::Admin(format!("{} has no managed identity", resource.name)));
+    };
+    println!("export IDENTITY_ENDPOINT=http://{mi}/msi/token");
+    println!("export IDENTITY_HEADER={secret}");
+    Ok(())
+}

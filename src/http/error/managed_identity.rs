@@ -1,0 +1,66 @@
+//! Errors of the managed-identity endpoints, as IMDS (`{"error","error_description"}`) and App
+//! Service (`{"statusCode","message"}`) answer them. Bad requests are 400 (azure-identity reads a
+//! 400 as "no identity here" and moves on in a chain); the word "unreachable" never appears in a
+//! 403, which the SDKs would read as a Docker Desktop proxy.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::service::managed_identity::{IMDS_API_VERSIONS, MiError};
+
+/// Which managed-identity endpoint failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MiEndpoint {
+    Imds,
+    AppService,
+}
+
+fn status_and_code(e: &MiError) -> (StatusCode, &'static str) {
+    match e {
+        MiError::MissingMetadataHeader
+        | MiError::Forwarded
+        | MiError::MissingApiVersion
+        | MiError::UnsupportedApiVersion(_)
+        | MiError::MissingResource
+        | MiError::UnboundAddress(_)
+        | MiError::AmbiguousSelection
+        | MiError::MultipleUserIdentities
+        | MiError::IdentityNotFound => (StatusCode::BAD_REQUEST, "invalid_request"),
+        MiError::MissingIdentityHeader | MiError::WrongIdentityHeader => (StatusCode::UNAUTHORIZED, "invalid_request"),
+        MiError::UnknownResource { .. } => (StatusCode::BAD_REQUEST, "invalid_resource"),
+        MiError::Signing(cause) => {
+            tracing::error!(error = %cause, "managed-identity token signing failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "server_error")
+        }
+    }
+}
+
+fn message(e: &MiError) -> String {
+    match e {
+        MiError::UnknownResource { .. } => format!("AADSTS500011: {e}"),
+        MiError::MissingApiVersion | MiError::UnsupportedApiVersion(_) => {
+            format!("{e}; supported versions: {}", IMDS_API_VERSIONS.join(", "))
+        }
+        MiError::Signing(_) => "An internal error occurred.".to_owned(),
+        _ => e.to_string(),
+    }
+}
+
+pub fn render(endpoint: MiEndpoint, e: &MiError) -> Response {
+    let (status, code) = status_and_code(e);
+    let message = match (endpoint, e) {
+        (MiEndpoint::AppService, MiError::UnsupportedApiVersion(_) | MiError::MissingApiVersion) => {
+            format!("{e}; use api-version=2019-08-01")
+        }
+        _ => message(e),
+    };
+    match endpoint {
+        MiEndpoint::Imds => {
+            (status, Json(serde_json::json!({ "error": code, "error_description": message }))).into_response()
+        }
+        MiEndpoint::AppService => {
+            (status, Json(serde_json::json!({ "statusCode": status.as_u16(), "message": message }))).into_response()
+        }
+    }
+}

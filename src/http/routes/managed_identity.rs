@@ -1,0 +1,127 @@
+//! The managed-identity listener: IMDS (`/metadata/identity/oauth2/token`, with or without the
+//! trailing slash msal-node sends) and App Service (`/msi/token`), answering as Azure does.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use serde::Serialize;
+
+use crate::http::error::{ApiError, MiEndpoint};
+use crate::service::managed_identity::{
+    AppServiceRequest, IdentitySelection, ImdsRequest, ManagedIdentityService, ManagedIdentityToken,
+};
+
+/// The query as name/value pairs; repeated names keep the first value.
+fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for (name, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        if !pairs.iter().any(|(n, _)| *n == name) {
+            pairs.push((name.into_owned(), value.into_owned()));
+        }
+    }
+    pairs
+}
+
+fn get(pairs: &[(String, String)], name: &str) -> Option<String> {
+    pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+}
+
+/// Both spellings of the resource-id selector are accepted on both endpoints (PROTOCOL.md).
+fn selection(pairs: &[(String, String)]) -> IdentitySelection {
+    IdentitySelection {
+        client_id: get(pairs, "client_id"),
+        object_id: get(pairs, "object_id"),
+        resource_id: get(pairs, "msi_res_id").or_else(|| get(pairs, "mi_res_id")),
+    }
+}
+
+/// IMDS's success body: numbers as strings.
+#[derive(Debug, Serialize)]
+pub struct ImdsTokenResponse {
+    access_token: String,
+    refresh_token: &'static str,
+    expires_in: String,
+    expires_on: String,
+    ext_expires_in: String,
+    not_before: String,
+    resource: String,
+    token_type: &'static str,
+    client_id: String,
+}
+
+impl From<ManagedIdentityToken> for ImdsTokenResponse {
+    fn from(t: ManagedIdentityToken) -> Self {
+        Self {
+            access_token: t.access_token.expose().to_owned(),
+            refresh_token: "",
+            expires_in: t.expires_in.to_string(),
+            expires_on: t.expires_on.to_string(),
+            ext_expires_in: t.expires_in.to_string(),
+            not_before: t.not_before.to_string(),
+            resource: t.resource,
+            token_type: "Bearer",
+            client_id: t.client_id.to_string(),
+        }
+    }
+}
+
+pub async fn issue_imds_token(
+    State(service): State<Arc<ManagedIdentityService>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<impl IntoResponse, ApiError> {
+    let pairs = query_pairs(query.as_deref());
+    let request = ImdsRequest {
+        metadata_header: headers
+            .get("metadata")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+        forwarded: headers.contains_key("x-forwarded-for"),
+        api_version: get(&pairs, "api-version"),
+        resource: get(&pairs, "resource"),
+        selection: selection(&pairs),
+    };
+    let token =
+        service.imds_token(Some(peer.ip()), request).map_err(|e| ApiError::ManagedIdentity(MiEndpoint::Imds, e))?;
+    Ok(Json(ImdsTokenResponse::from(token)))
+}
+
+/// App Service's success body.
+#[derive(Debug, Serialize)]
+pub struct AppServiceTokenResponse {
+    access_token: String,
+    expires_on: String,
+    resource: String,
+    token_type: &'static str,
+    client_id: String,
+}
+
+pub async fn issue_app_service_token(
+    State(service): State<Arc<ManagedIdentityService>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<impl IntoResponse, ApiError> {
+    let pairs = query_pairs(query.as_deref());
+    let request = AppServiceRequest {
+        identity_header: headers.get("x-identity-header").and_then(|v| v.to_str().ok()).map(str::to_owned),
+        api_version: get(&pairs, "api-version"),
+        resource: get(&pairs, "resource"),
+        selection: selection(&pairs),
+    };
+    let token = service
+        .app_service_token(Some(peer.ip()), request)
+        .map_err(|e| ApiError::ManagedIdentity(MiEndpoint::AppService, e))?;
+    Ok(Json(AppServiceTokenResponse {
+        access_token: token.access_token.expose().to_owned(),
+        expires_on: token.expires_on.to_string(),
+        resource: token.resource,
+        token_type: "Bearer",
+        client_id: token.client_id.to_string(),
+    }))
+}

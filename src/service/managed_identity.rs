@@ -1,0 +1,351 @@
+//! Managed-identity tokens, as Azure's IMDS and App Service endpoints issue them: which compute
+//! resource is calling (by the caller's network address for IMDS, by its identity header for App
+//! Service), which of its identities is meant, and a token for the requested resource, reused from
+//! the cache while the cache rules allow. Every request that names a resource lands in the
+//! sign-in log, success or failure.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::claims::AccessToken;
+use super::discovery::DiscoveryService;
+use super::token::unique_token_id;
+use crate::domain::activity::Outcome;
+use crate::domain::clock::Clock;
+use crate::domain::directory::DirectoryView;
+use crate::domain::ids::{ClientId, ObjectId};
+use crate::domain::issued_token::{CachedToken, IssuedTokenCache, TokenCacheKey};
+use crate::domain::ports::{DirectorySource, SignError, TokenSigner};
+use crate::domain::resource::{ComputeResource, ManagedIdentity, ResourceId};
+use crate::domain::sign_in::{SignIn, SignInKind, SignInSink};
+use crate::domain::tenant::TenantRef;
+use crate::domain::token::SignedJwt;
+
+/// IMDS identity api-versions, oldest first (what IMDS lists when a request names another).
+pub const IMDS_API_VERSIONS: [&str; 12] = [
+    "2018-02-01",
+    "2018-04-02",
+    "2018-10-01",
+    "2019-02-01",
+    "2019-03-11",
+    "2019-04-30",
+    "2019-06-01",
+    "2019-06-04",
+    "2019-08-01",
+    "2019-08-15",
+    "2019-11-01",
+    "2020-06-01",
+];
+/// The App Service identity protocol version the SDKs speak.
+pub const APP_SERVICE_API_VERSION: &str = "2019-08-01";
+
+/// Which identity the request asks for (at most one of these).
+#[derive(Debug, Clone, Default)]
+pub struct IdentitySelection {
+    pub client_id: Option<String>,
+    pub object_id: Option<String>,
+    /// `msi_res_id` (IMDS) or `mi_res_id` (App Service).
+    pub resource_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ImdsRequest {
+    pub metadata_header: bool,
+    pub forwarded: bool,
+    pub api_version: Option<String>,
+    pub resource: Option<String>,
+    pub selection: IdentitySelection,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AppServiceRequest {
+    pub identity_header: Option<String>,
+    pub api_version: Option<String>,
+    pub resource: Option<String>,
+    pub selection: IdentitySelection,
+}
+
+#[derive(Debug)]
+pub struct ManagedIdentityToken {
+    pub access_token: SignedJwt,
+    pub expires_in: i64,
+    pub expires_on: i64,
+    pub not_before: i64,
+    pub resource: String,
+    pub client_id: ClientId,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MiError {
+    #[error("Required metadata header not specified")]
+    MissingMetadataHeader,
+    #[error("Requests carrying X-Forwarded-For are refused: the identity endpoint serves only direct requests")]
+    Forwarded,
+    #[error("api-version was not specified in the request")]
+    MissingApiVersion,
+    #[error("api-version '{0}' is not supported")]
+    UnsupportedApiVersion(String),
+    #[error("Required audience parameter not specified")]
+    MissingResource,
+    #[error("Identity not found: no compute resource is bound to the caller's address {0}")]
+    UnboundAddress(String),
+    #[error("The X-IDENTITY-HEADER header is missing")]
+    MissingIdentityHeader,
+    #[error("The X-IDENTITY-HEADER header is not valid")]
+    WrongIdentityHeader,
+    #[error("Only one of client_id, object_id and msi_res_id may be specified")]
+    AmbiguousSelection,
+    #[error(
+        "Multiple user assigned identities exist, please specify the clientId / resourceId of the identity in the token request"
+    )]
+    MultipleUserIdentities,
+    #[error("Identity not found")]
+    IdentityNotFound,
+    #[error("The resource principal named {resource} was not found in the tenant named {tenant}.")]
+    UnknownResource { resource: String, tenant: String },
+    #[error("signing failed: {0}")]
+    Signing(#[from] SignError),
+}
+
+impl MiError {
+    /// The sign-in log's error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingMetadataHeader => "missing_metadata_header",
+            Self::Forwarded => "forwarded_request",
+            Self::MissingApiVersion | Self::UnsupportedApiVersion(_) => "bad_api_version",
+            Self::MissingResource => "missing_resource",
+            Self::UnboundAddress(_) => "unbound_address",
+            Self::MissingIdentityHeader | Self::WrongIdentityHeader => "bad_identity_header",
+            Self::AmbiguousSelection => "ambiguous_identity",
+            Self::MultipleUserIdentities => "multiple_user_identities",
+            Self::IdentityNotFound => "identity_not_found",
+            Self::UnknownResource { .. } => "AADSTS500011",
+            Self::Signing(_) => "server_error",
+        }
+    }
+}
+
+pub struct ManagedIdentityService {
+    directory: Arc<dyn DirectorySource>,
+    signer: Arc<dyn TokenSigner>,
+    discovery: Arc<DiscoveryService>,
+    clock: Arc<dyn Clock>,
+    lifetime: Duration,
+    cache: Arc<dyn IssuedTokenCache>,
+    reuse_share: f64,
+    sign_ins: Arc<dyn SignInSink>,
+}
+
+/// What one attempt produced, for the sign-in log.
+struct Attempt<'a> {
+    compute: Option<&'a ComputeResource>,
+    identity: Option<ManagedIdentity>,
+    cached: bool,
+}
+
+impl ManagedIdentityService {
+    #[allow(clippy::too_many_arguments)] // the composition root wires each port once
+    pub fn new(
+        directory: Arc<dyn DirectorySource>,
+        signer: Arc<dyn TokenSigner>,
+        discovery: Arc<DiscoveryService>,
+        clock: Arc<dyn Clock>,
+        lifetime: Duration,
+        cache: Arc<dyn IssuedTokenCache>,
+        reuse_share: f64,
+        sign_ins: Arc<dyn SignInSink>,
+    ) -> Self {
+        Self { directory, signer, discovery, clock, lifetime, cache, reuse_share, sign_ins }
+    }
+
+    /// IMDS: the caller is the compute resource bound to `caller`'s address.
+    pub fn imds_token(&self, caller: Option<IpAddr>, request: ImdsRequest) -> Result<ManagedIdentityToken, MiError> {
+        let started = Instant::now();
+        let view = self.directory.view();
+        let mut attempt =
+            Attempt { compute: caller.and_then(|ip| view.resource_for_address(ip)), identity: None, cached: false };
+        let result = (|| {
+            if request.forwarded {
+                return Err(MiError::Forwarded);
+            }
+            if !request.metadata_header {
+                return Err(MiError::MissingMetadataHeader);
+            }
+            match request.api_version.as_deref() {
+                None => return Err(MiError::MissingApiVersion),
+                Some(v) if !IMDS_API_VERSIONS.contains(&v) => return Err(MiError::UnsupportedApiVersion(truncate(v))),
+                Some(_) => {}
+            }
+            let resource = request.resource.as_deref().filter(|r| !r.is_empty()).ok_or(MiError::MissingResource)?;
+            let compute = attempt.compute.ok_or_else(|| {
+                MiError::UnboundAddress(caller.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()))
+            })?;
+            self.issue(&view, compute, &request.selection, resource, &mut attempt)
+        })();
+        self.log(&attempt, caller, request.resource.as_deref(), &result, started);
+        result
+    }
+
+    /// App Service: the caller is the compute resource whose identity header it presents.
+    pub fn app_service_token(
+        &self,
+        caller: Option<IpAddr>,
+        request: AppServiceRequest,
+    ) -> Result<ManagedIdentityToken, MiError> {
+        let started = Instant::now();
+        let view = self.directory.view();
+        let compute = request.identity_header.as_deref().and_then(|h| view.resource_by_identity_header(h));
+        let mut attempt = Attempt { compute, identity: None, cached: false };
+        let result = (|| {
+            let header = request.identity_header.as_deref().ok_or(MiError::MissingIdentityHeader)?;
+            let compute = view.resource_by_identity_header(header).ok_or(MiError::WrongIdentityHeader)?;
+            match request.api_version.as_deref() {
+                None => return Err(MiError::MissingApiVersion),
+                Some(APP_SERVICE_API_VERSION) => {}
+                Some(v) => return Err(MiError::UnsupportedApiVersion(truncate(v))),
+            }
+            let resource = request.resource.as_deref().filter(|r| !r.is_empty()).ok_or(MiError::MissingResource)?;
+            self.issue(&view, compute, &request.selection, resource, &mut attempt)
+        })();
+        self.log(&attempt, caller, request.resource.as_deref(), &result, started);
+        result
+    }
+
+    fn issue(
+        &self,
+        view: &DirectoryView,
+        compute: &ComputeResource,
+        selection: &IdentitySelection,
+        resource: &str,
+        attempt: &mut Attempt<'_>,
+    ) -> Result<ManagedIdentityToken, MiError> {
+        let identity = select_identity(view, compute, selection)?;
+        attempt.identity = Some(identity.clone());
+        let tenant = view.tenant(&TenantRef::Id(identity.tenant_id)).cloned().ok_or(MiError::IdentityNotFound)?;
+        let app = view
+            .resource_application(tenant.id, resource)
+            .ok_or_else(|| MiError::UnknownResource { resource: truncate(resource), tenant: tenant.id.to_string() })?;
+        let key = TokenCacheKey {
+            tenant: tenant.id,
+            client: identity.client_id.to_string(),
+            credential: identity.principal_id,
+            resource: resource.to_owned(),
+        };
+        let now = self.clock.now().unix_timestamp();
+        let cached = self.cache.get(&key).filter(|t| t.is_reusable(now, view.generation(), self.reuse_share));
+        self.cache.record(cached.is_some());
+        let token = match cached {
+            Some(token) => {
+                attempt.cached = true;
+                token
+            }
+            None => {
+                let claims = AccessToken {
+                    issuer: self.discovery.issuer_for(&tenant),
+                    tenant: tenant.id,
+                    audience: resource,
+                    client_id: identity.client_id.to_string(),
+                    principal_id: identity.principal_id,
+                    roles: view.role_values(identity.principal_id, app),
+                    acr: "2",
+                    mirid: Some(identity.resource_id.mirid()),
+                    issued_at: now,
+                    lifetime_secs: i64::try_from(self.lifetime.as_secs()).unwrap_or(86_400),
+                    unique_id: unique_token_id(),
+                };
+                let token = CachedToken {
+                    token: self.signer.sign(&claims.claims())?,
+                    issued_at: now,
+                    expires_at: claims.expires_at(),
+                    generation: view.generation(),
+                };
+                self.cache.insert(key, token.clone());
+                token
+            }
+        };
+        Ok(ManagedIdentityToken {
+            access_token: token.token,
+            expires_in: token.expires_at - now,
+            expires_on: token.expires_at,
+            not_before: token.issued_at,
+            resource: resource.to_owned(),
+            client_id: identity.client_id,
+        })
+    }
+
+    fn log(
+        &self,
+        attempt: &Attempt<'_>,
+        caller: Option<IpAddr>,
+        resource: Option<&str>,
+        result: &Result<ManagedIdentityToken, MiError>,
+        started: Instant,
+    ) {
+        let Some(compute) = attempt.compute else {
+            if let Err(e) = result {
+                tracing::info!(caller = ?caller, error = e.code(), "managed-identity request from an unbound caller");
+            }
+            return;
+        };
+        let (outcome, error_code, reason) = match result {
+            Ok(_) => (Outcome::Success, String::new(), String::new()),
+            Err(e) => (Outcome::Failure, e.code().to_owned(), e.to_string()),
+        };
+        self.sign_ins.record(SignIn {
+            id: uuid::Uuid::new_v4(),
+            time: self.clock.now(),
+            tenant_id: compute.tenant_id,
+            kind: SignInKind::ManagedIdentity,
+            principal_id: attempt.identity.as_ref().map(|i| i.principal_id),
+            client_id: attempt.identity.as_ref().map(|i| i.client_id.to_string()),
+            resource: resource.map(truncate).unwrap_or_default(),
+            caller_address: caller,
+            outcome,
+            error_code,
+            reason,
+            latency: started.elapsed(),
+            cached: attempt.cached,
+        });
+    }
+}
+
+/// The identity a request means: the one it names (by client id, object id or resource id) among
+/// the resource's identities, else the system-assigned one, else the only user-assigned one.
+fn select_identity(
+    view: &DirectoryView,
+    compute: &ComputeResource,
+    selection: &IdentitySelection,
+) -> Result<ManagedIdentity, MiError> {
+    let given =
+        [&selection.client_id, &selection.object_id, &selection.resource_id].iter().filter(|s| s.is_some()).count();
+    if given > 1 {
+        return Err(MiError::AmbiguousSelection);
+    }
+    let users: Vec<&ManagedIdentity> =
+        compute.user_identities.iter().filter_map(|id| view.identity_by_resource(id)).collect();
+    let all = || compute.system_identity.iter().chain(users.iter().copied());
+    let found = if let Some(raw) = &selection.client_id {
+        let id = ClientId::parse(raw).map_err(|_| MiError::IdentityNotFound)?;
+        all().find(|i| i.client_id == id)
+    } else if let Some(raw) = &selection.object_id {
+        let id = ObjectId::parse(raw).map_err(|_| MiError::IdentityNotFound)?;
+        all().find(|i| i.principal_id == id)
+    } else if let Some(raw) = &selection.resource_id {
+        let id = ResourceId::parse(raw).map_err(|_| MiError::IdentityNotFound)?;
+        all().find(|i| i.resource_id == id)
+    } else {
+        match (&compute.system_identity, users.as_slice()) {
+            (Some(system), _) => Some(system),
+            (None, [only]) => Some(*only),
+            (None, []) => None,
+            (None, _) => return Err(MiError::MultipleUserIdentities),
+        }
+    };
+    found.cloned().ok_or(MiError::IdentityNotFound)
+}
+
+fn truncate(value: &str) -> String {
+    value.chars().take(256).collect()
+}

@@ -1,0 +1,74 @@
+//! The sign-in log's writer: request paths hand entries to a bounded queue without waiting; one
+//! background task writes them in batches (one transaction each). When the queue is full, entries
+//! are dropped and counted (`ficus_signin_log_dropped_total`) rather than slowing requests down.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use prometheus::{IntCounter, Registry as Metrics};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::domain::ports::{Registry, StoreError};
+use crate::domain::sign_in::{SignIn, SignInSink};
+
+/// Where batches go: the registry, or (in tests) something slower.
+#[async_trait]
+pub trait SignInStore: Send + Sync {
+    async fn append(&self, entries: &[SignIn]) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+impl<T: Registry + ?Sized> SignInStore for T {
+    async fn append(&self, entries: &[SignIn]) -> Result<(), StoreError> {
+        self.append_sign_ins(entries).await
+    }
+}
+
+pub struct BatchedSignInLog {
+    queue: mpsc::Sender<SignIn>,
+    dropped: IntCounter,
+}
+
+impl BatchedSignInLog {
+    /// Starts the writer. It ends, after writing what is queued, once every sink clone is dropped.
+    pub fn start(
+        store: Arc<dyn SignInStore>,
+        capacity: usize,
+        batch_size: usize,
+        metrics: &Metrics,
+    ) -> Result<(Arc<Self>, JoinHandle<()>), prometheus::Error> {
+        let dropped = IntCounter::new(
+            "ficus_signin_log_dropped_total",
+            "Sign-in log entries dropped (queue full or write failed)",
+        )?;
+        let written = IntCounter::new("ficus_signin_log_written_total", "Sign-in log entries written")?;
+        metrics.register(Box::new(dropped.clone()))?;
+        metrics.register(Box::new(written.clone()))?;
+        let (queue, mut receiver) = mpsc::channel::<SignIn>(capacity.max(1));
+        let lost = dropped.clone();
+        let writer = tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(batch_size);
+            while receiver.recv_many(&mut batch, batch_size.max(1)).await > 0 {
+                let count = batch.len() as u64;
+                match store.append(&batch).await {
+                    Ok(()) => written.inc_by(count),
+                    Err(e) => {
+                        tracing::error!(error = %e, entries = count, "sign-in log batch lost");
+                        lost.inc_by(count);
+                    }
+                }
+                batch.clear();
+            }
+        });
+        Ok((Arc::new(Self { queue, dropped }), writer))
+    }
+}
+
+impl SignInSink for BatchedSignInLog {
+    fn record(&self, entry: SignIn) {
+        if self.queue.try_send(entry).is_err() {
+            self.dropped.inc();
+        }
+    }
+}
