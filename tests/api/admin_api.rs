@@ -10,20 +10,20 @@ use serde_json::{Value, json};
 
 use crate::helpers::{DEMO_TENANT_ID, TestApp};
 
-const ARM_RG: &str = "/subscriptions/0b1c2d3e-4f50-4617-8283-94a5b6c7d8e9/resourceGroups/rg-demo/providers";
+pub(crate) const ARM_RG: &str = "/subscriptions/0b1c2d3e-4f50-4617-8283-94a5b6c7d8e9/resourceGroups/rg-demo/providers";
 
 /// A signed-in admin client.
-struct Admin<'a> {
+pub(crate) struct Admin<'a> {
     app: &'a TestApp,
     token: String,
 }
 
 impl<'a> Admin<'a> {
-    async fn new(app: &'a TestApp) -> Self {
+    pub(crate) async fn new(app: &'a TestApp) -> Self {
         Self { app, token: app.admin_token().await }
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub(crate) async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         let mut request = self.app.client.request(method, format!("{}{path}", self.app.base)).bearer_auth(&self.token);
         if let Some(body) = body {
             request = request.json(&body);

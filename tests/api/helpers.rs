@@ -10,7 +10,7 @@ use ficus::domain::clock::{Clock, ManualClock, SystemClock};
 use ficus::domain::ports::{DirectorySource, Registry};
 use ficus::service::admin::AdminService;
 use ficus::signing::KeyRingHandle;
-use ficus::startup::{Application, Reloader, StartupError};
+use ficus::startup::{Application, Overrides, Reloader, StartupError};
 use figment::providers::{Format, Toml};
 use serde_json::Value;
 use tempfile::TempDir;
@@ -76,9 +76,22 @@ impl TestApp {
 
     /// Spawns a broker whose keys and database live in `dir` (which outlives it, for restarts).
     pub async fn spawn_in(dir: &Path, overrides: &str) -> Self {
+        Self::spawn_in_with(dir, overrides, Overrides::default()).await
+    }
+
+    /// Spawns with some adapters replaced (a deliberately slow sign-in store).
+    pub async fn spawn_with_adapters(overrides: &str, adapters: Overrides) -> Self {
+        let tempdir = tempfile::tempdir().unwrap();
+        let dir = tempdir.path().to_owned();
+        let mut app = Self::spawn_in_with(&dir, overrides, adapters).await;
+        app._tempdir = Some(tempdir);
+        app
+    }
+
+    async fn spawn_in_with(dir: &Path, overrides: &str, adapters: Overrides) -> Self {
         let settings = test_settings(dir, overrides).expect("test settings are valid");
         let clock = Arc::new(ManualClock::new(SystemClock.now()));
-        let app = Application::build(settings, clock.clone()).await.expect("the broker starts");
+        let app = Application::build_with(settings, clock.clone(), adapters).await.expect("the broker starts");
         let addr = app.api_addr();
         let mi_base = format!("http://{}", app.mi_addr());
         let base = app.public_url().as_str().trim_end_matches('/').to_owned();
@@ -154,6 +167,31 @@ impl TestApp {
 
     pub async fn published_kids(&self) -> Vec<String> {
         self.jwks().await["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect()
+    }
+
+    /// A GET to the managed-identity listener.
+    pub async fn mi_get(&self, path: &str, headers: &[(&str, &str)]) -> (reqwest::StatusCode, Value) {
+        let mut request = self.client.get(format!("{}{path}", self.mi_base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap())
+    }
+
+    /// The text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics").await.text().await.unwrap()
+    }
+
+    /// The value of one sample line of `/metrics` (0 when absent).
+    pub async fn metric(&self, sample: &str) -> f64 {
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.trim().parse().ok()))
+            .unwrap_or(0.0)
     }
 
     /// The admin client's credentials the broker wrote at first start.

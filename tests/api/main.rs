@@ -11,6 +11,7 @@ mod crash;
 mod discovery;
 mod helpers;
 mod keys;
+mod managed_identity;
 mod operations;
 mod tls;
 mod token;

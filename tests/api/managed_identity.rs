@@ -1,0 +1,354 @@
+//! The managed-identity listener: IMDS and App Service endpoints, their errors, the token cache
+//! and the sign-in log.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ficus::domain::ports::StoreError;
+use ficus::domain::sign_in::SignIn;
+use ficus::startup::Overrides;
+use ficus::store::sign_in_writer::SignInStore;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::admin_api::{ARM_RG, Admin};
+use crate::helpers::{DEMO_TENANT_ID, TestApp, jwt_header};
+
+const IMDS: &str = "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=api://vault";
+const META: (&str, &str) = ("Metadata", "true");
+
+/// Verifies a token through the published JWKS and returns its claims.
+async fn verified_claims(app: &TestApp, token: &str, audience: &str) -> Value {
+    let kid = jwt_header(token).kid.unwrap();
+    let jwks = app.jwks().await;
+    let jwk = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == kid.as_str()).unwrap();
+    let key = DecodingKey::from_rsa_components(jwk["n"].as_str().unwrap(), jwk["e"].as_str().unwrap()).unwrap();
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_audience(&[audience]);
+    validation.set_issuer(&[format!("{}/{DEMO_TENANT_ID}/v2.0", app.base)]);
+    jsonwebtoken::decode::<Value>(token, &key, &validation).unwrap().claims
+}
+
+async fn vm_demo(admin: &Admin<'_>) -> Value {
+    admin.call(Method::GET, &format!("{ARM_RG}/Microsoft.Compute/virtualMachines/vm-demo"), None).await.1
+}
+
+async fn uami_demo(admin: &Admin<'_>) -> Value {
+    admin
+        .call(Method::GET, &format!("{ARM_RG}/Microsoft.ManagedIdentity/userAssignedIdentities/uami-demo"), None)
+        .await
+        .1
+}
+
+#[tokio::test]
+async fn imds_gives_the_vms_system_identity_a_token_shaped_as_imds_answers() {
+    let app = TestApp::spawn().await;
+    let admin = Admin::new(&app).await;
+    let vm = vm_demo(&admin).await;
+
+    let (status, body) = app.mi_get(IMDS, &[META]).await;
+    assert_eq!(status, 200, "{body}");
+    for field in ["expires_in", "expires_on", "ext_expires_in", "not_before"] {
+        assert!(body[field].as_str().is_some_and(|v| v.parse::<i64>().is_ok()), "{field} is a number in a string");
+    }
+    assert_eq!((body["token_type"].as_str(), body["resource"].as_str()), (Some("Bearer"), Some("api://vault")));
+    assert_eq!(body["refresh_token"], "");
+    let claims = verified_claims(&app, body["access_token"].as_str().unwrap(), "api://vault").await;
+    assert_eq!(claims["oid"], vm["identity"]["principalId"]);
+    assert_eq!(claims["sub"], vm["identity"]["principalId"]);
+    assert_eq!(claims["appid"], body["client_id"]);
+    assert_eq!(claims["roles"], json!(["Secrets.Read"]));
+    assert_eq!(claims["tid"], DEMO_TENANT_ID);
+    assert_eq!(claims["idtyp"], "app");
+    let mirid = vm["id"].as_str().unwrap().replace("/resourceGroups/", "/resourcegroups/");
+    assert_eq!(claims["xms_mirid"], mirid);
+
+    let (status, _) = app.mi_get(&IMDS.replace("/token?", "/token/?"), &[META]).await;
+    assert_eq!(status, 200, "msal-node's trailing slash");
+}
+
+#[tokio::test]
+async fn a_user_assigned_identity_is_picked_by_client_id_object_id_or_resource_id() {
+    let app = TestApp::spawn().await;
+    let admin = Admin::new(&app).await;
+    let uami = uami_demo(&admin).await;
+    let props = &uami["properties"];
+    for selector in [
+        format!("client_id={}", props["clientId"].as_str().unwrap()),
+        format!("object_id={}", props["principalId"].as_str().unwrap()),
+        format!("msi_res_id={}", uami["id"].as_str().unwrap()),
+        format!("mi_res_id={}", uami["id"].as_str().unwrap()),
+    ] {
+        let (status, body) = app.mi_get(&format!("{IMDS}&{selector}"), &[META]).await;
+        assert_eq!(status, 200, "{selector}: {body}");
+        assert_eq!(body["client_id"], props["clientId"]);
+        let claims = verified_claims(&app, body["access_token"].as_str().unwrap(), "api://vault").await;
+        assert_eq!(claims["oid"], props["principalId"]);
+        assert!(claims.get("roles").is_none(), "uami-demo holds no role on vault");
+        assert_eq!(claims["xms_mirid"], uami["id"].as_str().unwrap().replace("/resourceGroups/", "/resourcegroups/"));
+    }
+}
+
+#[tokio::test]
+async fn imds_errors_have_imds_statuses_and_messages() {
+    let app = TestApp::spawn().await;
+    let base = "/metadata/identity/oauth2/token";
+    let cases: Vec<(String, Vec<(&str, &str)>, u16, &str, &str)> = vec![
+        (IMDS.into(), vec![], 400, "invalid_request", "Required metadata header not specified"),
+        (IMDS.into(), vec![("Metadata", "false")], 400, "invalid_request", "Required metadata header not specified"),
+        (IMDS.into(), vec![META, ("X-Forwarded-For", "10.0.0.1")], 400, "invalid_request", "X-Forwarded-For"),
+        (format!("{base}?resource=api://vault"), vec![META], 400, "invalid_request", "api-version was not specified"),
+        (
+            format!("{base}?api-version=2099-01-01&resource=api://vault"),
+            vec![META],
+            400,
+            "invalid_request",
+            "api-version '2099-01-01' is not supported; supported versions: 2018-02-01",
+        ),
+        (
+            format!("{base}?api-version=2018-02-01"),
+            vec![META],
+            400,
+            "invalid_request",
+            "Required audience parameter not specified",
+        ),
+        (
+            format!("{IMDS}&client_id=6a1f0e6c-0000-4000-8000-000000000000"),
+            vec![META],
+            400,
+            "invalid_request",
+            "Identity not found",
+        ),
+        (format!("{IMDS}&client_id=not-a-guid"), vec![META], 400, "invalid_request", "Identity not found"),
+        (
+            format!(
+                "{IMDS}&client_id=6a1f0e6c-0000-4000-8000-000000000000&object_id=6a1f0e6c-0000-4000-8000-000000000001"
+            ),
+            vec![META],
+            400,
+            "invalid_request",
+            "Only one of client_id, object_id and msi_res_id",
+        ),
+        (
+            format!("{base}?api-version=2018-02-01&resource=https://vault.azure.net"),
+            vec![META],
+            400,
+            "invalid_resource",
+            "AADSTS500011: The resource principal named https://vault.azure.net was not found",
+        ),
+    ];
+    for (path, headers, status, error, message) in cases {
+        let (got, body) = app.mi_get(&path, &headers).await;
+        assert_eq!(got.as_u16(), status, "{path}: {body}");
+        assert_eq!(body["error"], error, "{path}: {body}");
+        let description = body["error_description"].as_str().unwrap();
+        assert!(description.contains(message), "{path}: {description}");
+        assert!(!description.contains("unreachable"));
+    }
+    let post = app.client.post(format!("{}{IMDS}", app.mi_base)).header("Metadata", "true").send().await.unwrap();
+    assert_eq!(post.status(), 405);
+}
+
+#[tokio::test]
+async fn the_callers_address_picks_the_resource_and_an_unbound_address_gets_no_identity() {
+    let app = TestApp::spawn().await;
+    let admin = Admin::new(&app).await;
+    for name in ["uami-a", "uami-b"] {
+        admin
+            .call(Method::PUT, &format!("{ARM_RG}/Microsoft.ManagedIdentity/userAssignedIdentities/{name}"), None)
+            .await;
+    }
+    let ids: Vec<String> = ["uami-a", "uami-b"]
+        .iter()
+        .map(|n| format!("/subscriptions/0b1c2d3e-4f50-4617-8283-94a5b6c7d8e9/resourceGroups/rg-demo/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{n}"))
+        .collect();
+    let body = json!({
+        "identity": {"type": "UserAssigned", "userAssignedIdentities": {ids[0].clone(): {}, ids[1].clone(): {}}},
+        "properties": {"networkAddresses": ["127.0.0.2"]},
+    });
+    let (status, vm) =
+        admin.call(Method::PUT, &format!("{ARM_RG}/Microsoft.Compute/virtualMachines/vm-multi"), Some(body)).await;
+    assert_eq!(status, 201, "{vm}");
+
+    let from =
+        |ip: &str| reqwest::Client::builder().local_address(ip.parse::<std::net::IpAddr>().unwrap()).build().unwrap();
+    let url = format!("{}{IMDS}", app.mi_base);
+    let response = from("127.0.0.2").get(&url).header("Metadata", "true").send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error_description"].as_str().unwrap().starts_with("Multiple user assigned identities exist"),
+        "{body}"
+    );
+
+    let client_id = vm["identity"]["userAssignedIdentities"][&ids[1]]["clientId"].as_str().unwrap();
+    let response =
+        from("127.0.0.2").get(format!("{url}&client_id={client_id}")).header("Metadata", "true").send().await.unwrap();
+    assert_eq!(response.status(), 200, "127.0.0.2 is vm-multi's, more specific than vm-demo's 127.0.0.0/8");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["client_id"], client_id);
+
+    let unbound = TestApp::spawn_with(&format!("[world]\nfile = \"{}\"", world_without_addresses().display())).await;
+    let (status, body) = unbound.mi_get(IMDS, &[META]).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["error_description"],
+        "Identity not found: no compute resource is bound to the caller's address 127.0.0.1"
+    );
+}
+
+/// The demo world with no addresses bound to vm-demo.
+fn world_without_addresses() -> std::path::PathBuf {
+    let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo-world.toml")).unwrap();
+    let edited: String = demo.lines().filter(|l| !l.starts_with("addresses")).collect::<Vec<_>>().join("\n");
+    let path = std::env::temp_dir().join(format!("ficus-world-{}.toml", uuid::Uuid::new_v4()));
+    std::fs::write(&path, edited).unwrap();
+    path
+}
+
+async fn identity_header(admin: &Admin<'_>, site: &str) -> String {
+    let (status, body) = admin.call(Method::POST, &format!("{site}/listIdentityHeader"), None).await;
+    assert_eq!(status, 200, "{body}");
+    body["identityHeader"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn app_service_endpoint_serves_the_web_app_holding_the_identity_header() {
+    let app = TestApp::spawn().await;
+    let admin = Admin::new(&app).await;
+    let site = format!("{ARM_RG}/Microsoft.Web/sites/web-demo");
+    let header = identity_header(&admin, &site).await;
+    let web = admin.call(Method::GET, &site, None).await.1;
+    let path = "/msi/token?api-version=2019-08-01&resource=api://vault";
+
+    let (status, body) = app.mi_get(path, &[("X-IDENTITY-HEADER", &header)]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["expires_on"].as_str().is_some_and(|v| v.parse::<i64>().is_ok()));
+    let claims = verified_claims(&app, body["access_token"].as_str().unwrap(), "api://vault").await;
+    assert_eq!(claims["oid"], web["identity"]["principalId"]);
+
+    for (headers, status, message) in [
+        (vec![], 401, "The X-IDENTITY-HEADER header is missing"),
+        (vec![("X-IDENTITY-HEADER", "guess")], 401, "The X-IDENTITY-HEADER header is not valid"),
+    ] {
+        let (got, body) = app.mi_get(path, &headers).await;
+        assert_eq!((got.as_u16(), body["statusCode"].as_u64()), (status, Some(u64::from(status))), "{body}");
+        assert_eq!(body["message"], message);
+    }
+    let (got, body) =
+        app.mi_get("/msi/token?api-version=2017-09-01&resource=api://vault", &[("X-IDENTITY-HEADER", &header)]).await;
+    assert_eq!(got, 400);
+    assert!(body["message"].as_str().unwrap().contains("use api-version=2019-08-01"), "{body}");
+
+    let (status, _) = admin.call(Method::POST, &format!("{site}/regenerateIdentityHeader"), None).await;
+    assert_eq!(status, 200);
+    let (got, _) = app.mi_get(path, &[("X-IDENTITY-HEADER", &header)]).await;
+    assert_eq!(got, 401, "the old header stops working at once");
+    let fresh = identity_header(&admin, &site).await;
+    let (got, _) = app.mi_get(path, &[("X-IDENTITY-HEADER", &fresh)]).await;
+    assert_eq!(got, 200);
+}
+
+#[tokio::test]
+async fn a_second_request_is_served_from_the_cache_until_a_role_change_invalidates_it() {
+    let app = TestApp::spawn().await;
+    let admin = Admin::new(&app).await;
+    let hits = r#"ficus_cache_lookups_total{cache="issued_tokens",result="hit"}"#;
+
+    let (_, first) = app.mi_get(IMDS, &[META]).await;
+    let (_, second) = app.mi_get(IMDS, &[META]).await;
+    assert_eq!(first["access_token"], second["access_token"]);
+    assert_eq!(app.metric(hits).await, 1.0);
+
+    let vm = vm_demo(&admin).await;
+    let (_, apps) = admin.call(Method::GET, "/v1.0/applications", None).await;
+    let vault = apps["value"].as_array().unwrap().iter().find(|a| a["displayName"] == "vault").unwrap().clone();
+    let assignments_path =
+        format!("/v1.0/servicePrincipals/{}/appRoleAssignedTo", vault["servicePrincipalId"].as_str().unwrap());
+    let (_, assignments) = admin.call(Method::GET, &assignments_path, None).await;
+    let vm_grant = assignments["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["principalId"] == vm["identity"]["principalId"])
+        .unwrap()
+        .clone();
+    let (status, _) =
+        admin.call(Method::DELETE, &format!("{assignments_path}/{}", vm_grant["id"].as_str().unwrap()), None).await;
+    assert_eq!(status, 204);
+
+    let (_, third) = app.mi_get(IMDS, &[META]).await;
+    assert_ne!(third["access_token"], second["access_token"], "the registry changed: a fresh token");
+    let claims = verified_claims(&app, third["access_token"].as_str().unwrap(), "api://vault").await;
+    assert!(claims.get("roles").is_none(), "the removed role is gone: {claims}");
+    assert_eq!(app.metric(hits).await, 1.0);
+}
+
+#[tokio::test]
+async fn sign_ins_are_logged_for_successes_and_failures_and_readable_with_filters() {
+    let app = TestApp::spawn().await;
+    let admin = Admin::new(&app).await;
+    app.mi_get(IMDS, &[META]).await;
+    app.mi_get(IMDS, &[META]).await;
+    app.mi_get(&format!("{IMDS}&client_id=6a1f0e6c-0000-4000-8000-000000000000"), &[META]).await;
+
+    let read = || async { admin.call(Method::GET, "/v1.0/auditLogs/signIns", None).await.1["value"].clone() };
+    app.eventually("the sign-ins are written", || async { read().await.as_array().unwrap().len() == 3 }).await;
+    let entries = read().await.as_array().unwrap().clone();
+    let failure = &entries[0];
+    assert_eq!(failure["status"]["result"], "failure");
+    assert_eq!(failure["status"]["errorCode"], "identity_not_found");
+    assert_eq!(failure["ipAddress"], "127.0.0.1");
+    assert_eq!(failure["resourceDisplayName"], "api://vault");
+    assert_eq!(failure["signInEventTypes"], json!(["managedIdentity"]));
+    let vm = vm_demo(&admin).await;
+    assert_eq!(entries[1]["servicePrincipalId"], vm["identity"]["principalId"]);
+    assert_eq!(
+        (entries[1]["servedFromCache"].as_bool(), entries[2]["servedFromCache"].as_bool()),
+        (Some(true), Some(false))
+    );
+
+    let (_, failures) = admin.call(Method::GET, "/v1.0/auditLogs/signIns?result=failure", None).await;
+    assert_eq!(failures["value"].as_array().unwrap().len(), 1);
+    let principal = vm["identity"]["principalId"].as_str().unwrap();
+    let (_, mine) =
+        admin.call(Method::GET, &format!("/v1.0/auditLogs/signIns?principal={principal}&$top=1"), None).await;
+    assert_eq!(mine["value"].as_array().unwrap().len(), 1);
+    assert!(mine["@odata.nextLink"].is_string());
+}
+
+/// A sign-in store that does not answer until released: the slowest possible log store.
+struct StalledStore {
+    gate: tokio::sync::Semaphore,
+    inner: std::sync::Mutex<usize>,
+}
+
+#[async_trait]
+impl SignInStore for StalledStore {
+    async fn append(&self, entries: &[SignIn]) -> Result<(), StoreError> {
+        let _permit = self.gate.acquire().await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        *self.inner.lock().unwrap() += entries.len();
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_flood_of_requests_is_answered_while_the_log_store_stalls_and_overflow_is_counted() {
+    let store = Arc::new(StalledStore { gate: tokio::sync::Semaphore::new(0), inner: std::sync::Mutex::new(0) });
+    let adapters = Overrides { sign_in_store: Some(store.clone()) };
+    let app = TestApp::spawn_with_adapters("[signin_log]\nqueue_capacity = 10\nbatch_size = 5", adapters).await;
+
+    for _ in 0..200 {
+        let (status, _) = app.mi_get(IMDS, &[META]).await;
+        assert_eq!(status, 200, "answered although the log store has not written anything");
+    }
+    let dropped = app.metric("ficus_signin_log_dropped_total").await;
+    assert!(dropped >= 185.0, "at most the queue (10) and one batch (5) wait; the rest is dropped: {dropped}");
+
+    store.gate.add_permits(1000);
+    app.eventually("the queued entries are written once the store answers", || async {
+        *store.inner.lock().unwrap() as f64 + dropped == 200.0
+    })
+    .await;
+}
