@@ -94,7 +94,9 @@ async fn a_user_assigned_identity_is_picked_by_client_id_object_id_or_resource_i
 async fn imds_errors_have_imds_statuses_and_messages() {
     let app = TestApp::spawn().await;
     let base = "/metadata/identity/oauth2/token";
-    let cases: Vec<(String, Vec<(&str, &str)>, u16, &str, &str)> = vec![
+    // Path, headers, status, `error`, what `error_description` contains.
+    type Case<'a> = (String, Vec<(&'a str, &'a str)>, u16, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (IMDS.into(), vec![], 400, "invalid_request", "Required metadata header not specified"),
         (IMDS.into(), vec![("Metadata", "false")], 400, "invalid_request", "Required metadata header not specified"),
         (IMDS.into(), vec![META, ("X-Forwarded-For", "10.0.0.1")], 400, "invalid_request", "X-Forwarded-For"),
