@@ -84,3 +84,36 @@ async fn admin_commands_without_credentials_say_where_they_looked() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("keys/admin/nowhere.json") && stderr.contains("no admin credentials"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn env_for_a_resource_prints_what_its_sdks_need() {
+    let app = TestApp::spawn().await;
+    let mi = app.mi_base.trim_start_matches("http://").to_owned();
+    let mi_env = [("FICUS_SERVER__MI_ADDR", mi.as_str()), ("FICUS_SERVER__PUBLIC_URL", app.base.as_str())];
+    let run_env = |args: &'static [&'static str]| {
+        let dir = app.dir.clone();
+        let env: Vec<(String, String)> = mi_env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        tokio::task::spawn_blocking(move || {
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            ficus(&dir, args, &env)
+        })
+    };
+
+    let vm = run_env(&["env", "--resource", "vm-demo"]).await.unwrap();
+    assert!(vm.status.success(), "{}", String::from_utf8_lossy(&vm.stderr));
+    let vm = String::from_utf8(vm.stdout).unwrap();
+    assert!(vm.contains(&format!("export AZURE_POD_IDENTITY_AUTHORITY_HOST=http://{mi}")), "{vm}");
+    assert!(vm.contains("unset IDENTITY_ENDPOINT IDENTITY_HEADER"), "{vm}");
+
+    let web = run_env(&["env", "--resource", "web-demo"]).await.unwrap();
+    assert!(web.status.success(), "{}", String::from_utf8_lossy(&web.stderr));
+    let web = String::from_utf8(web.stdout).unwrap();
+    assert!(web.contains(&format!("export IDENTITY_ENDPOINT=http://{mi}/msi/token")), "{web}");
+    let header = web.lines().find_map(|l| l.strip_prefix("export IDENTITY_HEADER=")).unwrap();
+    let (status, _) =
+        app.mi_get("/msi/token?api-version=2019-08-01&resource=api://vault", &[("X-IDENTITY-HEADER", header)]).await;
+    assert_eq!(status, 200, "the printed header works");
+
+    let unknown = run_env(&["env", "--resource", "nope"]).await.unwrap();
+    assert_eq!(unknown.status.code(), Some(1));
+}

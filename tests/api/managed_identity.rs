@@ -153,6 +153,16 @@ async fn imds_errors_have_imds_statuses_and_messages() {
 }
 
 #[tokio::test]
+async fn the_sdk_probe_gets_an_answer_that_reads_as_available() {
+    let app = TestApp::spawn().await;
+    // msal-node's probe: the token path, no query, no Metadata header. Any answer but a 403 that
+    // says "unreachable" means "an identity endpoint is here".
+    let (status, body) = app.mi_get("/metadata/identity/oauth2/token", &[]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(!body.to_string().contains("unreachable"));
+}
+
+#[tokio::test]
 async fn the_callers_address_picks_the_resource_and_an_unbound_address_gets_no_identity() {
     let app = TestApp::spawn().await;
     let admin = Admin::new(&app).await;
