@@ -51,6 +51,19 @@ pub struct SignInLogSettings {
 #[serde(deny_unknown_fields)]
 pub struct FederationSettings {
     pub allow_http_loopback_issuers: bool,
+    #[serde(deserialize_with = "empty_as_none")]
+    pub ca_file: Option<PathBuf>,
+    pub trusted_issuers: Vec<String>,
+    #[serde(with = "humantime_serde")]
+    pub issuer_cache_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub jwks_refresh_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub fetch_timeout: Duration,
+    pub max_document_bytes: usize,
+    pub max_assertion_bytes: usize,
+    #[serde(with = "humantime_serde")]
+    pub max_assertion_lifetime: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -196,6 +209,14 @@ impl Settings {
             if !lifetime_range.contains(&value) {
                 return Err(ConfigError::new(name, "must be between 1m and 48h"));
             }
+        }
+        if let Some(ca) = &self.federation.ca_file
+            && !ca.is_file()
+        {
+            return Err(ConfigError::new("federation.ca_file", format!("no such file: {}", ca.display())));
+        }
+        if !(1024..=1_048_576).contains(&self.federation.max_assertion_bytes) {
+            return Err(ConfigError::new("federation.max_assertion_bytes", "must be between 1024 and 1048576"));
         }
         if !(0.0..1.0).contains(&self.cache.token_reuse_min_remaining) {
             return Err(ConfigError::new("cache.token_reuse_min_remaining", "must be at least 0 and below 1"));

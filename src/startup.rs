@@ -24,6 +24,7 @@ use crate::service::DiscoveryService;
 use crate::service::admin::bootstrap::MANAGEMENT_API;
 use crate::service::admin::{AdminService, Caller};
 use crate::service::admin_auth::AdminAuthenticator;
+use crate::service::assertion_check::{AssertionChecker, AssertionPolicy};
 use crate::service::health::HealthService;
 use crate::service::managed_identity::ManagedIdentityService;
 use crate::service::token::TokenService;
@@ -32,6 +33,7 @@ use crate::signing::{KeyRing, KeyRingHandle, KeyStore, KeyStoreError};
 use crate::store::sign_in_writer::{BatchedSignInLog, SignInStore};
 use crate::store::{DirectorySnapshot, SqliteRegistry};
 use crate::tls::{self, TlsError, TlsFiles};
+use crate::upstream::{ExternalIssuerKeys, UpstreamSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -140,13 +142,6 @@ impl Application {
             })?;
         }
         let health = Arc::new(HealthService::new(Arc::new(keys.clone()), registry.clone()));
-        let tokens = Arc::new(TokenService::new(
-            directory.clone(),
-            Arc::new(keys.clone()),
-            discovery.clone(),
-            clock.clone(),
-            settings.tokens.lifetime,
-        ));
         write_admin_credentials(&settings, &admin, &discovery).await?;
         let admin_auth = Arc::new(AdminAuthenticator::new(
             Arc::new(keys.clone()),
@@ -173,6 +168,31 @@ impl Application {
             discovery.clone(),
             clock.clone(),
             settings.tokens.managed_identity_lifetime,
+            issued_tokens.clone(),
+            settings.cache.token_reuse_min_remaining,
+            sign_ins.clone(),
+        ));
+        let external = Arc::new(external_issuers(&settings, metrics.registry())?);
+        let assertions = Arc::new(AssertionChecker::new(
+            Arc::new(keys.clone()),
+            external,
+            discovery.clone(),
+            directory.clone(),
+            clock.clone(),
+            AssertionPolicy {
+                max_bytes: settings.federation.max_assertion_bytes,
+                leeway: settings.tokens.clock_skew,
+                max_lifetime: settings.federation.max_assertion_lifetime,
+                trusted_issuers: settings.federation.trusted_issuers.iter().cloned().collect(),
+            },
+        ));
+        let tokens = Arc::new(TokenService::new(
+            directory.clone(),
+            Arc::new(keys.clone()),
+            discovery.clone(),
+            assertions,
+            clock.clone(),
+            settings.tokens.lifetime,
             issued_tokens,
             settings.cache.token_reuse_min_remaining,
             sign_ins,
@@ -300,6 +320,27 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The external issuers' key cache, trusting `federation.ca_file` besides the system roots.
+fn external_issuers(settings: &Settings, metrics: &prometheus::Registry) -> Result<ExternalIssuerKeys, StartupError> {
+    let federation = &settings.federation;
+    let extra_roots = match &federation.ca_file {
+        Some(path) => vec![std::fs::read(path).map_err(|e| ConfigError {
+            setting: "federation.ca_file".into(),
+            problem: format!("{}: {e}", path.display()),
+        })?],
+        None => Vec::new(),
+    };
+    let upstream = UpstreamSettings {
+        cache_ttl: federation.issuer_cache_ttl,
+        kid_refresh_interval: federation.jwks_refresh_interval,
+        fetch_timeout: federation.fetch_timeout,
+        max_document_bytes: federation.max_document_bytes,
+        extra_roots,
+        capacity: 10_000,
+    };
+    ExternalIssuerKeys::new(upstream, metrics).map_err(|e| StartupError::Admin(e.to_string()))
 }
 
 /// Ensures each tenant has its admin client; writes a fresh secret to `keys/admin/<tenant>.json`

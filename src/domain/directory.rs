@@ -32,6 +32,8 @@ pub struct DirectoryView {
     /// Bound networks, longest prefix first, with the resource key each belongs to.
     networks: Vec<(ipnet::IpNet, String)>,
     identity_headers: HashMap<String, String>,
+    /// Every issuer some federated credential names: the only external issuers ever contacted.
+    trusted_issuers: std::collections::HashSet<String>,
     generation: u64,
 }
 
@@ -58,6 +60,7 @@ impl DirectoryView {
             view.applications.insert(app.object_id, Arc::new(app));
         }
         for credential in directory.credentials {
+            view.trusted_issuers.insert(credential.issuer.as_str().to_owned());
             view.credentials.entry(owner_key(credential.owner)).or_default().push(credential);
         }
         for identity in directory.identities {
@@ -94,6 +97,11 @@ impl DirectoryView {
 
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// Whether some federated credential names `issuer`.
+    pub fn is_trusted_issuer(&self, issuer: &str) -> bool {
+        self.trusted_issuers.contains(issuer)
     }
 
     /// SHA-256 (hex) of the application's client secrets.

@@ -7,6 +7,7 @@
 
 pub mod activity;
 pub mod application;
+pub mod assertion;
 pub mod clock;
 pub mod directory;
 pub mod federated_credential;

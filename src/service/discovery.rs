@@ -67,6 +67,14 @@ impl DiscoveryService {
         format!("{}/{}/v2.0", self.base, tenant.id)
     }
 
+    /// The tenant whose issuer `issuer` is, if it is one of this broker's.
+    pub fn own_issuer_tenant(&self, issuer: &str) -> Option<Tenant> {
+        let rest = issuer.strip_prefix(&self.base)?.strip_prefix('/')?;
+        let tenant = rest.strip_suffix("/v2.0")?;
+        let tenant = self.tenant(tenant).ok()?;
+        (self.issuer_for(&tenant) == issuer).then_some(tenant)
+    }
+
     pub fn tenant_endpoints(&self, segment: &str) -> Result<TenantEndpoints, DiscoveryError> {
         let tenant = self.tenant(segment)?;
         let root = format!("{}/{}", self.base, tenant.id);

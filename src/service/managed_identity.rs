@@ -14,6 +14,7 @@ use super::token::unique_token_id;
 use crate::domain::activity::Outcome;
 use crate::domain::clock::Clock;
 use crate::domain::directory::DirectoryView;
+use crate::domain::federated_credential::DEFAULT_AUDIENCE;
 use crate::domain::ids::{ClientId, ObjectId};
 use crate::domain::issued_token::{CachedToken, IssuedTokenCache, TokenCacheKey};
 use crate::domain::ports::{DirectorySource, SignError, TokenSigner};
@@ -224,9 +225,12 @@ impl ManagedIdentityService {
         let identity = select_identity(view, compute, selection)?;
         attempt.identity = Some(identity.clone());
         let tenant = view.tenant(&TenantRef::Id(identity.tenant_id)).cloned().ok_or(MiError::IdentityNotFound)?;
-        let app = view
-            .resource_application(tenant.id, resource)
-            .ok_or_else(|| MiError::UnknownResource { resource: truncate(resource), tenant: tenant.id.to_string() })?;
+        // `api://AzureADTokenExchange` needs no application: it is the audience of tokens meant to
+        // be exchanged through a federated credential (flow 2), as in Entra.
+        let app = view.resource_application(tenant.id, resource);
+        if app.is_none() && resource != DEFAULT_AUDIENCE {
+            return Err(MiError::UnknownResource { resource: truncate(resource), tenant: tenant.id.to_string() });
+        }
         let key = TokenCacheKey {
             tenant: tenant.id,
             client: identity.client_id.to_string(),
@@ -248,7 +252,7 @@ impl ManagedIdentityService {
                     audience: resource,
                     client_id: identity.client_id.to_string(),
                     principal_id: identity.principal_id,
-                    roles: view.role_values(identity.principal_id, app),
+                    roles: app.map(|app| view.role_values(identity.principal_id, app)).unwrap_or_default(),
                     acr: "2",
                     mirid: Some(identity.resource_id.mirid()),
                     issued_at: now,

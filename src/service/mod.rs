@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod admin_auth;
+pub mod assertion_check;
 pub mod claims;
 pub mod discovery;
 pub mod health;

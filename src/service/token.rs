@@ -1,20 +1,40 @@
-//! The token endpoint's use cases: today `client_credentials` with a client secret (the admin
-//! application uses it); client assertions and RFC 8693 exchange join with the federation issue.
-//! Reads only the in-memory directory; signs with the key ring.
+//! The token endpoint's use cases: `client_credentials` with a client secret or a client
+//! assertion (matched against the application's federated identity credentials), and RFC 8693
+//! token exchange. Reads only the in-memory directory and caches; signs with the key ring; every
+//! request that names a known client lands in the sign-in log.
 
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_lc_rs::{constant_time, digest, rand};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use super::assertion_check::AssertionChecker;
 use super::claims::AccessToken;
 use super::discovery::{DiscoveryError, DiscoveryService};
+use crate::domain::activity::Outcome;
+use crate::domain::application::Application;
+use crate::domain::assertion::{AssertionError, VerifiedAssertion};
 use crate::domain::clock::Clock;
-use crate::domain::ids::ClientId;
+use crate::domain::federated_credential::CredentialOwner;
+use crate::domain::ids::{ClientId, ObjectId};
+use crate::domain::issued_token::{CachedToken, IssuedTokenCache, TokenCacheKey};
 use crate::domain::ports::{DirectorySource, SignError, TokenSigner};
+use crate::domain::sign_in::{SignIn, SignInKind, SignInSink};
+use crate::domain::tenant::Tenant;
 use crate::domain::token::SignedJwt;
+
+pub const CLIENT_CREDENTIALS: &str = "client_credentials";
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+const SUBJECT_TOKEN_TYPES: [&str; 3] = [
+    "urn:ietf:params:oauth:token-type:jwt",
+    "urn:ietf:params:oauth:token-type:id_token",
+    "urn:ietf:params:oauth:token-type:access_token",
+];
 
 /// What a client sent, after the HTTP layer has merged form fields and Basic credentials.
 #[derive(Debug, Clone, Default)]
@@ -23,7 +43,13 @@ pub struct TokenRequest {
     pub client_id: Option<String>,
     pub client_secret: Option<Secret>,
     pub scope: Option<String>,
+    pub client_assertion_type: Option<String>,
     pub client_assertion: Option<Secret>,
+    pub subject_token: Option<Secret>,
+    pub subject_token_type: Option<String>,
+    pub resource: Option<String>,
+    pub audience: Option<String>,
+    pub caller: Option<IpAddr>,
 }
 
 /// A secret-bearing string whose `Debug` never shows it.
@@ -40,6 +66,8 @@ impl std::fmt::Debug for Secret {
 pub struct IssuedToken {
     pub access_token: SignedJwt,
     pub expires_in: u64,
+    /// RFC 8693 answers name the type of what they issued.
+    pub issued_token_type: Option<&'static str>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,86 +84,304 @@ pub enum TokenError {
     InvalidSecret { client_id: String },
     #[error("neither client_secret nor client_assertion was given")]
     NoCredential,
+    #[error("client_assertion_type must be {JWT_BEARER}")]
+    AssertionType,
+    #[error("subject_token_type '{0}' is not supported")]
+    SubjectTokenType(String),
     #[error("invalid scope '{0}'")]
     InvalidScope(String),
     #[error("resource '{resource}' not found in tenant '{tenant}'")]
     UnknownResource { resource: String, tenant: String },
-    #[error("{0} is not implemented yet")]
-    NotImplemented(&'static str),
+    #[error("{error}")]
+    Assertion { error: AssertionError, exchange: bool },
+    #[error("application '{client_id}' has no federated identity credentials")]
+    NoFederatedCredentials { client_id: String, exchange: bool },
+    #[error("no federated identity credential matches")]
+    NoMatch { issuer: String, subject: String, audiences: Vec<String>, exchange: bool },
     #[error("signing failed: {0}")]
     Signing(#[from] SignError),
 }
 
-pub const CLIENT_CREDENTIALS: &str = "client_credentials";
+impl TokenError {
+    /// Entra's AADSTS code for this failure, where Entra has one.
+    pub fn aadsts(&self) -> Option<u32> {
+        Some(match self {
+            Self::Tenant(_) => 90002,
+            Self::MissingParameter(_) => 900144,
+            Self::UnsupportedGrantType(_) => 70003,
+            Self::UnknownClient { .. } => 700016,
+            Self::InvalidSecret { .. } => 7000215,
+            Self::NoCredential => 7000218,
+            Self::AssertionType | Self::SubjectTokenType(_) => 50027,
+            Self::InvalidScope(_) => 1002012,
+            Self::UnknownResource { .. } => 500011,
+            Self::Assertion { error, .. } => match error {
+                AssertionError::TooLarge(_) | AssertionError::Malformed(_) | AssertionError::MissingClaim(_) => 50027,
+                AssertionError::Algorithm(_) | AssertionError::UnknownKey(_) | AssertionError::BadSignature => 700027,
+                AssertionError::UntrustedIssuer { .. } => 70021,
+                AssertionError::IssuerUnavailable(_) => 50166,
+                AssertionError::TimeRange { .. } | AssertionError::TooLong => 700024,
+            },
+            Self::NoFederatedCredentials { .. } => 70025,
+            Self::NoMatch { .. } => 70021,
+            Self::Signing(_) => return None,
+        })
+    }
+}
 
 pub struct TokenService {
     directory: Arc<dyn DirectorySource>,
     signer: Arc<dyn TokenSigner>,
     discovery: Arc<DiscoveryService>,
+    assertions: Arc<AssertionChecker>,
     clock: Arc<dyn Clock>,
     lifetime: Duration,
+    cache: Arc<dyn IssuedTokenCache>,
+    reuse_share: f64,
+    sign_ins: Arc<dyn SignInSink>,
+}
+
+/// The client and how it proved itself.
+struct Authenticated {
+    client: Arc<Application>,
+    /// The matched federated credential, or the service principal for a secret.
+    credential: ObjectId,
+    acr: &'static str,
+}
+
+/// What a request got as far as, for the sign-in log.
+#[derive(Default)]
+struct Attempt {
+    client: Option<Arc<Application>>,
+    resource: String,
+    cached: bool,
 }
 
 impl TokenService {
+    #[allow(clippy::too_many_arguments)] // the composition root wires each port once
     pub fn new(
         directory: Arc<dyn DirectorySource>,
         signer: Arc<dyn TokenSigner>,
         discovery: Arc<DiscoveryService>,
+        assertions: Arc<AssertionChecker>,
         clock: Arc<dyn Clock>,
         lifetime: Duration,
+        cache: Arc<dyn IssuedTokenCache>,
+        reuse_share: f64,
+        sign_ins: Arc<dyn SignInSink>,
     ) -> Self {
-        Self { directory, signer, discovery, clock, lifetime }
+        Self { directory, signer, discovery, assertions, clock, lifetime, cache, reuse_share, sign_ins }
     }
 
     /// Issues an application token for `request` in the tenant named by `tenant_segment`.
-    pub fn issue(&self, tenant_segment: &str, request: TokenRequest) -> Result<IssuedToken, TokenError> {
+    pub async fn issue(&self, tenant_segment: &str, request: TokenRequest) -> Result<IssuedToken, TokenError> {
+        let started = Instant::now();
         let tenant = self.discovery.tenant(tenant_segment)?;
-        let grant = request.grant_type.as_deref().ok_or(TokenError::MissingParameter("grant_type"))?;
-        if grant != CLIENT_CREDENTIALS {
-            return Err(TokenError::UnsupportedGrantType(grant.chars().take(100).collect()));
-        }
-        let raw_client = request.client_id.as_deref().ok_or(TokenError::MissingParameter("client_id"))?;
-        let view = self.directory.view();
-        let client = ClientId::parse(raw_client)
-            .ok()
-            .and_then(|id| view.application_by_client(tenant.id, id))
-            .ok_or_else(|| TokenError::UnknownClient {
-                client_id: truncate(raw_client),
-                tenant: tenant_segment.into(),
-            })?
-            .clone();
-        match (&request.client_secret, &request.client_assertion) {
-            (Some(secret), _) => {
-                if !secret_matches(view.secret_hashes(client.object_id), &secret.0) {
-                    return Err(TokenError::InvalidSecret { client_id: client.app_id.to_string() });
-                }
-            }
-            (None, Some(_)) => return Err(TokenError::NotImplemented("Client assertions (federated credentials)")),
-            (None, None) => return Err(TokenError::NoCredential),
-        }
-        let scope = request.scope.as_deref().ok_or(TokenError::MissingParameter("scope"))?;
-        let resource_name = scope
-            .strip_suffix("/.default")
-            .filter(|r| !r.is_empty() && !r.contains(char::is_whitespace))
-            .ok_or_else(|| TokenError::InvalidScope(truncate(scope)))?;
-        let resource = view.resource_application(tenant.id, resource_name).cloned().ok_or_else(|| {
-            TokenError::UnknownResource { resource: truncate(resource_name), tenant: tenant_segment.into() }
-        })?;
-        let token = AccessToken {
-            issuer: self.discovery.issuer_for(&tenant),
-            tenant: tenant.id,
-            audience: resource_name,
-            client_id: client.app_id.to_string(),
-            principal_id: client.service_principal_id,
-            roles: view.role_values(client.service_principal_id, &resource),
-            acr: "1",
-            mirid: None,
-            issued_at: self.clock.now().unix_timestamp(),
-            lifetime_secs: i64::try_from(self.lifetime.as_secs()).unwrap_or(3600),
-            unique_id: unique_token_id(),
-        };
-        Ok(IssuedToken { access_token: self.signer.sign(&token.claims())?, expires_in: self.lifetime.as_secs() })
+        let mut attempt = Attempt::default();
+        let result = self.issue_in(&tenant, &request, &mut attempt).await;
+        self.log(&tenant, &request, &attempt, &result, started);
+        result
     }
+
+    async fn issue_in(
+        &self,
+        tenant: &Tenant,
+        request: &TokenRequest,
+        attempt: &mut Attempt,
+    ) -> Result<IssuedToken, TokenError> {
+        let grant = request.grant_type.as_deref().ok_or(TokenError::MissingParameter("grant_type"))?;
+        let exchange = match grant {
+            CLIENT_CREDENTIALS => false,
+            TOKEN_EXCHANGE => true,
+            other => return Err(TokenError::UnsupportedGrantType(truncate(other))),
+        };
+        let client = self.client(tenant, request)?;
+        attempt.client = Some(client.clone());
+        let resource_name = if exchange { exchange_resource(request)? } else { client_credentials_resource(request)? };
+        attempt.resource = resource_name.clone();
+        let authenticated = if exchange {
+            let token = request.subject_token.as_ref().ok_or(TokenError::MissingParameter("subject_token"))?;
+            let kind =
+                request.subject_token_type.as_deref().ok_or(TokenError::MissingParameter("subject_token_type"))?;
+            if !SUBJECT_TOKEN_TYPES.contains(&kind) {
+                return Err(TokenError::SubjectTokenType(truncate(kind)));
+            }
+            self.federated(client, &token.0, true).await?
+        } else {
+            match (&request.client_secret, &request.client_assertion) {
+                (Some(secret), _) => {
+                    if !secret_matches(self.directory.view().secret_hashes(client.object_id), &secret.0) {
+                        return Err(TokenError::InvalidSecret { client_id: client.app_id.to_string() });
+                    }
+                    Authenticated { credential: client.service_principal_id, client, acr: "1" }
+                }
+                (None, Some(assertion)) => {
+                    if request.client_assertion_type.as_deref() != Some(JWT_BEARER) {
+                        return Err(TokenError::AssertionType);
+                    }
+                    self.federated(client, &assertion.0, false).await?
+                }
+                (None, None) => return Err(TokenError::NoCredential),
+            }
+        };
+        let mut issued = self.sign_for(tenant, &authenticated, &resource_name, attempt)?;
+        if exchange {
+            issued.issued_token_type = Some(ACCESS_TOKEN_TYPE);
+        }
+        Ok(issued)
+    }
+
+    fn client(&self, tenant: &Tenant, request: &TokenRequest) -> Result<Arc<Application>, TokenError> {
+        let raw = request.client_id.as_deref().ok_or(TokenError::MissingParameter("client_id"))?;
+        ClientId::parse(raw)
+            .ok()
+            .and_then(|id| self.directory.view().application_by_client(tenant.id, id).cloned())
+            .ok_or_else(|| TokenError::UnknownClient { client_id: truncate(raw), tenant: tenant.id.to_string() })
+    }
+
+    /// Verifies the assertion and finds the application's credential that it matches.
+    async fn federated(
+        &self,
+        client: Arc<Application>,
+        raw: &str,
+        exchange: bool,
+    ) -> Result<Authenticated, TokenError> {
+        let assertion: VerifiedAssertion = self.assertions.check(raw).await.map_err(|error| match error {
+            AssertionError::UntrustedIssuer { issuer, subject, audiences } => {
+                TokenError::NoMatch { issuer, subject, audiences, exchange }
+            }
+            error => TokenError::Assertion { error, exchange },
+        })?;
+        let view = self.directory.view();
+        let credentials = view.credentials(CredentialOwner::Application(client.object_id));
+        if credentials.is_empty() {
+            return Err(TokenError::NoFederatedCredentials { client_id: client.app_id.to_string(), exchange });
+        }
+        let audiences: Vec<&str> = assertion.audiences.iter().map(String::as_str).collect();
+        let matched = credentials.iter().find(|c| c.matches(&assertion.issuer, &assertion.subject, &audiences));
+        let Some(credential) = matched else {
+            return Err(TokenError::NoMatch {
+                issuer: assertion.issuer,
+                subject: assertion.subject,
+                audiences: assertion.audiences,
+                exchange,
+            });
+        };
+        Ok(Authenticated { credential: credential.id, client, acr: "2" })
+    }
+
+    fn sign_for(
+        &self,
+        tenant: &Tenant,
+        who: &Authenticated,
+        resource_name: &str,
+        attempt: &mut Attempt,
+    ) -> Result<IssuedToken, TokenError> {
+        let view = self.directory.view();
+        let resource = view.resource_application(tenant.id, resource_name).cloned().ok_or_else(|| {
+            TokenError::UnknownResource { resource: truncate(resource_name), tenant: tenant.id.to_string() }
+        })?;
+        let key = TokenCacheKey {
+            tenant: tenant.id,
+            client: who.client.app_id.to_string(),
+            credential: who.credential,
+            resource: resource_name.to_owned(),
+        };
+        let now = self.clock.now().unix_timestamp();
+        let cached = self.cache.get(&key).filter(|t| t.is_reusable(now, view.generation(), self.reuse_share));
+        self.cache.record(cached.is_some());
+        let token = match cached {
+            Some(token) => {
+                attempt.cached = true;
+                token
+            }
+            None => {
+                let claims = AccessToken {
+                    issuer: self.discovery.issuer_for(tenant),
+                    tenant: tenant.id,
+                    audience: resource_name,
+                    client_id: who.client.app_id.to_string(),
+                    principal_id: who.client.service_principal_id,
+                    roles: view.role_values(who.client.service_principal_id, &resource),
+                    acr: who.acr,
+                    mirid: None,
+                    issued_at: now,
+                    lifetime_secs: i64::try_from(self.lifetime.as_secs()).unwrap_or(3600),
+                    unique_id: unique_token_id(),
+                };
+                let token = CachedToken {
+                    token: self.signer.sign(&claims.claims())?,
+                    issued_at: now,
+                    expires_at: claims.expires_at(),
+                    generation: view.generation(),
+                };
+                self.cache.insert(key, token.clone());
+                token
+            }
+        };
+        let expires_in = u64::try_from(token.expires_at - now).unwrap_or(0);
+        Ok(IssuedToken { access_token: token.token, expires_in, issued_token_type: None })
+    }
+
+    fn log(
+        &self,
+        tenant: &Tenant,
+        request: &TokenRequest,
+        attempt: &Attempt,
+        result: &Result<IssuedToken, TokenError>,
+        started: Instant,
+    ) {
+        let (outcome, error_code, reason) = match result {
+            Ok(_) => (Outcome::Success, String::new(), String::new()),
+            Err(e) => (Outcome::Failure, e.aadsts().map(|c| format!("AADSTS{c}")).unwrap_or_default(), e.to_string()),
+        };
+        let resource = if attempt.resource.is_empty() {
+            request.scope.as_deref().or(request.resource.as_deref()).map(truncate).unwrap_or_default()
+        } else {
+            attempt.resource.clone()
+        };
+        self.sign_ins.record(SignIn {
+            id: uuid::Uuid::new_v4(),
+            time: self.clock.now(),
+            tenant_id: tenant.id,
+            kind: SignInKind::Application,
+            principal_id: attempt.client.as_ref().map(|c| c.service_principal_id),
+            client_id: attempt
+                .client
+                .as_ref()
+                .map(|c| c.app_id.to_string())
+                .or_else(|| request.client_id.as_deref().map(truncate)),
+            resource,
+            caller_address: request.caller,
+            outcome,
+            error_code,
+            reason,
+            latency: started.elapsed(),
+            cached: attempt.cached,
+        });
+    }
+}
+
+/// Client credentials name their resource as `<resource>/.default`.
+fn client_credentials_resource(request: &TokenRequest) -> Result<String, TokenError> {
+    let scope = request.scope.as_deref().ok_or(TokenError::MissingParameter("scope"))?;
+    scope
+        .strip_suffix("/.default")
+        .filter(|r| !r.is_empty() && !r.contains(char::is_whitespace))
+        .map(str::to_owned)
+        .ok_or_else(|| TokenError::InvalidScope(truncate(scope)))
+}
+
+/// RFC 8693 names its target with `scope` (`/.default` optional), `resource` or `audience`.
+fn exchange_resource(request: &TokenRequest) -> Result<String, TokenError> {
+    if let Some(scope) = request.scope.as_deref() {
+        let resource = scope.strip_suffix("/.default").unwrap_or(scope);
+        if resource.is_empty() || resource.contains(char::is_whitespace) {
+            return Err(TokenError::InvalidScope(truncate(scope)));
+        }
+        return Ok(resource.to_owned());
+    }
+    request.resource.clone().or_else(|| request.audience.clone()).ok_or(TokenError::MissingParameter("scope"))
 }
 
 /// SHA-256 (hex) of a client secret: what the registry stores. Secrets are 256-bit random values,
@@ -185,5 +431,18 @@ mod tests {
     #[test]
     fn secret_debug_is_redacted() {
         assert_eq!(format!("{:?}", Secret("hunter2".into())), "Secret(<redacted>)");
+    }
+
+    #[test]
+    fn exchange_targets_come_from_scope_resource_or_audience() {
+        let with = |scope: Option<&str>, resource: Option<&str>| TokenRequest {
+            scope: scope.map(str::to_owned),
+            resource: resource.map(str::to_owned),
+            ..TokenRequest::default()
+        };
+        assert_eq!(exchange_resource(&with(Some("api://vault/.default"), None)).unwrap(), "api://vault");
+        assert_eq!(exchange_resource(&with(Some("api://vault"), None)).unwrap(), "api://vault");
+        assert_eq!(exchange_resource(&with(None, Some("api://vault"))).unwrap(), "api://vault");
+        assert!(exchange_resource(&with(None, None)).is_err());
     }
 }

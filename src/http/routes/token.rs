@@ -1,11 +1,12 @@
 //! `POST /{tenant}/oauth2/v2.0/token`: form fields and HTTP Basic client credentials in, Entra's
 //! token response out.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Path, State};
+use axum::extract::{ConnectInfo, Form, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use base64::Engine;
@@ -22,7 +23,12 @@ pub struct TokenForm {
     client_id: Option<String>,
     client_secret: Option<String>,
     scope: Option<String>,
+    client_assertion_type: Option<String>,
     client_assertion: Option<String>,
+    subject_token: Option<String>,
+    subject_token_type: Option<String>,
+    resource: Option<String>,
+    audience: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -31,11 +37,14 @@ pub struct TokenResponse {
     expires_in: u64,
     ext_expires_in: u64,
     access_token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issued_token_type: Option<&'static str>,
 }
 
 pub async fn issue_token(
     State(tokens): State<Arc<TokenService>>,
     Path(tenant): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -45,13 +54,15 @@ pub async fn issue_token(
             _ => TokenError::MissingParameter("grant_type").into(),
         })?
         .0;
-    let request = token_request(form, &headers);
-    let issued = tokens.issue(&tenant, request)?;
+    let mut request = token_request(form, &headers);
+    request.caller = Some(peer.ip());
+    let issued = tokens.issue(&tenant, request).await?;
     let body = TokenResponse {
         token_type: "Bearer",
         expires_in: issued.expires_in,
         ext_expires_in: issued.expires_in,
         access_token: issued.access_token.expose().to_owned(),
+        issued_token_type: issued.issued_token_type,
     };
     Ok(([(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")], Json(body)))
 }
@@ -76,6 +87,12 @@ fn token_request(form: TokenForm, headers: &HeaderMap) -> TokenRequest {
         client_id: form.client_id.or(basic_id),
         client_secret: form.client_secret.or(basic_secret).map(Secret),
         scope: form.scope,
+        client_assertion_type: form.client_assertion_type,
         client_assertion: form.client_assertion.map(Secret),
+        subject_token: form.subject_token.map(Secret),
+        subject_token_type: form.subject_token_type,
+        resource: form.resource,
+        audience: form.audience,
+        caller: None,
     }
 }
