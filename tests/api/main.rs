@@ -9,6 +9,8 @@ mod cli;
 mod contract;
 mod crash;
 mod discovery;
+mod fake_issuer;
+mod federation;
 mod helpers;
 mod keys;
 mod managed_identity;

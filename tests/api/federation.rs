@@ -1,0 +1,338 @@
+//! Federated token exchange against a fake external issuer: client assertions and RFC 8693
+//! subject tokens succeed and fail in the same cases, with Entra's codes.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ficus::domain::clock::Clock;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::admin_api::Admin;
+use crate::fake_issuer::{FakeIssuer, IssuerKey};
+use crate::helpers::TestApp;
+
+const SUBJECT: &str = "repo:octo/app:ref:refs/heads/main";
+const AUDIENCE: &str = "api://AzureADTokenExchange";
+
+#[derive(Clone, Copy, Debug)]
+enum Grant {
+    ClientAssertion,
+    TokenExchange,
+}
+
+const GRANTS: [Grant; 2] = [Grant::ClientAssertion, Grant::TokenExchange];
+
+struct Setup {
+    app: TestApp,
+    issuer: FakeIssuer,
+    client_id: String,
+    fic_path: String,
+}
+
+async fn setup(extra: &str) -> Setup {
+    let issuer = FakeIssuer::start().await;
+    let config =
+        format!("[federation]\nca_file = \"{}\"\njwks_refresh_interval = \"1h\"\n{extra}", issuer.ca_file.display());
+    let app = TestApp::spawn_with(&config).await;
+    let admin = Admin::new(&app).await;
+    let (_, created) = admin
+        .call(Method::POST, "/v1.0/applications", Some(json!({"displayName": "ci", "identifierUris": ["api://ci"]})))
+        .await;
+    let client_id = created["appId"].as_str().unwrap().to_owned();
+    let fic_path = format!("/v1.0/applications/{}/federatedIdentityCredentials", created["id"].as_str().unwrap());
+    let body = json!({"name": "github-main", "issuer": issuer.url, "subject": SUBJECT, "audiences": [AUDIENCE]});
+    let (status, fic) = admin.call(Method::POST, &fic_path, Some(body)).await;
+    assert_eq!(status, 201, "{fic}");
+    Setup { app, issuer, client_id, fic_path }
+}
+
+impl Setup {
+    fn claims(&self) -> Value {
+        let now = self.app.clock.now().unix_timestamp();
+        json!({ "iss": self.issuer.url, "sub": SUBJECT, "aud": AUDIENCE, "iat": now, "nbf": now, "exp": now + 300 })
+    }
+
+    fn assertion_with(&self, edit: impl FnOnce(&mut Value)) -> String {
+        let mut claims = self.claims();
+        edit(&mut claims);
+        self.issuer.sign(&self.issuer.current_key(), &claims)
+    }
+
+    async fn exchange(&self, grant: Grant, assertion: &str) -> (u16, Value) {
+        let form: Vec<(&str, &str)> = match grant {
+            Grant::ClientAssertion => vec![
+                ("grant_type", "client_credentials"),
+                ("client_id", &self.client_id),
+                ("scope", "api://vault/.default"),
+                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                ("client_assertion", assertion),
+            ],
+            Grant::TokenExchange => vec![
+                ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+                ("client_id", &self.client_id),
+                ("scope", "api://vault/.default"),
+                ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+                ("subject_token", assertion),
+            ],
+        };
+        let (status, body) = self.app.token_request(&form).await;
+        (status.as_u16(), body)
+    }
+
+    /// Asserts a refusal with `aadsts`, in the error field the grant uses.
+    async fn refused(&self, assertion: &str, aadsts: u64, description: &str) {
+        for grant in GRANTS {
+            let (status, body) = self.exchange(grant, assertion).await;
+            assert_eq!(status, 400, "{grant:?}: {body}");
+            let expected_error = match grant {
+                Grant::ClientAssertion => "invalid_client",
+                Grant::TokenExchange => "invalid_grant",
+            };
+            assert_eq!(body["error"], expected_error, "{grant:?}: {body}");
+            assert_eq!(body["error_codes"], json!([aadsts]), "{grant:?}: {body}");
+            let text = body["error_description"].as_str().unwrap();
+            assert!(text.starts_with(&format!("AADSTS{aadsts}: ")) && text.contains(description), "{grant:?}: {text}");
+        }
+    }
+}
+
+fn payload(token: &str) -> Value {
+    let part = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn a_matching_assertion_gets_an_application_token_through_both_grants() {
+    let s = setup("").await;
+    let assertion = s.assertion_with(|_| {});
+    for grant in GRANTS {
+        let (status, body) = s.exchange(grant, &assertion).await;
+        assert_eq!(status, 200, "{grant:?}: {body}");
+        let claims = payload(body["access_token"].as_str().unwrap());
+        assert_eq!(claims["appid"], s.client_id.as_str());
+        assert_eq!(claims["aud"], "api://vault");
+        assert_eq!(claims["appidacr"], "2");
+        match grant {
+            Grant::ClientAssertion => assert!(body.get("issued_token_type").is_none()),
+            Grant::TokenExchange => {
+                assert_eq!(body["issued_token_type"], "urn:ietf:params:oauth:token-type:access_token")
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn wrong_subject_issuer_or_audience_is_refused_with_70021_naming_what_was_presented() {
+    let s = setup("").await;
+    let wrong_subject = s.assertion_with(|c| c["sub"] = json!("repo:octo/app:ref:refs/heads/evil"));
+    s.refused(
+        &wrong_subject,
+        70021,
+        &format!("Assertion Issuer: '{}'. Assertion Subject: 'repo:octo/app:ref:refs/heads/evil'. Assertion Audience: '{AUDIENCE}'.", s.issuer.url),
+    )
+    .await;
+    let wrong_audience = s.assertion_with(|c| c["aud"] = json!(["api://somewhere-else"]));
+    s.refused(&wrong_audience, 70021, "Assertion Audience: 'api://somewhere-else'").await;
+
+    let before = s.issuer.jwks_fetches();
+    let wrong_issuer = s.assertion_with(|c| c["iss"] = json!("https://evil.example"));
+    s.refused(&wrong_issuer, 70021, "Assertion Issuer: 'https://evil.example'").await;
+    assert_eq!(s.issuer.jwks_fetches(), before, "an issuer no credential names is never contacted");
+}
+
+#[tokio::test]
+async fn expired_and_not_yet_valid_assertions_are_refused_with_700024() {
+    let s = setup("").await;
+    let now = s.app.clock.now().unix_timestamp();
+    let expired = s.assertion_with(|c| {
+        c["iat"] = json!(now - 4000);
+        c["nbf"] = json!(now - 4000);
+        c["exp"] = json!(now - 3600);
+    });
+    s.refused(&expired, 700024, "Client assertion is not within its valid time range.").await;
+    let early = s.assertion_with(|c| {
+        c["nbf"] = json!(now + 3600);
+        c["exp"] = json!(now + 3900);
+    });
+    s.refused(&early, 700024, &format!("Current time: {now}")).await;
+}
+
+#[tokio::test]
+async fn forged_signatures_none_and_hmac_with_the_public_key_are_refused() {
+    let s = setup("").await;
+    let real = s.current_key_token();
+    let (head, rest) = real.split_once('.').unwrap();
+    let (body, _) = rest.split_once('.').unwrap();
+    let other = IssuerKey::generate(&s.issuer.url);
+    let forged_sig = s.issuer.sign(&other, &s.claims()).rsplit_once('.').unwrap().1.to_owned();
+    s.refused(&format!("{head}.{body}.{forged_sig}"), 700027, "failed signature validation").await;
+
+    let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    s.refused(&format!("{none_header}.{body}."), 700027, "the algorithm 'none' is not accepted").await;
+
+    // Algorithm confusion: HS256 "signed" with the issuer's public key as the HMAC secret.
+    let key = s.issuer.current_key();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some(key.kid.clone());
+    let public = key.jwk.to_string();
+    let hmac =
+        jsonwebtoken::encode(&header, &s.claims(), &jsonwebtoken::EncodingKey::from_secret(public.as_bytes())).unwrap();
+    s.refused(&hmac, 700027, "the algorithm 'HS256' is not accepted").await;
+}
+
+impl Setup {
+    fn current_key_token(&self) -> String {
+        self.assertion_with(|_| {})
+    }
+}
+
+#[tokio::test]
+async fn an_unpublished_kid_refreshes_the_keys_once_then_fails() {
+    let s = setup("").await;
+    assert_eq!(s.exchange(Grant::ClientAssertion, &s.current_key_token()).await.0, 200);
+    let fetched = s.issuer.jwks_fetches();
+    let stranger = IssuerKey::generate(&s.issuer.url);
+    let unknown = s.issuer.sign(&stranger, &s.claims());
+
+    let (status, body) = s.exchange(Grant::ClientAssertion, &unknown).await;
+    assert_eq!((status, body["error_codes"].clone()), (400, json!([700027])), "{body}");
+    assert!(body["error_description"].as_str().unwrap().contains(&stranger.kid));
+    assert_eq!(s.issuer.jwks_fetches(), fetched + 1, "one refresh for the unknown kid");
+
+    let (status, _) = s.exchange(Grant::TokenExchange, &unknown).await;
+    assert_eq!(status, 400);
+    assert_eq!(s.issuer.jwks_fetches(), fetched + 1, "no second refresh within jwks_refresh_interval");
+}
+
+#[tokio::test]
+async fn a_rotated_issuer_key_is_accepted_after_a_refresh() {
+    let s = setup("").await;
+    assert_eq!(s.exchange(Grant::ClientAssertion, &s.current_key_token()).await.0, 200);
+    let new_key = s.issuer.rotate();
+    let assertion = s.issuer.sign(&new_key, &s.claims());
+    for grant in GRANTS {
+        let (status, body) = s.exchange(grant, &assertion).await;
+        assert_eq!(status, 200, "{grant:?}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn cached_keys_keep_serving_while_the_issuer_is_down() {
+    // A zero cache lifetime makes every request try the issuer: the stale path.
+    let s = setup("issuer_cache_ttl = \"0s\"").await;
+    assert_eq!(s.exchange(Grant::ClientAssertion, &s.current_key_token()).await.0, 200);
+    s.issuer.set_down(true);
+    for grant in GRANTS {
+        let (status, body) = s.exchange(grant, &s.current_key_token()).await;
+        assert_eq!(status, 200, "{grant:?}: {body}");
+    }
+    let stale = s.app.metric(r#"ficus_upstream_events_total{event="stale_served"}"#).await;
+    assert!(stale >= 2.0, "{stale}");
+}
+
+#[tokio::test]
+async fn an_unreachable_issuer_with_nothing_cached_is_a_clear_error() {
+    let s = setup("").await;
+    s.issuer.set_down(true);
+    s.refused(&s.current_key_token(), 50166, "Request to External OIDC endpoint failed.").await;
+}
+
+#[tokio::test]
+async fn a_deleted_credential_stops_the_exchange_at_once() {
+    let s = setup("").await;
+    let assertion = s.current_key_token();
+    assert_eq!(s.exchange(Grant::ClientAssertion, &assertion).await.0, 200);
+    let admin = Admin::new(&s.app).await;
+    let (status, _) = admin.call(Method::DELETE, &format!("{}/github-main", s.fic_path), None).await;
+    assert_eq!(status, 204);
+    // No credential names the issuer any more, so it is not even contacted.
+    s.refused(&assertion, 70021, "No matching federated identity record found for presented assertion.").await;
+}
+
+#[tokio::test]
+async fn a_one_megabyte_assertion_is_refused_before_it_is_read() {
+    let s = setup("").await;
+    let huge = format!("{}.{}.sig", "a".repeat(16), "b".repeat(1 << 20));
+    for grant in GRANTS {
+        let (status, _) = s.exchange_raw(grant, &huge).await;
+        assert_eq!(status, 413, "{grant:?}");
+    }
+    let oversized = format!("{}.{}.sig", "a".repeat(16), "b".repeat(20_000));
+    s.refused(&oversized, 50027, "larger than 16384 bytes").await;
+}
+
+impl Setup {
+    async fn exchange_raw(&self, grant: Grant, assertion: &str) -> (u16, String) {
+        let field = match grant {
+            Grant::ClientAssertion => "client_assertion",
+            Grant::TokenExchange => "subject_token",
+        };
+        let body = format!("grant_type=client_credentials&client_id={}&{field}={assertion}", self.client_id);
+        let response = self
+            .app
+            .client
+            .post(format!("{}/demo/oauth2/v2.0/token", self.app.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+}
+
+#[tokio::test]
+async fn application_sign_ins_record_successes_and_failures() {
+    let s = setup("").await;
+    s.exchange(Grant::ClientAssertion, &s.current_key_token()).await;
+    s.exchange(Grant::ClientAssertion, &s.assertion_with(|c| c["sub"] = json!("nobody"))).await;
+    let admin = Admin::new(&s.app).await;
+    let client = s.client_id.clone();
+    let read = || async {
+        let all = admin.call(Method::GET, "/v1.0/auditLogs/signIns", None).await.1["value"].clone();
+        all.as_array().unwrap().iter().filter(|e| e["appId"] == client.as_str()).cloned().collect::<Vec<_>>()
+    };
+    s.app.eventually("both sign-ins are written", || async { read().await.len() == 2 }).await;
+    let entries = read().await;
+    assert_eq!(entries[0]["status"]["errorCode"], "AADSTS70021");
+    assert_eq!(entries[1]["status"]["result"], "success");
+    assert_eq!(entries[1]["signInEventTypes"], json!(["application"]));
+}
+
+#[tokio::test]
+async fn an_application_without_credentials_and_malformed_grants_get_their_own_errors() {
+    let s = setup("").await;
+    let admin = Admin::new(&s.app).await;
+    let (_, bare) = admin.call(Method::POST, "/v1.0/applications", Some(json!({"displayName": "bare"}))).await;
+    let assertion = s.current_key_token();
+    let form = |client: &str, assertion_type: &str| {
+        vec![
+            ("grant_type", "client_credentials".to_owned()),
+            ("client_id", client.to_owned()),
+            ("scope", "api://vault/.default".to_owned()),
+            ("client_assertion_type", assertion_type.to_owned()),
+            ("client_assertion", assertion.clone()),
+        ]
+    };
+    let jwt_bearer = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+    let app = &s.app;
+    let send = |form: Vec<(&'static str, String)>| async move {
+        let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        app.token_request(&pairs).await
+    };
+    let (status, body) = send(form(bare["appId"].as_str().unwrap(), jwt_bearer)).await;
+    assert_eq!((status.as_u16(), body["error_codes"].clone()), (400, json!([70025])), "{body}");
+    let (status, body) = send(form(&s.client_id, "urn:example:saml")).await;
+    assert_eq!((status.as_u16(), body["error"].as_str()), (400, Some("invalid_request")), "{body}");
+
+    let exchange = [
+        ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+        ("client_id", s.client_id.as_str()),
+        ("scope", "api://vault/.default"),
+        ("subject_token_type", "urn:ietf:params:oauth:token-type:saml2"),
+        ("subject_token", assertion.as_str()),
+    ];
+    let (status, body) = s.app.token_request(&exchange).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error_description"].as_str().unwrap().contains("subject_token_type"), "{body}");
+}
