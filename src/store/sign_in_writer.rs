@@ -1,11 +1,13 @@
 //! The sign-in log's writer: request paths hand entries to a bounded queue without waiting; one
 //! background task writes them in batches (one transaction each). When the queue is full, entries
 //! are dropped and counted (`ficus_signin_log_dropped_total`) rather than slowing requests down.
+//! Every entry is also counted in `ficus_token_requests_total{kind,result,error_code}`, so
+//! failures show in metrics even when the log drops them.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use prometheus::{IntCounter, Registry as Metrics};
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry as Metrics};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -28,6 +30,8 @@ impl<T: Registry + ?Sized> SignInStore for T {
 pub struct BatchedSignInLog {
     queue: mpsc::Sender<SignIn>,
     dropped: IntCounter,
+    /// Every token request by kind, result and error code (a bounded set of codes).
+    requests: IntCounterVec,
 }
 
 impl BatchedSignInLog {
@@ -43,8 +47,13 @@ impl BatchedSignInLog {
             "Sign-in log entries dropped (queue full or write failed)",
         )?;
         let written = IntCounter::new("ficus_signin_log_written_total", "Sign-in log entries written")?;
+        let requests = IntCounterVec::new(
+            Opts::new("ficus_token_requests_total", "Token requests by kind, result and error code"),
+            &["kind", "result", "error_code"],
+        )?;
         metrics.register(Box::new(dropped.clone()))?;
         metrics.register(Box::new(written.clone()))?;
+        metrics.register(Box::new(requests.clone()))?;
         let (queue, mut receiver) = mpsc::channel::<SignIn>(capacity.max(1));
         let lost = dropped.clone();
         let writer = tokio::spawn(async move {
@@ -61,12 +70,13 @@ impl BatchedSignInLog {
                 batch.clear();
             }
         });
-        Ok((Arc::new(Self { queue, dropped }), writer))
+        Ok((Arc::new(Self { queue, dropped, requests }), writer))
     }
 }
 
 impl SignInSink for BatchedSignInLog {
     fn record(&self, entry: SignIn) {
+        self.requests.with_label_values(&[entry.kind.as_str(), entry.outcome.as_str(), &entry.error_code]).inc();
         if self.queue.try_send(entry).is_err() {
             self.dropped.inc();
         }

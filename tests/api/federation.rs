@@ -297,6 +297,8 @@ async fn application_sign_ins_record_successes_and_failures() {
     assert_eq!(entries[0]["status"]["errorCode"], "AADSTS70021");
     assert_eq!(entries[1]["status"]["result"], "success");
     assert_eq!(entries[1]["signInEventTypes"], json!(["application"]));
+    let failures = r#"ficus_token_requests_total{error_code="AADSTS70021",kind="application",result="failure"}"#;
+    assert_eq!(s.app.metric(failures).await, 1.0, "failures are counted by code");
 }
 
 #[tokio::test]
