@@ -37,6 +37,7 @@ pub struct Settings {
 #[serde(deny_unknown_fields)]
 pub struct CacheSettings {
     pub issued_tokens_capacity: u64,
+    pub verified_assertions_capacity: u64,
     pub token_reuse_min_remaining: f64,
 }
 

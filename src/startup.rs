@@ -12,7 +12,7 @@ use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 use url::Url;
 
-use crate::cache::IssuedTokens;
+use crate::cache::{CacheMetrics, IssuedTokens, VerifiedAssertions};
 use crate::config::{ConfigError, Settings};
 use crate::domain::activity::Actor;
 use crate::domain::clock::Clock;
@@ -150,11 +150,17 @@ impl Application {
             clock.clone(),
             settings.tokens.clock_skew,
         ));
+        let cache_metrics = CacheMetrics::new(metrics.registry())?;
         let issued_tokens = Arc::new(IssuedTokens::new(
             settings.cache.issued_tokens_capacity,
             settings.tokens.managed_identity_lifetime.max(settings.tokens.lifetime),
-            metrics.registry(),
-        )?);
+            &cache_metrics,
+        ));
+        let verified_assertions = Arc::new(VerifiedAssertions::new(
+            settings.cache.verified_assertions_capacity,
+            settings.federation.max_assertion_lifetime,
+            &cache_metrics,
+        ));
         let sign_in_store = overrides.sign_in_store.unwrap_or_else(|| registry.clone());
         let (sign_ins, sign_in_writer) = BatchedSignInLog::start(
             sign_in_store,
@@ -179,6 +185,7 @@ impl Application {
             discovery.clone(),
             directory.clone(),
             clock.clone(),
+            verified_assertions,
             AssertionPolicy {
                 max_bytes: settings.federation.max_assertion_bytes,
                 leeway: settings.tokens.clock_skew,

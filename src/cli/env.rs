@@ -7,7 +7,23 @@ use crate::config::{Settings, TlsMode};
 use crate::service::world::{World, WorldResource, WorldTenant};
 use crate::startup::StartupError;
 
+/// Appends a line to the output buffer (written once at the end, so a reader that stops early,
+/// like `grep -q`, cannot make a later line fail).
+macro_rules! say {
+    ($out:ident, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+
+/// Writes the buffer to standard output; a closed pipe is the reader's choice, not an error.
+fn emit(out: &str) {
+    use std::io::Write as _;
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+}
+
 pub async fn print_env(settings: &Settings, tenant: Option<&str>, resource: Option<&str>) -> Result<(), StartupError> {
+    let mut out = String::new();
     let world = match &settings.world.file {
         Some(file) => crate::config::load_world(file)?,
         None => World::default(),
@@ -29,27 +45,29 @@ pub async fn print_env(settings: &Settings, tenant: Option<&str>, resource: Opti
     };
     let authority = settings.public_url(settings.server.addr.port())?;
     let authority = authority.as_str().trim_end_matches('/');
-    println!("# ficus: environment for the Azure SDKs and MSAL. Use: eval \"$(ficus env)\"");
-    println!("export AZURE_AUTHORITY_HOST={authority}");
-    println!("export AZURE_TENANT_ID={}", chosen.id);
+    say!(out, "# ficus: environment for the Azure SDKs and MSAL. Use: eval \"$(ficus env)\"");
+    say!(out, "export AZURE_AUTHORITY_HOST={authority}");
+    say!(out, "export AZURE_TENANT_ID={}", chosen.id);
     if settings.tls.mode == TlsMode::Dev {
         let ca = absolute(&crate::tls::dev_ca_path(&settings.keys.dir));
-        println!("# Trust the development CA. These replace the default trust store of the processes that read them.");
-        println!("export REQUESTS_CA_BUNDLE={}   # Python requests (azure-identity, msal)", ca.display());
-        println!(
+        say!(out, "# Trust the development CA. These replace the default trust store of the processes that read them.");
+        say!(out, "export REQUESTS_CA_BUNDLE={}   # Python requests (azure-identity, msal)", ca.display());
+        say!(
+            out,
             "export SSL_CERT_FILE={}        # OpenSSL-based clients, Go, Rust (rustls-native-certs)",
             ca.display()
         );
-        println!("export CURL_CA_BUNDLE={}       # curl", ca.display());
-        println!("export NODE_EXTRA_CA_CERTS={}  # Node.js (added to its built-in roots)", ca.display());
+        say!(out, "export CURL_CA_BUNDLE={}       # curl", ca.display());
+        say!(out, "export NODE_EXTRA_CA_CERTS={}  # Node.js (added to its built-in roots)", ca.display());
     }
-    println!("# MSAL-based credentials must not ask Microsoft's host to validate this authority:");
-    println!("#   Python azure-identity  ClientAssertionCredential(..., disable_instance_discovery=True)");
-    println!("#   Python msal            ConfidentialClientApplication(..., instance_discovery=False)");
-    println!("#   JavaScript             new ClientAssertionCredential(..., {{ disableInstanceDiscovery: true }})");
-    println!("#   .NET Azure.Identity    new ClientAssertionCredentialOptions {{ DisableInstanceDiscovery = true }}");
-    println!("#   Java azure-identity    new ClientAssertionCredentialBuilder().disableInstanceDiscovery()");
-    println!(
+    say!(out, "# MSAL-based credentials must not ask Microsoft's host to validate this authority:");
+    say!(out, "#   Python azure-identity  ClientAssertionCredential(..., disable_instance_discovery=True)");
+    say!(out, "#   Python msal            ConfidentialClientApplication(..., instance_discovery=False)");
+    say!(out, "#   JavaScript             new ClientAssertionCredential(..., {{ disableInstanceDiscovery: true }})");
+    say!(out, "#   .NET Azure.Identity    new ClientAssertionCredentialOptions {{ DisableInstanceDiscovery = true }}");
+    say!(out, "#   Java azure-identity    new ClientAssertionCredentialBuilder().disableInstanceDiscovery()");
+    say!(
+        out,
         "#   Go azidentity          &azidentity.ClientAssertionCredentialOptions{{DisableInstanceDiscovery: true}}"
     );
     if let Some(name) = resource {
@@ -64,8 +82,9 @@ pub async fn print_env(settings: &Settings, tenant: Option<&str>, resource: Opti
                 chosen.name
             )));
         };
-        print_resource_env(settings, tenant_spec, resource_spec).await?;
+        print_resource_env(settings, tenant_spec, resource_spec, &mut out).await?;
     }
+    emit(&out);
     Ok(())
 }
 
@@ -73,14 +92,15 @@ async fn print_resource_env(
     settings: &Settings,
     tenant: &WorldTenant,
     resource: &WorldResource,
+    out: &mut String,
 ) -> Result<(), StartupError> {
     let mi = settings.server.mi_addr;
-    println!("# Managed identity of {} ({}):", resource.name, resource.kind);
+    say!(out, "# Managed identity of {} ({}):", resource.name, resource.kind);
     if resource.kind == "VirtualMachine" {
-        println!("# IMDS picks the VM by the caller's address: run the workload from {:?}.", resource.addresses);
-        println!("unset IDENTITY_ENDPOINT IDENTITY_HEADER");
-        println!("export AZURE_POD_IDENTITY_AUTHORITY_HOST=http://{mi}   # azure-identity (Python, JavaScript), msal");
-        println!("export MSAL_MANAGED_IDENTITY_ENDPOINT=http://{mi}/metadata/identity/oauth2/token   # msal-python");
+        say!(out, "# IMDS picks the VM by the caller's address: run the workload from {:?}.", resource.addresses);
+        say!(out, "unset IDENTITY_ENDPOINT IDENTITY_HEADER");
+        say!(out, "export AZURE_POD_IDENTITY_AUTHORITY_HOST=http://{mi}   # azure-identity (Python, JavaScript), msal");
+        say!(out, "export MSAL_MANAGED_IDENTITY_ENDPOINT=http://{mi}/metadata/identity/oauth2/token   # msal-python");
         return Ok(());
     }
     let admin_error = |e: super::admin::ClientError| StartupError::Admin(e.to_string());
@@ -96,7 +116,7 @@ async fn print_resource_env(
     let Some(secret) = header["identityHeader"].as_str() else {
         return Err(StartupError::Admin(format!("{} has no managed identity", resource.name)));
     };
-    println!("export IDENTITY_ENDPOINT=http://{mi}/msi/token");
-    println!("export IDENTITY_HEADER={secret}");
+    say!(out, "export IDENTITY_ENDPOINT=http://{mi}/msi/token");
+    say!(out, "export IDENTITY_HEADER={secret}");
     Ok(())
 }

@@ -143,7 +143,8 @@ pub async fn run(command: Command, settings: Settings) -> Result<(), StartupErro
 async fn run_admin(settings: &Settings, target: &admin::Target, call: admin::AdminCall) -> Result<(), StartupError> {
     let client = admin::AdminClient::sign_in(settings, &target.tenant).await.map_err(client_error)?;
     let answer = admin::dispatch(&client, call).await.map_err(client_error)?;
-    println!("{answer}");
+    // One write; a reader that closes the pipe early (`| head`) is not an error.
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), format!("{answer}\n").as_bytes());
     Ok(())
 }
 

@@ -134,6 +134,13 @@ pub struct VerifiedAssertion {
     pub expires_at: i64,
 }
 
+/// Verified assertions by the SHA-256 of their text: a reused assertion costs no signature check.
+pub trait VerifiedAssertionCache: Send + Sync {
+    fn get(&self, digest: &[u8; 32]) -> Option<VerifiedAssertion>;
+    fn insert(&self, digest: [u8; 32], assertion: VerifiedAssertion);
+    fn record(&self, hit: bool);
+}
+
 /// Checks `exp` (required), `nbf` and `iat` against `now` with `leeway`, and the lifetime bound.
 pub fn check_times(claims: &Claims, now: i64, leeway: i64, max_lifetime: i64) -> Result<i64, AssertionError> {
     let number = |name: &str| claims.get(name).and_then(|v| v.as_i64());

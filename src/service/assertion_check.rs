@@ -1,15 +1,19 @@
 //! Checking an assertion: parse without trust, refuse what is never acceptable (size, `none`,
 //! HMAC, `crit`), find the issuer (this broker's own, verified from the key ring in memory, or an
 //! external issuer some federated credential names, verified with its published keys), verify the
-//! signature, then the times. An issuer nobody trusts is never contacted.
+//! signature, then the times. An issuer nobody trusts is never contacted. An assertion already
+//! verified (same bytes) is answered from the verified-assertion cache until it expires.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::discovery::DiscoveryService;
+use aws_lc_rs::digest;
+
 use crate::domain::assertion::{
-    AssertionError, ExternalVerifier, UnverifiedAssertion, VerifiedAssertion, audiences, check_times,
+    AssertionError, ExternalVerifier, UnverifiedAssertion, VerifiedAssertion, VerifiedAssertionCache, audiences,
+    check_times,
 };
 use crate::domain::clock::Clock;
 use crate::domain::keys::{OwnTokenVerifier, VerifyError};
@@ -31,6 +35,7 @@ pub struct AssertionChecker {
     discovery: Arc<DiscoveryService>,
     directory: Arc<dyn DirectorySource>,
     clock: Arc<dyn Clock>,
+    verified: Arc<dyn VerifiedAssertionCache>,
     policy: AssertionPolicy,
 }
 
@@ -41,15 +46,54 @@ impl AssertionChecker {
         discovery: Arc<DiscoveryService>,
         directory: Arc<dyn DirectorySource>,
         clock: Arc<dyn Clock>,
+        verified: Arc<dyn VerifiedAssertionCache>,
         policy: AssertionPolicy,
     ) -> Self {
-        Self { own, external, discovery, directory, clock, policy }
+        Self { own, external, discovery, directory, clock, verified, policy }
     }
 
     pub async fn check(&self, raw: &str) -> Result<VerifiedAssertion, AssertionError> {
+        if raw.len() > self.policy.max_bytes {
+            return Err(AssertionError::TooLarge(self.policy.max_bytes));
+        }
+        let now = self.clock.now().unix_timestamp();
+        let leeway = i64::try_from(self.policy.leeway.as_secs()).unwrap_or(300);
+        let mut key = [0u8; 32];
+        key.copy_from_slice(digest::digest(&digest::SHA256, raw.as_bytes()).as_ref());
+        let cached = self.verified.get(&key);
+        self.verified.record(cached.is_some());
+        if let Some(verified) = cached {
+            // The signature was checked before; the time may have run out since, and the issuer
+            // may no longer be trusted by any credential.
+            if !self.is_own(&verified.issuer) && !self.is_trusted_external(&verified.issuer) {
+                return Err(AssertionError::UntrustedIssuer {
+                    issuer: verified.issuer,
+                    subject: verified.subject,
+                    audiences: verified.audiences,
+                });
+            }
+            if verified.expires_at + leeway <= now {
+                return Err(AssertionError::TimeRange { now, nbf: None, exp: Some(verified.expires_at) });
+            }
+            return Ok(verified);
+        }
+        let verified = self.verify(raw, now, leeway).await?;
+        self.verified.insert(key, verified.clone());
+        Ok(verified)
+    }
+
+    fn is_own(&self, issuer: &str) -> bool {
+        self.discovery.own_issuer_tenant(issuer).is_some()
+    }
+
+    fn is_trusted_external(&self, issuer: &str) -> bool {
+        self.directory.view().is_trusted_issuer(issuer) || self.policy.trusted_issuers.contains(issuer)
+    }
+
+    async fn verify(&self, raw: &str, now: i64, leeway: i64) -> Result<VerifiedAssertion, AssertionError> {
         let unverified = UnverifiedAssertion::parse(raw, self.policy.max_bytes)?;
         let issuer = unverified.text("iss").ok_or(AssertionError::MissingClaim("iss"))?.to_owned();
-        let claims = if self.discovery.own_issuer_tenant(&issuer).is_some() {
+        let claims = if self.is_own(&issuer) {
             self.own.verify(raw).map_err(|e| match e {
                 VerifyError::Malformed => AssertionError::Malformed("not verifiable"),
                 VerifyError::Algorithm => AssertionError::Algorithm(unverified.header.alg.clone()),
@@ -58,7 +102,7 @@ impl AssertionChecker {
                 }
                 VerifyError::BadSignature => AssertionError::BadSignature,
             })?
-        } else if self.directory.view().is_trusted_issuer(&issuer) || self.policy.trusted_issuers.contains(&issuer) {
+        } else if self.is_trusted_external(&issuer) {
             self.external.verify(&issuer, raw, &unverified.header).await?
         } else {
             return Err(AssertionError::UntrustedIssuer {
@@ -67,8 +111,6 @@ impl AssertionChecker {
                 issuer,
             });
         };
-        let now = self.clock.now().unix_timestamp();
-        let leeway = i64::try_from(self.policy.leeway.as_secs()).unwrap_or(300);
         let max_lifetime = i64::try_from(self.policy.max_lifetime.as_secs()).unwrap_or(90_000);
         let expires_at = check_times(&claims, now, leeway, max_lifetime)?;
         // The verified claims, not the unverified copy, decide from here on.

@@ -49,7 +49,11 @@ async fn setup(extra: &str) -> Setup {
 impl Setup {
     fn claims(&self) -> Value {
         let now = self.app.clock.now().unix_timestamp();
-        json!({ "iss": self.issuer.url, "sub": SUBJECT, "aud": AUDIENCE, "iat": now, "nbf": now, "exp": now + 300 })
+        // A fresh `jti` makes every assertion distinct, as real issuers' are.
+        json!({
+            "iss": self.issuer.url, "sub": SUBJECT, "aud": AUDIENCE, "iat": now, "nbf": now, "exp": now + 300,
+            "jti": uuid::Uuid::new_v4().to_string(),
+        })
     }
 
     fn assertion_with(&self, edit: impl FnOnce(&mut Value)) -> String {
@@ -119,6 +123,23 @@ async fn a_matching_assertion_gets_an_application_token_through_both_grants() {
             }
         }
     }
+}
+
+#[tokio::test]
+async fn a_reused_assertion_is_answered_from_the_verified_assertion_cache() {
+    let s = setup("").await;
+    let assertion = s.current_key_token();
+    let hits = r#"ficus_cache_lookups_total{cache="verified_assertions",result="hit"}"#;
+    assert_eq!(s.exchange(Grant::ClientAssertion, &assertion).await.0, 200);
+    assert_eq!(s.app.metric(hits).await, 0.0);
+    s.issuer.set_down(true);
+    assert_eq!(s.exchange(Grant::TokenExchange, &assertion).await.0, 200, "no signature check, no fetch");
+    assert_eq!(s.app.metric(hits).await, 1.0);
+
+    // The cache keeps the signature check, not the verdict: expiry still applies.
+    s.app.clock.advance(std::time::Duration::from_secs(300 + 300 + 1));
+    let (status, body) = s.exchange(Grant::ClientAssertion, &assertion).await;
+    assert_eq!((status, body["error_codes"].clone()), (400, json!([700024])), "{body}");
 }
 
 #[tokio::test]
