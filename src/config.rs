@@ -31,6 +31,37 @@ pub struct Settings {
     pub federation: FederationSettings,
     pub cache: CacheSettings,
     pub signin_log: SignInLogSettings,
+    pub rate_limits: RateLimitSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    pub application: String,
+    pub application_burst: u32,
+    pub identity: String,
+    pub identity_burst: u32,
+    pub address: String,
+    pub address_burst: u32,
+    pub max_tracked_keys: u64,
+}
+
+impl RateLimitSettings {
+    /// (rate, burst) for applications, identities and addresses, validated.
+    pub fn limits(&self) -> Result<[(crate::rate_limit::Rate, std::num::NonZeroU32); 3], ConfigError> {
+        let one = |name: &str, rate: &str, burst: u32| {
+            let rate =
+                crate::rate_limit::Rate::parse(rate).map_err(|e| ConfigError::new(format!("rate_limits.{name}"), e))?;
+            let burst = std::num::NonZeroU32::new(burst)
+                .ok_or_else(|| ConfigError::new(format!("rate_limits.{name}_burst"), "must be at least 1"))?;
+            Ok::<_, ConfigError>((rate, burst))
+        };
+        Ok([
+            one("application", &self.application, self.application_burst)?,
+            one("identity", &self.identity, self.identity_burst)?,
+            one("address", &self.address, self.address_burst)?,
+        ])
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -219,6 +250,7 @@ impl Settings {
         if !(1024..=1_048_576).contains(&self.federation.max_assertion_bytes) {
             return Err(ConfigError::new("federation.max_assertion_bytes", "must be between 1024 and 1048576"));
         }
+        self.rate_limits.limits()?;
         if !(0.0..1.0).contains(&self.cache.token_reuse_min_remaining) {
             return Err(ConfigError::new("cache.token_reuse_min_remaining", "must be at least 0 and below 1"));
         }

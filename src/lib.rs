@@ -21,6 +21,7 @@ pub mod config;
 pub mod domain;
 pub mod files;
 pub mod http;
+pub mod rate_limit;
 pub mod service;
 pub mod signing;
 pub mod startup;

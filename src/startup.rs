@@ -18,8 +18,10 @@ use crate::domain::activity::Actor;
 use crate::domain::clock::Clock;
 use crate::domain::federated_credential::IssuerPolicy;
 use crate::domain::ports::StoreError;
+use crate::domain::rate_limit::RateLimiter;
 use crate::domain::tenant::Tenant;
 use crate::http::{self, AppState, metrics::HttpMetrics};
+use crate::rate_limit::TokenRateLimits;
 use crate::service::DiscoveryService;
 use crate::service::admin::bootstrap::MANAGEMENT_API;
 use crate::service::admin::{AdminService, Caller};
@@ -168,6 +170,11 @@ impl Application {
             settings.signin_log.batch_size,
             metrics.registry(),
         )?;
+        let limits: Arc<dyn RateLimiter> = Arc::new(TokenRateLimits::new(
+            settings.rate_limits.limits()?,
+            settings.rate_limits.max_tracked_keys,
+            metrics.registry(),
+        )?);
         let managed_identities = Arc::new(ManagedIdentityService::new(
             directory.clone(),
             Arc::new(keys.clone()),
@@ -177,6 +184,7 @@ impl Application {
             issued_tokens.clone(),
             settings.cache.token_reuse_min_remaining,
             sign_ins.clone(),
+            limits.clone(),
         ));
         let external = Arc::new(external_issuers(&settings, metrics.registry())?);
         let assertions = Arc::new(AssertionChecker::new(
@@ -203,6 +211,7 @@ impl Application {
             issued_tokens,
             settings.cache.token_reuse_min_remaining,
             sign_ins,
+            limits,
         ));
         let state = AppState {
             discovery,

@@ -15,6 +15,7 @@ pub mod ids;
 pub mod issued_token;
 pub mod keys;
 pub mod ports;
+pub mod rate_limit;
 pub mod resource;
 pub mod role_assignment;
 pub mod sign_in;

@@ -18,6 +18,7 @@ use crate::domain::federated_credential::DEFAULT_AUDIENCE;
 use crate::domain::ids::{ClientId, ObjectId};
 use crate::domain::issued_token::{CachedToken, IssuedTokenCache, TokenCacheKey};
 use crate::domain::ports::{DirectorySource, SignError, TokenSigner};
+use crate::domain::rate_limit::{LimitScope, RateLimiter};
 use crate::domain::resource::{ComputeResource, ManagedIdentity, ResourceId};
 use crate::domain::sign_in::{SignIn, SignInKind, SignInSink};
 use crate::domain::tenant::TenantRef;
@@ -105,6 +106,8 @@ pub enum MiError {
     IdentityNotFound,
     #[error("The resource principal named {resource} was not found in the tenant named {tenant}.")]
     UnknownResource { resource: String, tenant: String },
+    #[error("Too many requests; retry after {} seconds", .0.as_secs().max(1))]
+    Throttled(Duration),
     #[error("signing failed: {0}")]
     Signing(#[from] SignError),
 }
@@ -123,6 +126,7 @@ impl MiError {
             Self::MultipleUserIdentities => "multiple_user_identities",
             Self::IdentityNotFound => "identity_not_found",
             Self::UnknownResource { .. } => "AADSTS500011",
+            Self::Throttled(_) => "throttled",
             Self::Signing(_) => "server_error",
         }
     }
@@ -137,6 +141,7 @@ pub struct ManagedIdentityService {
     cache: Arc<dyn IssuedTokenCache>,
     reuse_share: f64,
     sign_ins: Arc<dyn SignInSink>,
+    limits: Arc<dyn RateLimiter>,
 }
 
 /// What one attempt produced, for the sign-in log.
@@ -157,8 +162,9 @@ impl ManagedIdentityService {
         cache: Arc<dyn IssuedTokenCache>,
         reuse_share: f64,
         sign_ins: Arc<dyn SignInSink>,
+        limits: Arc<dyn RateLimiter>,
     ) -> Self {
-        Self { directory, signer, discovery, clock, lifetime, cache, reuse_share, sign_ins }
+        Self { directory, signer, discovery, clock, lifetime, cache, reuse_share, sign_ins, limits }
     }
 
     /// IMDS: the caller is the compute resource bound to `caller`'s address.
@@ -168,6 +174,7 @@ impl ManagedIdentityService {
         let mut attempt =
             Attempt { compute: caller.and_then(|ip| view.resource_for_address(ip)), identity: None, cached: false };
         let result = (|| {
+            self.limit_address(caller)?;
             if request.forwarded {
                 return Err(MiError::Forwarded);
             }
@@ -200,6 +207,7 @@ impl ManagedIdentityService {
         let compute = request.identity_header.as_deref().and_then(|h| view.resource_by_identity_header(h));
         let mut attempt = Attempt { compute, identity: None, cached: false };
         let result = (|| {
+            self.limit_address(caller)?;
             let header = request.identity_header.as_deref().ok_or(MiError::MissingIdentityHeader)?;
             let compute = view.resource_by_identity_header(header).ok_or(MiError::WrongIdentityHeader)?;
             match request.api_version.as_deref() {
@@ -214,6 +222,13 @@ impl ManagedIdentityService {
         result
     }
 
+    fn limit_address(&self, caller: Option<IpAddr>) -> Result<(), MiError> {
+        match caller {
+            Some(ip) => self.limits.check(LimitScope::Address, &ip.to_string()).map_err(MiError::Throttled),
+            None => Ok(()),
+        }
+    }
+
     fn issue(
         &self,
         view: &DirectoryView,
@@ -224,6 +239,7 @@ impl ManagedIdentityService {
     ) -> Result<ManagedIdentityToken, MiError> {
         let identity = select_identity(view, compute, selection)?;
         attempt.identity = Some(identity.clone());
+        self.limits.check(LimitScope::Identity, &identity.principal_id.to_string()).map_err(MiError::Throttled)?;
         let tenant = view.tenant(&TenantRef::Id(identity.tenant_id)).cloned().ok_or(MiError::IdentityNotFound)?;
         // `api://AzureADTokenExchange` needs no application: it is the audience of tokens meant to
         // be exchanged through a federated credential (flow 2), as in Entra.

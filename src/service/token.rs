@@ -22,6 +22,7 @@ use crate::domain::federated_credential::CredentialOwner;
 use crate::domain::ids::{ClientId, ObjectId};
 use crate::domain::issued_token::{CachedToken, IssuedTokenCache, TokenCacheKey};
 use crate::domain::ports::{DirectorySource, SignError, TokenSigner};
+use crate::domain::rate_limit::{LimitScope, RateLimiter};
 use crate::domain::sign_in::{SignIn, SignInKind, SignInSink};
 use crate::domain::tenant::Tenant;
 use crate::domain::token::SignedJwt;
@@ -98,6 +99,8 @@ pub enum TokenError {
     NoFederatedCredentials { client_id: String, exchange: bool },
     #[error("no federated identity credential matches")]
     NoMatch { issuer: String, subject: String, audiences: Vec<String>, exchange: bool },
+    #[error("too many requests; retry after {} seconds", .0.as_secs().max(1))]
+    Throttled(Duration),
     #[error("signing failed: {0}")]
     Signing(#[from] SignError),
 }
@@ -124,7 +127,7 @@ impl TokenError {
             },
             Self::NoFederatedCredentials { .. } => 70025,
             Self::NoMatch { .. } => 70021,
-            Self::Signing(_) => return None,
+            Self::Throttled(_) | Self::Signing(_) => return None,
         })
     }
 }
@@ -139,6 +142,7 @@ pub struct TokenService {
     cache: Arc<dyn IssuedTokenCache>,
     reuse_share: f64,
     sign_ins: Arc<dyn SignInSink>,
+    limits: Arc<dyn RateLimiter>,
 }
 
 /// The client and how it proved itself.
@@ -169,8 +173,9 @@ impl TokenService {
         cache: Arc<dyn IssuedTokenCache>,
         reuse_share: f64,
         sign_ins: Arc<dyn SignInSink>,
+        limits: Arc<dyn RateLimiter>,
     ) -> Self {
-        Self { directory, signer, discovery, assertions, clock, lifetime, cache, reuse_share, sign_ins }
+        Self { directory, signer, discovery, assertions, clock, lifetime, cache, reuse_share, sign_ins, limits }
     }
 
     /// Issues an application token for `request` in the tenant named by `tenant_segment`.
@@ -189,6 +194,9 @@ impl TokenService {
         request: &TokenRequest,
         attempt: &mut Attempt,
     ) -> Result<IssuedToken, TokenError> {
+        if let Some(ip) = request.caller {
+            self.limits.check(LimitScope::Address, &ip.to_string()).map_err(TokenError::Throttled)?;
+        }
         let grant = request.grant_type.as_deref().ok_or(TokenError::MissingParameter("grant_type"))?;
         let exchange = match grant {
             CLIENT_CREDENTIALS => false,
@@ -197,6 +205,7 @@ impl TokenService {
         };
         let client = self.client(tenant, request)?;
         attempt.client = Some(client.clone());
+        self.limits.check(LimitScope::Application, &client.app_id.to_string()).map_err(TokenError::Throttled)?;
         let resource_name = if exchange { exchange_resource(request)? } else { client_credentials_resource(request)? };
         attempt.resource = resource_name.clone();
         let authenticated = if exchange {
@@ -333,6 +342,7 @@ impl TokenService {
     ) {
         let (outcome, error_code, reason) = match result {
             Ok(_) => (Outcome::Success, String::new(), String::new()),
+            Err(TokenError::Throttled(_)) => (Outcome::Failure, "throttled".to_owned(), "rate limited".to_owned()),
             Err(e) => (Outcome::Failure, e.aadsts().map(|c| format!("AADSTS{c}")).unwrap_or_default(), e.to_string()),
         };
         let resource = if attempt.resource.is_empty() {

@@ -15,6 +15,7 @@ mod helpers;
 mod keys;
 mod managed_identity;
 mod operations;
+mod rate_limits;
 mod tls;
 mod token;
 mod world;

@@ -42,7 +42,7 @@ fn pending(shape: Shape, status: StatusCode, graph: &'static str, arm: &'static 
         Shape::Graph => graph,
         Shape::Arm => arm,
     };
-    PendingError { status, error: code, code: None, description: message, shape: Some(shape) }
+    PendingError { status, retry_after: None, error: code, code: None, description: message, shape: Some(shape) }
 }
 
 pub(super) fn auth_error(shape: Shape, e: &AuthError) -> PendingError {

@@ -29,6 +29,7 @@ fn status_and_code(e: &MiError) -> (StatusCode, &'static str) {
         | MiError::IdentityNotFound => (StatusCode::BAD_REQUEST, "invalid_request"),
         MiError::MissingIdentityHeader | MiError::WrongIdentityHeader => (StatusCode::UNAUTHORIZED, "invalid_request"),
         MiError::UnknownResource { .. } => (StatusCode::BAD_REQUEST, "invalid_resource"),
+        MiError::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
         MiError::Signing(cause) => {
             tracing::error!(error = %cause, "managed-identity token signing failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "server_error")
@@ -55,12 +56,16 @@ pub fn render(endpoint: MiEndpoint, e: &MiError) -> Response {
         }
         _ => message(e),
     };
-    match endpoint {
+    let mut response = match endpoint {
         MiEndpoint::Imds => {
             (status, Json(serde_json::json!({ "error": code, "error_description": message }))).into_response()
         }
         MiEndpoint::AppService => {
             (status, Json(serde_json::json!({ "statusCode": status.as_u16(), "message": message }))).into_response()
         }
+    };
+    if let MiError::Throttled(wait) = e {
+        super::set_retry_after(&mut response, *wait);
     }
+    response
 }

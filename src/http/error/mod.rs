@@ -61,6 +61,8 @@ pub enum ApiError {
 #[derive(Debug, Clone)]
 pub struct PendingError {
     status: StatusCode,
+    /// Seconds for `Retry-After` (throttled requests).
+    retry_after: Option<std::time::Duration>,
     /// OAuth `error`, or the Graph/ARM `code`.
     error: &'static str,
     code: Option<u32>,
@@ -114,7 +116,11 @@ impl ApiError {
                 ),
             ),
         };
-        PendingError { status, error, code, description, shape: None }
+        let retry_after = match self {
+            Self::Token(TokenError::Throttled(wait)) => Some(*wait),
+            _ => None,
+        };
+        PendingError { status, retry_after, error, code, description, shape: None }
     }
 }
 
@@ -161,8 +167,19 @@ impl PendingError {
             error_uri: self.code.map(|c| format!("{base_url}/error?code={c}")),
         };
         let mut response = (self.status, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response();
+        if let Some(wait) = self.retry_after {
+            set_retry_after(&mut response, wait);
+        }
         response.extensions_mut().remove::<PendingError>();
         response
+    }
+}
+
+/// `Retry-After` in whole seconds, rounded up (at least 1).
+pub(crate) fn set_retry_after(response: &mut Response, wait: std::time::Duration) {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    if let Ok(value) = header::HeaderValue::from_str(&seconds.max(1).to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
     }
 }
 
@@ -195,6 +212,7 @@ pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
         code: None,
         description: "An internal error occurred; quote the trace id when reporting it.".to_owned(),
         shape: None,
+        retry_after: None,
     };
     let mut response = pending.status.into_response();
     response.extensions_mut().insert(pending);

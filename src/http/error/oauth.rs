@@ -92,6 +92,11 @@ pub(super) fn token_error(e: &TokenError) -> (StatusCode, &'static str, Option<u
                 audiences.join(",")
             ),
         ),
+        TokenError::Throttled(_) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "temporarily_unavailable",
+            "Too many requests for this client or address; retry after the Retry-After period.".into(),
+        ),
         TokenError::Signing(cause) => {
             tracing::error!(error = %cause, "token signing failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "server_error", "An internal error occurred.".into())

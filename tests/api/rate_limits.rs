@@ -1,0 +1,82 @@
+//! Rate limits on the token paths: per managed identity, per application, per source address;
+//! 429 with Retry-After in each endpoint's shape, a sign-in entry and a metric.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::admin_api::{ARM_RG, Admin};
+use crate::helpers::TestApp;
+
+const IMDS: &str = "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=api://vault";
+
+#[tokio::test]
+async fn a_managed_identity_over_its_limit_gets_429_and_others_do_not() {
+    let app = TestApp::spawn_with("[rate_limits]\nidentity = \"1/h\"\nidentity_burst = 2").await;
+    for _ in 0..2 {
+        assert_eq!(app.mi_get(IMDS, &[("Metadata", "true")]).await.0, 200);
+    }
+    let response = app.client.get(format!("{}{IMDS}", app.mi_base)).header("Metadata", "true").send().await.unwrap();
+    assert_eq!(response.status(), 429);
+    let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry_after > 60, "{retry_after}");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "too_many_requests");
+
+    let admin = Admin::new(&app).await;
+    let uami = admin
+        .call(Method::GET, &format!("{ARM_RG}/Microsoft.ManagedIdentity/userAssignedIdentities/uami-demo"), None)
+        .await
+        .1;
+    let other = format!("{IMDS}&client_id={}", uami["properties"]["clientId"].as_str().unwrap());
+    assert_eq!(app.mi_get(&other, &[("Metadata", "true")]).await.0, 200, "another identity has its own bucket");
+    assert_eq!(app.metric(r#"ficus_rate_limited_total{scope="identity"}"#).await, 1.0);
+
+    let read =
+        || async { admin.call(Method::GET, "/v1.0/auditLogs/signIns?result=failure", None).await.1["value"].clone() };
+    app.eventually("the throttled request is in the sign-in log", || async {
+        read().await.as_array().unwrap().iter().any(|e| e["status"]["errorCode"] == "throttled")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_application_over_its_limit_gets_entras_429() {
+    let app = TestApp::spawn_with("[rate_limits]\napplication = \"1/h\"\napplication_burst = 2").await;
+    let creds = app.admin_credentials();
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", creds["client_id"].as_str().unwrap()),
+        ("client_secret", creds["client_secret"].as_str().unwrap()),
+        ("scope", "api://ficus-management/.default"),
+    ];
+    for _ in 0..2 {
+        assert_eq!(app.token_request(&form).await.0, 200);
+    }
+    let response = app.client.post(format!("{}/demo/oauth2/v2.0/token", app.base)).form(&form).send().await.unwrap();
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+    assert!(body["trace_id"].is_string(), "Entra's error shape");
+    let throttled = r#"ficus_token_requests_total{error_code="throttled",kind="application",result="failure"}"#;
+    assert_eq!(app.metric(throttled).await, 1.0);
+}
+
+#[tokio::test]
+async fn a_source_address_over_its_limit_is_refused_on_both_listeners_and_others_pass() {
+    let app = TestApp::spawn_with("[rate_limits]\naddress = \"1/h\"\naddress_burst = 2").await;
+    assert_eq!(app.mi_get(IMDS, &[("Metadata", "true")]).await.0, 200);
+    assert_eq!(
+        app.token_request(&[("grant_type", "client_credentials")]).await.0,
+        400,
+        "counted, then refused for what it is"
+    );
+    assert_eq!(app.mi_get(IMDS, &[("Metadata", "true")]).await.0, 429);
+    let (status, body) = app.token_request(&[("grant_type", "client_credentials")]).await;
+    assert_eq!((status.as_u16(), body["error"].clone()), (429, json!("temporarily_unavailable")));
+
+    let elsewhere =
+        reqwest::Client::builder().local_address("127.0.0.3".parse::<std::net::IpAddr>().unwrap()).build().unwrap();
+    let response = elsewhere.get(format!("{}{IMDS}", app.mi_base)).header("Metadata", "true").send().await.unwrap();
+    assert_eq!(response.status(), 200, "127.0.0.3 has its own bucket (and is vm-demo's too)");
+}
