@@ -18,4 +18,5 @@ mod operations;
 mod rate_limits;
 mod tls;
 mod token;
+mod vault;
 mod world;
