@@ -341,13 +341,20 @@ impl Application {
 /// The external issuers' key cache, trusting `federation.ca_file` besides the system roots.
 fn external_issuers(settings: &Settings, metrics: &prometheus::Registry) -> Result<ExternalIssuerKeys, StartupError> {
     let federation = &settings.federation;
-    let extra_roots = match &federation.ca_file {
+    let mut extra_roots = match &federation.ca_file {
         Some(path) => vec![std::fs::read(path).map_err(|e| ConfigError {
             setting: "federation.ca_file".into(),
             problem: format!("{}: {e}", path.display()),
         })?],
         None => Vec::new(),
     };
+    // In development, issuers on this machine (examples/ci-issuer) hold certificates from the
+    // development CA; trusting it here changes nothing for issuers elsewhere.
+    if settings.tls.mode == crate::config::TlsMode::Dev
+        && let Ok(pem) = std::fs::read(tls::dev_ca_path(&settings.keys.dir))
+    {
+        extra_roots.push(pem);
+    }
     let upstream = UpstreamSettings {
         cache_ttl: federation.issuer_cache_ttl,
         kid_refresh_interval: federation.jwks_refresh_interval,
