@@ -141,6 +141,9 @@ pub async fn serve(listener: tokio::net::TcpListener, config: Config) -> Result<
     };
     let set = vault.fetch_keys().await?;
     vault.keys = RwLock::new(Keys { set, fetched: Instant::now() });
-    let app = Router::new().route("/secrets/{name}", get(read_secret)).with_state(Arc::new(vault));
+    let app = Router::new()
+        .route("/secrets/{name}", get(read_secret))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(Arc::new(vault));
     axum::serve(listener, app).await.map_err(|e| StartError::Discovery(e.to_string()))
 }
