@@ -1,6 +1,6 @@
 //! `vault`: an example resource server. It trusts ficus the way any OIDC resource server would:
 //! it reads the tenant's discovery document, takes the issuer and the JWKS from it, caches the
-//! keys and refreshes them when a token names a key it does not know (at most every 30 seconds).
+//! keys and refreshes them when a token names a key it does not know (at most every 5 seconds).
 //! A request needs a bearer token from that issuer, for its audience (`api://vault`), in time,
 //! carrying the `Secrets.Read` app role; then it gets the secret.
 
@@ -53,7 +53,7 @@ struct Vault {
     keys: RwLock<Keys>,
 }
 
-const REFRESH_AT_MOST_EVERY: Duration = Duration::from_secs(30);
+const REFRESH_AT_MOST_EVERY: Duration = Duration::from_secs(5);
 
 impl Vault {
     async fn fetch_keys(&self) -> Result<JwkSet, reqwest::Error> {
