@@ -98,8 +98,11 @@ async fn serve(args: &Args, listen: &str, ficus_keys: &Path) -> Result<(), Failu
     let server_key = rcgen::KeyPair::generate()?;
     let params = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
     let cert = params.signed_by(&server_key, &ca)?;
-    let tls = axum_server::tls_rustls::RustlsConfig::from_pem(cert.pem().into_bytes(), server_key.serialize_pem().into_bytes())
-        .await?;
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
+        cert.pem().into_bytes(),
+        server_key.serialize_pem().into_bytes(),
+    )
+    .await?;
     let issuer = args.issuer.clone();
     let discovery = json!({
         "issuer": issuer, "jwks_uri": format!("{issuer}/.well-known/jwks"),
@@ -120,7 +123,9 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     let result = match &args.command {
         Command::Serve { listen, ficus_keys } => serve(&args, listen, ficus_keys).await,
-        Command::Mint { subject, audience, lifetime } => mint(&args, subject, audience, *lifetime).map(|t| println!("{t}")),
+        Command::Mint { subject, audience, lifetime } => {
+            mint(&args, subject, audience, *lifetime).map(|t| println!("{t}"))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
