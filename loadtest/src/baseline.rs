@@ -1,0 +1,137 @@
+//! The in-run baselines: the HTTPS floor (a minimal axum + rustls server answering a token-sized
+//! JSON body, measured with the same client and loop as the scenarios) and the crypto ceiling
+//! (RS256 sign + verify pairs per second, one key per core, held parsed).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::{KeyPair, KeySize};
+use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256, UnparsedPublicKey};
+use axum::Router;
+use axum::routing::post;
+
+use crate::Args;
+use crate::run::{self, Outcome, Request};
+
+/// About the size of an access token response.
+fn token_sized_body() -> String {
+    let token = "x".repeat(1400);
+    format!(r#"{{"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,"access_token":"{token}"}}"#)
+}
+
+struct Floor {
+    cert_pem: String,
+    key_pem: String,
+}
+
+fn floor_identity() -> Result<Floor, String> {
+    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .and_then(|p| p.self_signed(&key))
+        .map_err(|e| e.to_string())?;
+    Ok(Floor { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+}
+
+async fn floor_server(listener: std::net::TcpListener, floor: &Floor) -> Result<(), String> {
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
+        floor.cert_pem.clone().into_bytes(),
+        floor.key_pem.clone().into_bytes(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let body = token_sized_body();
+    let app = Router::new().route(
+        "/token",
+        post(move || {
+            let body = body.clone();
+            async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], body) }
+        }),
+    );
+    let server = axum_server::from_tcp_rustls(listener, tls).map_err(|e| e.to_string())?;
+    server.serve(app.into_make_service()).await.map_err(|e| e.to_string())
+}
+
+/// `--serve-floor`: the floor server alone, for running on the broker's core.
+pub async fn serve_floor(addr: &str) -> Result<(), String> {
+    let floor = floor_identity()?;
+    std::fs::write("floor-ca.pem", &floor.cert_pem).map_err(|e| e.to_string())?;
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| e.to_string())?;
+    eprintln!(
+        "loadtest: HTTPS floor on https://localhost:{}/token (certificate in floor-ca.pem)",
+        listener.local_addr().map_err(|e| e.to_string())?.port()
+    );
+    floor_server(listener, &floor).await
+}
+
+pub async fn measure(args: &Args) -> Result<Outcome, String> {
+    let (url, cert_pem, handle) = match &args.baseline_url {
+        Some(url) => {
+            (url.clone(), std::fs::read_to_string("floor-ca.pem").map_err(|e| format!("floor-ca.pem: {e}"))?, None)
+        }
+        None => {
+            let floor = floor_identity()?;
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+            let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+            let cert = floor.cert_pem.clone();
+            let handle = tokio::spawn(async move { floor_server(listener, &floor).await });
+            (format!("https://localhost:{port}/token"), cert, Some(handle))
+        }
+    };
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(cert_pem.as_bytes()).map_err(|e| e.to_string())?])
+        .build()
+        .map_err(|e| e.to_string())?;
+    let request: Request = Arc::new(move || {
+        let (client, url) = (client.clone(), url.clone());
+        Box::pin(async move {
+            match client.post(&url).form(&[("grant_type", "client_credentials")]).send().await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let _ = response.bytes().await;
+                    status
+                }
+                Err(_) => 0,
+            }
+        })
+    });
+    let outcome = run::closed_loop("https-floor", args, request).await;
+    if let Some(handle) = handle {
+        handle.abort();
+    }
+    outcome
+}
+
+/// RS256 sign + verify pairs per second over all cores.
+pub fn crypto_ceiling(duration: Duration) -> f64 {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let started = Instant::now();
+    let counts: Vec<u64> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(move || {
+                    let Ok(key) = KeyPair::generate(KeySize::Rsa2048) else {
+                        return 0;
+                    };
+                    let public =
+                        UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, key.public_key().as_ref().to_vec());
+                    let rng = SystemRandom::new();
+                    let message = [7u8; 600];
+                    let mut signature = vec![0; key.public_modulus_len()];
+                    let deadline = Instant::now() + duration;
+                    let mut pairs = 0;
+                    while Instant::now() < deadline {
+                        if key.sign(&RSA_PKCS1_SHA256, &rng, &message, &mut signature).is_ok()
+                            && public.verify(&message, &signature).is_ok()
+                        {
+                            pairs += 1;
+                        }
+                    }
+                    pairs
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap_or(0)).collect()
+    });
+    counts.iter().sum::<u64>() as f64 / started.elapsed().as_secs_f64()
+}
