@@ -29,6 +29,7 @@ use crate::service::admin_auth::AdminAuthenticator;
 use crate::service::assertion_check::{AssertionChecker, AssertionPolicy};
 use crate::service::health::HealthService;
 use crate::service::managed_identity::ManagedIdentityService;
+use crate::service::mint::TokenMint;
 use crate::service::token::TokenService;
 use crate::service::world::{self, WorldError};
 use crate::signing::{KeyRing, KeyRingHandle, KeyStore, KeyStoreError};
@@ -175,14 +176,18 @@ impl Application {
             settings.rate_limits.max_tracked_keys,
             metrics.registry(),
         )?);
+        let mint = Arc::new(TokenMint::new(
+            Arc::new(keys.clone()),
+            clock.clone(),
+            issued_tokens,
+            settings.cache.token_reuse_min_remaining,
+        ));
         let managed_identities = Arc::new(ManagedIdentityService::new(
             directory.clone(),
-            Arc::new(keys.clone()),
             discovery.clone(),
             clock.clone(),
             settings.tokens.managed_identity_lifetime,
-            issued_tokens.clone(),
-            settings.cache.token_reuse_min_remaining,
+            mint.clone(),
             sign_ins.clone(),
             limits.clone(),
         ));
@@ -203,13 +208,11 @@ impl Application {
         ));
         let tokens = Arc::new(TokenService::new(
             directory.clone(),
-            Arc::new(keys.clone()),
             discovery.clone(),
             assertions,
             clock.clone(),
             settings.tokens.lifetime,
-            issued_tokens,
-            settings.cache.token_reuse_min_remaining,
+            mint,
             sign_ins,
             limits,
         ));

@@ -10,14 +10,15 @@ use std::time::{Duration, Instant};
 
 use super::claims::AccessToken;
 use super::discovery::DiscoveryService;
+use super::mint::TokenMint;
 use super::token::unique_token_id;
 use crate::domain::activity::Outcome;
 use crate::domain::clock::Clock;
 use crate::domain::directory::DirectoryView;
 use crate::domain::federated_credential::DEFAULT_AUDIENCE;
 use crate::domain::ids::{ClientId, ObjectId};
-use crate::domain::issued_token::{CachedToken, IssuedTokenCache, TokenCacheKey};
-use crate::domain::ports::{DirectorySource, SignError, TokenSigner};
+use crate::domain::issued_token::TokenCacheKey;
+use crate::domain::ports::{DirectorySource, SignError};
 use crate::domain::rate_limit::{LimitScope, RateLimiter};
 use crate::domain::resource::{ComputeResource, ManagedIdentity, ResourceId};
 use crate::domain::sign_in::{SignIn, SignInKind, SignInSink};
@@ -134,12 +135,10 @@ impl MiError {
 
 pub struct ManagedIdentityService {
     directory: Arc<dyn DirectorySource>,
-    signer: Arc<dyn TokenSigner>,
     discovery: Arc<DiscoveryService>,
     clock: Arc<dyn Clock>,
     lifetime: Duration,
-    cache: Arc<dyn IssuedTokenCache>,
-    reuse_share: f64,
+    mint: Arc<TokenMint>,
     sign_ins: Arc<dyn SignInSink>,
     limits: Arc<dyn RateLimiter>,
 }
@@ -152,19 +151,16 @@ struct Attempt<'a> {
 }
 
 impl ManagedIdentityService {
-    #[allow(clippy::too_many_arguments)] // the composition root wires each port once
     pub fn new(
         directory: Arc<dyn DirectorySource>,
-        signer: Arc<dyn TokenSigner>,
         discovery: Arc<DiscoveryService>,
         clock: Arc<dyn Clock>,
         lifetime: Duration,
-        cache: Arc<dyn IssuedTokenCache>,
-        reuse_share: f64,
+        mint: Arc<TokenMint>,
         sign_ins: Arc<dyn SignInSink>,
         limits: Arc<dyn RateLimiter>,
     ) -> Self {
-        Self { directory, signer, discovery, clock, lifetime, cache, reuse_share, sign_ins, limits }
+        Self { directory, discovery, clock, lifetime, mint, sign_ins, limits }
     }
 
     /// IMDS: the caller is the compute resource bound to `caller`'s address.
@@ -253,38 +249,22 @@ impl ManagedIdentityService {
             credential: identity.principal_id,
             resource: resource.to_owned(),
         };
-        let now = self.clock.now().unix_timestamp();
-        let cached = self.cache.get(&key).filter(|t| t.is_reusable(now, view.generation(), self.reuse_share));
-        self.cache.record(cached.is_some());
-        let token = match cached {
-            Some(token) => {
-                attempt.cached = true;
-                token
-            }
-            None => {
-                let claims = AccessToken {
-                    issuer: self.discovery.issuer_for(&tenant),
-                    tenant: tenant.id,
-                    audience: resource,
-                    client_id: identity.client_id.to_string(),
-                    principal_id: identity.principal_id,
-                    roles: app.map(|app| view.role_values(identity.principal_id, app)).unwrap_or_default(),
-                    acr: "2",
-                    mirid: Some(identity.resource_id.mirid()),
-                    issued_at: now,
-                    lifetime_secs: i64::try_from(self.lifetime.as_secs()).unwrap_or(86_400),
-                    unique_id: unique_token_id(),
-                };
-                let token = CachedToken {
-                    token: self.signer.sign(&claims.claims())?,
-                    issued_at: now,
-                    expires_at: claims.expires_at(),
-                    generation: view.generation(),
-                };
-                self.cache.insert(key, token.clone());
-                token
-            }
-        };
+        let lifetime_secs = i64::try_from(self.lifetime.as_secs()).unwrap_or(86_400);
+        let minted = self.mint.mint(view, key, |now| AccessToken {
+            issuer: self.discovery.issuer_for(&tenant),
+            tenant: tenant.id,
+            audience: resource,
+            client_id: identity.client_id.to_string(),
+            principal_id: identity.principal_id,
+            roles: app.map(|app| view.role_values(identity.principal_id, app)).unwrap_or_default(),
+            acr: "2",
+            mirid: Some(identity.resource_id.mirid()),
+            issued_at: now,
+            lifetime_secs,
+            unique_id: unique_token_id(),
+        })?;
+        attempt.cached = minted.from_cache;
+        let (token, now) = (minted.token, minted.now);
         Ok(ManagedIdentityToken {
             access_token: token.token,
             expires_in: token.expires_at - now,

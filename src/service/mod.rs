@@ -8,6 +8,7 @@ pub mod claims;
 pub mod discovery;
 pub mod health;
 pub mod managed_identity;
+pub mod mint;
 pub mod token;
 pub mod world;
 

@@ -14,14 +14,15 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use super::assertion_check::AssertionChecker;
 use super::claims::AccessToken;
 use super::discovery::{DiscoveryError, DiscoveryService};
+use super::mint::TokenMint;
 use crate::domain::activity::Outcome;
 use crate::domain::application::Application;
 use crate::domain::assertion::{AssertionError, VerifiedAssertion};
 use crate::domain::clock::Clock;
 use crate::domain::federated_credential::CredentialOwner;
 use crate::domain::ids::{ClientId, ObjectId};
-use crate::domain::issued_token::{CachedToken, IssuedTokenCache, TokenCacheKey};
-use crate::domain::ports::{DirectorySource, SignError, TokenSigner};
+use crate::domain::issued_token::TokenCacheKey;
+use crate::domain::ports::{DirectorySource, SignError};
 use crate::domain::rate_limit::{LimitScope, RateLimiter};
 use crate::domain::sign_in::{SignIn, SignInKind, SignInSink};
 use crate::domain::tenant::Tenant;
@@ -134,13 +135,11 @@ impl TokenError {
 
 pub struct TokenService {
     directory: Arc<dyn DirectorySource>,
-    signer: Arc<dyn TokenSigner>,
     discovery: Arc<DiscoveryService>,
     assertions: Arc<AssertionChecker>,
     clock: Arc<dyn Clock>,
     lifetime: Duration,
-    cache: Arc<dyn IssuedTokenCache>,
-    reuse_share: f64,
+    mint: Arc<TokenMint>,
     sign_ins: Arc<dyn SignInSink>,
     limits: Arc<dyn RateLimiter>,
 }
@@ -165,17 +164,15 @@ impl TokenService {
     #[allow(clippy::too_many_arguments)] // the composition root wires each port once
     pub fn new(
         directory: Arc<dyn DirectorySource>,
-        signer: Arc<dyn TokenSigner>,
         discovery: Arc<DiscoveryService>,
         assertions: Arc<AssertionChecker>,
         clock: Arc<dyn Clock>,
         lifetime: Duration,
-        cache: Arc<dyn IssuedTokenCache>,
-        reuse_share: f64,
+        mint: Arc<TokenMint>,
         sign_ins: Arc<dyn SignInSink>,
         limits: Arc<dyn RateLimiter>,
     ) -> Self {
-        Self { directory, signer, discovery, assertions, clock, lifetime, cache, reuse_share, sign_ins, limits }
+        Self { directory, discovery, assertions, clock, lifetime, mint, sign_ins, limits }
     }
 
     /// Issues an application token for `request` in the tenant named by `tenant_segment`.
@@ -296,38 +293,22 @@ impl TokenService {
             credential: who.credential,
             resource: resource_name.to_owned(),
         };
-        let now = self.clock.now().unix_timestamp();
-        let cached = self.cache.get(&key).filter(|t| t.is_reusable(now, view.generation(), self.reuse_share));
-        self.cache.record(cached.is_some());
-        let token = match cached {
-            Some(token) => {
-                attempt.cached = true;
-                token
-            }
-            None => {
-                let claims = AccessToken {
-                    issuer: self.discovery.issuer_for(tenant),
-                    tenant: tenant.id,
-                    audience: resource_name,
-                    client_id: who.client.app_id.to_string(),
-                    principal_id: who.client.service_principal_id,
-                    roles: view.role_values(who.client.service_principal_id, &resource),
-                    acr: who.acr,
-                    mirid: None,
-                    issued_at: now,
-                    lifetime_secs: i64::try_from(self.lifetime.as_secs()).unwrap_or(3600),
-                    unique_id: unique_token_id(),
-                };
-                let token = CachedToken {
-                    token: self.signer.sign(&claims.claims())?,
-                    issued_at: now,
-                    expires_at: claims.expires_at(),
-                    generation: view.generation(),
-                };
-                self.cache.insert(key, token.clone());
-                token
-            }
-        };
+        let lifetime_secs = i64::try_from(self.lifetime.as_secs()).unwrap_or(3600);
+        let minted = self.mint.mint(&view, key, |now| AccessToken {
+            issuer: self.discovery.issuer_for(tenant),
+            tenant: tenant.id,
+            audience: resource_name,
+            client_id: who.client.app_id.to_string(),
+            principal_id: who.client.service_principal_id,
+            roles: view.role_values(who.client.service_principal_id, &resource),
+            acr: who.acr,
+            mirid: None,
+            issued_at: now,
+            lifetime_secs,
+            unique_id: unique_token_id(),
+        })?;
+        attempt.cached = minted.from_cache;
+        let (token, now) = (minted.token, minted.now);
         let expires_in = u64::try_from(token.expires_at - now).unwrap_or(0);
         Ok(IssuedToken { access_token: token.token, expires_in, issued_token_type: None })
     }

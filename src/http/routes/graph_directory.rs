@@ -155,6 +155,20 @@ impl From<&ActivityEntry> for DirectoryAuditResponse {
     }
 }
 
+/// `@odata.nextLink`: the same query, from the next page on.
+fn next_link(path: &str, limit: usize, next: i64, filters: &[(&str, &Option<String>)]) -> String {
+    let mut link = format!("{path}?$top={limit}&$skiptoken={next}");
+    for (name, value) in filters {
+        if let Some(value) = value {
+            link.push_str(&format!(
+                "&{name}={}",
+                form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>()
+            ));
+        }
+    }
+    link
+}
+
 fn instant(raw: Option<&str>, name: &str) -> Result<Option<OffsetDateTime>, ApiError> {
     raw.map(|r| {
         OffsetDateTime::parse(r, &Rfc3339)
@@ -181,16 +195,8 @@ pub async fn list_directory_audits(
     let value: Vec<_> = page.entries.iter().map(DirectoryAuditResponse::from).collect();
     let mut body = serde_json::json!({ "value": value });
     if let Some(next) = page.next {
-        let mut link = format!("/v1.0/auditLogs/directoryAudits?$top={limit}&$skiptoken={next}");
-        for (name, value) in [("since", &query.since), ("until", &query.until), ("target", &query.target)] {
-            if let Some(value) = value {
-                link.push_str(&format!(
-                    "&{name}={}",
-                    form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>()
-                ));
-            }
-        }
-        body["@odata.nextLink"] = link.into();
+        let filters = [("since", &query.since), ("until", &query.until), ("target", &query.target)];
+        body["@odata.nextLink"] = next_link("/v1.0/auditLogs/directoryAudits", limit, next, &filters).into();
     }
     Ok(Json(body))
 }
@@ -270,21 +276,13 @@ pub async fn list_sign_ins(
     let value: Vec<_> = page.entries.iter().map(SignInResponse::from).collect();
     let mut body = serde_json::json!({ "value": value });
     if let Some(next) = page.next {
-        let mut link = format!("/v1.0/auditLogs/signIns?$top={limit}&$skiptoken={next}");
-        for (name, value) in [
+        let filters = [
             ("since", &query.since),
             ("until", &query.until),
             ("principal", &query.principal),
             ("result", &query.result),
-        ] {
-            if let Some(value) = value {
-                link.push_str(&format!(
-                    "&{name}={}",
-                    form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>()
-                ));
-            }
-        }
-        body["@odata.nextLink"] = link.into();
+        ];
+        body["@odata.nextLink"] = next_link("/v1.0/auditLogs/signIns", limit, next, &filters).into();
     }
     Ok(Json(body))
 }
