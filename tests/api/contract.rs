@@ -129,6 +129,7 @@ contract!(
     a_web_app_takes_its_slots_with_it,
     role_assignments_name_a_role_of_the_resource,
     activity_is_read_newest_first_with_paging_and_filters,
+    sign_ins_are_written_in_large_batches_and_read_back_with_filters,
 );
 
 async fn applications_round_trip_with_their_uris_and_roles(f: Fixture) {
@@ -354,4 +355,43 @@ async fn fifty_concurrent_credential_writes_to_one_file_database_admit_exactly_t
 
     let reopened = SqliteRegistry::open(&path).await.unwrap();
     assert_eq!(reopened.load_directory().await.unwrap().credentials.len(), 20);
+}
+
+async fn sign_ins_are_written_in_large_batches_and_read_back_with_filters(f: Fixture) {
+    use ficus::domain::sign_in::{SignIn, SignInKind, SignInQuery};
+    let principal = ObjectId::random();
+    let batch: Vec<SignIn> = (0..1200u64)
+        .map(|i| SignIn {
+            id: uuid::Uuid::new_v4(),
+            time: datetime!(2026-01-01 00:00 UTC) + time::Duration::seconds(i as i64),
+            tenant_id: f.tenant,
+            kind: SignInKind::ManagedIdentity,
+            principal_id: (i % 2 == 0).then_some(principal),
+            client_id: Some(format!("client-{i}")),
+            resource: "api://vault".into(),
+            caller_address: Some("127.0.0.1".parse().unwrap()),
+            outcome: if i % 3 == 0 { Outcome::Failure } else { Outcome::Success },
+            error_code: if i % 3 == 0 { "identity_not_found".into() } else { String::new() },
+            reason: String::new(),
+            latency: std::time::Duration::from_micros(i),
+            cached: i % 5 == 0,
+        })
+        .collect();
+    f.registry.append_sign_ins(&batch).await.unwrap();
+    let query = SignInQuery {
+        tenant_id: f.tenant,
+        since: None,
+        until: None,
+        principal_id: None,
+        outcome: None,
+        limit: 1000,
+        after: None,
+    };
+    let page = f.registry.query_sign_ins(&query).await.unwrap();
+    assert_eq!(page.entries.len(), 1000);
+    assert_eq!(page.entries[0], batch[1199], "newest first, every field kept");
+    let rest = f.registry.query_sign_ins(&SignInQuery { after: page.next, ..query.clone() }).await.unwrap();
+    assert_eq!(rest.entries.len(), 200);
+    let mine = SignInQuery { principal_id: Some(principal), outcome: Some(Outcome::Failure), ..query };
+    assert_eq!(f.registry.query_sign_ins(&mine).await.unwrap().entries.len(), 200, "even and divisible by 3: 1200/6");
 }

@@ -305,9 +305,7 @@ impl Registry for SqliteRegistry {
 
     async fn append_sign_ins(&self, entries: &[SignIn]) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
-        for entry in entries {
-            sign_ins::insert(&mut tx, entry).await?;
-        }
+        sign_ins::insert_all(&mut tx, entries).await?;
         tx.commit().await.map_err(db_error)
     }
 

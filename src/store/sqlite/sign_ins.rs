@@ -16,28 +16,34 @@ fn micros(t: OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
 }
 
-pub(super) async fn insert(tx: &mut Transaction<'static, Sqlite>, entry: &SignIn) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO sign_ins (id, time_us, tenant_id, kind, principal_id, client_id, resource, caller_address, \
-         outcome, error_code, reason, latency_us, cached) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(entry.id.to_string())
-    .bind(micros(entry.time))
-    .bind(entry.tenant_id.to_string())
-    .bind(entry.kind.as_str())
-    .bind(entry.principal_id.map(|p| p.to_string()))
-    .bind(entry.client_id.as_deref())
-    .bind(&entry.resource)
-    .bind(entry.caller_address.map(|a| a.to_string()).unwrap_or_default())
-    .bind(entry.outcome.as_str())
-    .bind(&entry.error_code)
-    .bind(&entry.reason)
-    .bind(i64::try_from(entry.latency.as_micros()).unwrap_or(i64::MAX))
-    .bind(entry.cached)
-    .execute(&mut **tx)
-    .await
-    .map(|_| ())
-    .map_err(db_error)
+/// Rows per INSERT statement: 13 bound values each, well under SQLite's variable limit.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// Inserts `entries` with multi-row statements (one round of parsing per 500 rows, not per row).
+pub(super) async fn insert_all(tx: &mut Transaction<'static, Sqlite>, entries: &[SignIn]) -> Result<(), StoreError> {
+    for chunk in entries.chunks(ROWS_PER_STATEMENT) {
+        let mut insert = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO sign_ins (id, time_us, tenant_id, kind, principal_id, client_id, resource, caller_address, \
+             outcome, error_code, reason, latency_us, cached) ",
+        );
+        insert.push_values(chunk, |mut row, entry| {
+            row.push_bind(entry.id.to_string())
+                .push_bind(micros(entry.time))
+                .push_bind(entry.tenant_id.to_string())
+                .push_bind(entry.kind.as_str())
+                .push_bind(entry.principal_id.map(|p| p.to_string()))
+                .push_bind(entry.client_id.clone())
+                .push_bind(entry.resource.clone())
+                .push_bind(entry.caller_address.map(|a| a.to_string()).unwrap_or_default())
+                .push_bind(entry.outcome.as_str())
+                .push_bind(entry.error_code.clone())
+                .push_bind(entry.reason.clone())
+                .push_bind(i64::try_from(entry.latency.as_micros()).unwrap_or(i64::MAX))
+                .push_bind(entry.cached);
+        });
+        insert.build().execute(&mut **tx).await.map_err(db_error)?;
+    }
+    Ok(())
 }
 
 pub(super) async fn query(pool: &SqlitePool, q: &SignInQuery) -> Result<SignInPage, StoreError> {
