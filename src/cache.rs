@@ -1,4 +1,5 @@
-//! In-memory caches on the token path, with their counters in `/metrics`.
+//! In-memory caches on the token path, with their counters in `/metrics`
+//! (`ficus_cache_lookups_total{cache,result}`, `ficus_cache_evictions_total{cache}`).
 //!
 //! `IssuedTokens` (moka): capacity from `cache.issued_tokens_capacity`, entries expire with the
 //! token they hold; staleness: none, because an entry is reused only while the directory is at
@@ -10,18 +11,14 @@
 //! checked on every hit and matching against federated credentials always reads the current
 //! directory. A hit skips only the signature check of an identical assertion already verified.
 
+use std::hash::Hash;
 use std::time::Duration;
 
 use moka::sync::Cache;
-use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{IntCounterVec, Opts, Registry};
 
 use crate::domain::assertion::{VerifiedAssertion, VerifiedAssertionCache};
 use crate::domain::issued_token::{CachedToken, IssuedTokenCache, TokenCacheKey};
-
-pub struct IssuedTokens {
-    cache: Cache<TokenCacheKey, CachedToken>,
-    lookups: IntCounterVec,
-}
 
 /// The counters every cache reports into, registered once.
 #[derive(Clone)]
@@ -44,30 +41,56 @@ impl CacheMetrics {
         metrics.register(Box::new(evictions.clone()))?;
         Ok(Self { lookups, evictions })
     }
-
-    fn eviction_counter(&self, cache: &'static str) -> IntCounter {
-        self.evictions.with_label_values(&[cache])
-    }
 }
 
-pub struct VerifiedAssertions {
-    cache: Cache<[u8; 32], VerifiedAssertion>,
+/// A bounded moka cache that counts its lookups and capacity evictions under `name`.
+pub struct CountedCache<K, V> {
+    name: &'static str,
+    cache: Cache<K, V>,
     lookups: IntCounterVec,
 }
 
-impl VerifiedAssertions {
-    pub fn new(capacity: u64, max_lifetime: Duration, metrics: &CacheMetrics) -> Self {
-        let evictions = metrics.eviction_counter("verified_assertions");
+impl<K, V> CountedCache<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    pub fn new(name: &'static str, capacity: u64, ttl: Duration, metrics: &CacheMetrics) -> Self {
+        let evictions = metrics.evictions.with_label_values(&[name]);
         let cache = Cache::builder()
             .max_capacity(capacity)
-            .time_to_live(max_lifetime)
+            .time_to_live(ttl)
             .eviction_listener(move |_key, _value, cause| {
                 if cause == moka::notification::RemovalCause::Size {
                     evictions.inc();
                 }
             })
             .build();
-        Self { cache, lookups: metrics.lookups.clone() }
+        Self { name, cache, lookups: metrics.lookups.clone() }
+    }
+
+    fn count(&self, hit: bool) {
+        self.lookups.with_label_values(&[self.name, if hit { "hit" } else { "miss" }]).inc();
+    }
+}
+
+/// Issued tokens, by (tenant, client, credential or identity, resource).
+pub type IssuedTokens = CountedCache<TokenCacheKey, CachedToken>;
+
+/// Verified assertions, by the SHA-256 of their text.
+pub type VerifiedAssertions = CountedCache<[u8; 32], VerifiedAssertion>;
+
+impl IssuedTokenCache for IssuedTokens {
+    fn get(&self, key: &TokenCacheKey) -> Option<CachedToken> {
+        self.cache.get(key)
+    }
+
+    fn insert(&self, key: TokenCacheKey, token: CachedToken) {
+        self.cache.insert(key, token);
+    }
+
+    fn record(&self, hit: bool) {
+        self.count(hit);
     }
 }
 
@@ -81,36 +104,6 @@ impl VerifiedAssertionCache for VerifiedAssertions {
     }
 
     fn record(&self, hit: bool) {
-        self.lookups.with_label_values(&["verified_assertions", if hit { "hit" } else { "miss" }]).inc();
-    }
-}
-
-impl IssuedTokens {
-    pub fn new(capacity: u64, max_lifetime: Duration, metrics: &CacheMetrics) -> Self {
-        let evictions = metrics.eviction_counter("issued_tokens");
-        let cache = Cache::builder()
-            .max_capacity(capacity)
-            .time_to_live(max_lifetime)
-            .eviction_listener(move |_key, _value, cause| {
-                if cause == moka::notification::RemovalCause::Size {
-                    evictions.inc();
-                }
-            })
-            .build();
-        Self { cache, lookups: metrics.lookups.clone() }
-    }
-}
-
-impl IssuedTokenCache for IssuedTokens {
-    fn get(&self, key: &TokenCacheKey) -> Option<CachedToken> {
-        self.cache.get(key)
-    }
-
-    fn insert(&self, key: TokenCacheKey, token: CachedToken) {
-        self.cache.insert(key, token);
-    }
-
-    fn record(&self, hit: bool) {
-        self.lookups.with_label_values(&["issued_tokens", if hit { "hit" } else { "miss" }]).inc();
+        self.count(hit);
     }
 }

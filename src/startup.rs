@@ -155,11 +155,13 @@ impl Application {
         ));
         let cache_metrics = CacheMetrics::new(metrics.registry())?;
         let issued_tokens = Arc::new(IssuedTokens::new(
+            "issued_tokens",
             settings.cache.issued_tokens_capacity,
             settings.tokens.managed_identity_lifetime.max(settings.tokens.lifetime),
             &cache_metrics,
         ));
         let verified_assertions = Arc::new(VerifiedAssertions::new(
+            "verified_assertions",
             settings.cache.verified_assertions_capacity,
             settings.federation.max_assertion_lifetime,
             &cache_metrics,
