@@ -89,18 +89,26 @@ pub enum ComputeKind {
     Webapp,
 }
 
+/// A VM or web app (`app/slots/slot` for a slot) in a resource group.
+#[derive(Debug, Args)]
+pub struct ComputeRef {
+    pub kind: ComputeKind,
+    pub name: String,
+    #[arg(long)]
+    pub resource_group: String,
+    /// Subscription id (default: the tenant's first subscription in the world file)
+    #[arg(long)]
+    pub subscription: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ResourceCommand {
     /// Create or update a VM or web app (`web/slots/staging` for a slot) and its identity block:
     /// --system enables the system-assigned identity (omitting it disables it), --user-identity
     /// assigns user-assigned identities by name
     Set {
-        kind: ComputeKind,
-        name: String,
-        #[arg(long)]
-        resource_group: String,
-        #[arg(long)]
-        subscription: Option<String>,
+        #[command(flatten)]
+        resource: ComputeRef,
         #[arg(long)]
         system: bool,
         #[arg(long = "user-identity")]
@@ -108,21 +116,13 @@ pub enum ResourceCommand {
     },
     /// Print a web app's App Service identity header (IDENTITY_HEADER)
     IdentityHeader {
-        kind: ComputeKind,
-        name: String,
-        #[arg(long)]
-        resource_group: String,
-        #[arg(long)]
-        subscription: Option<String>,
+        #[command(flatten)]
+        resource: ComputeRef,
     },
     /// Show a VM or web app with its identities
     Show {
-        kind: ComputeKind,
-        name: String,
-        #[arg(long)]
-        resource_group: String,
-        #[arg(long)]
-        subscription: Option<String>,
+        #[command(flatten)]
+        resource: ComputeRef,
     },
 }
 
@@ -283,23 +283,27 @@ pub async fn identity(client: &AdminClient, command: IdentityCommand) -> Result<
     client.call(method, &path, body).await
 }
 
-fn compute_path(kind: ComputeKind, name: &str) -> String {
-    match (kind, name.split_once("/slots/")) {
-        (ComputeKind::Vm, _) => format!("Microsoft.Compute/virtualMachines/{name}"),
-        (ComputeKind::Webapp, Some((app, slot))) => format!("Microsoft.Web/sites/{app}/slots/{slot}"),
-        (ComputeKind::Webapp, None) => format!("Microsoft.Web/sites/{name}"),
+impl AdminClient {
+    /// The ARM path of a compute resource, or of a user-assigned identity in its resource group.
+    fn compute_path(&self, resource: &ComputeRef) -> Result<String, ClientError> {
+        let provider_path = match (resource.kind, resource.name.split_once("/slots/")) {
+            (ComputeKind::Vm, _) => format!("Microsoft.Compute/virtualMachines/{}", resource.name),
+            (ComputeKind::Webapp, Some((app, slot))) => format!("Microsoft.Web/sites/{app}/slots/{slot}"),
+            (ComputeKind::Webapp, None) => format!("Microsoft.Web/sites/{}", resource.name),
+        };
+        self.arm_path(resource.subscription.as_deref(), &resource.resource_group, &provider_path)
     }
 }
 
 pub async fn resource(client: &AdminClient, command: ResourceCommand) -> Result<Value, ClientError> {
     match command {
-        ResourceCommand::Set { kind, name, resource_group, subscription, system, user_identities } => {
-            let path = client.arm_path(subscription.as_deref(), &resource_group, &compute_path(kind, &name))?;
+        ResourceCommand::Set { resource, system, user_identities } => {
+            let path = client.compute_path(&resource)?;
             let mut users = serde_json::Map::new();
             for identity in &user_identities {
                 let id = client.arm_path(
-                    subscription.as_deref(),
-                    &resource_group,
+                    resource.subscription.as_deref(),
+                    &resource.resource_group,
                     &format!("Microsoft.ManagedIdentity/userAssignedIdentities/{identity}"),
                 )?;
                 users.insert(id, json!({}));
@@ -316,14 +320,11 @@ pub async fn resource(client: &AdminClient, command: ResourceCommand) -> Result<
             }
             client.call(Method::PUT, &path, Some(json!({ "location": "local", "identity": identity }))).await
         }
-        ResourceCommand::IdentityHeader { kind, name, resource_group, subscription } => {
-            let path = client.arm_path(subscription.as_deref(), &resource_group, &compute_path(kind, &name))?;
+        ResourceCommand::IdentityHeader { resource } => {
+            let path = client.compute_path(&resource)?;
             client.call(Method::POST, &format!("{path}/listIdentityHeader"), None).await
         }
-        ResourceCommand::Show { kind, name, resource_group, subscription } => {
-            let path = client.arm_path(subscription.as_deref(), &resource_group, &compute_path(kind, &name))?;
-            client.call(Method::GET, &path, None).await
-        }
+        ResourceCommand::Show { resource } => client.call(Method::GET, &client.compute_path(&resource)?, None).await,
     }
 }
 

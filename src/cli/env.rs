@@ -2,7 +2,7 @@
 //! `--resource`, what a workload on one compute resource needs for its managed identity.
 
 use super::absolute;
-use super::admin::{AdminCall, AdminClient, ComputeKind, ResourceCommand};
+use super::admin::{AdminCall, AdminClient, ComputeKind, ComputeRef, ResourceCommand};
 use crate::config::{Settings, TlsMode};
 use crate::service::world::{World, WorldResource, WorldTenant};
 use crate::startup::StartupError;
@@ -106,10 +106,12 @@ async fn print_resource_env(
     let admin_error = |e: super::admin::ClientError| StartupError::Admin(e.to_string());
     let client = AdminClient::sign_in(settings, &tenant.name).await.map_err(admin_error)?;
     let command = ResourceCommand::IdentityHeader {
-        kind: ComputeKind::Webapp,
-        name: resource.name.clone(),
-        resource_group: resource.resource_group.clone(),
-        subscription: resource.subscription.map(|s| s.to_string()),
+        resource: ComputeRef {
+            kind: ComputeKind::Webapp,
+            name: resource.name.clone(),
+            resource_group: resource.resource_group.clone(),
+            subscription: resource.subscription.map(|s| s.to_string()),
+        },
     };
     let answer = super::admin::dispatch(&client, AdminCall::Resource(command)).await.map_err(admin_error)?;
     let header: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();

@@ -172,21 +172,8 @@ impl DirectoryView {
         self.identity(*self.identities_by_resource.get(id.key())?)
     }
 
-    pub fn user_assigned_identities(&self, tenant: TenantId) -> Vec<&ManagedIdentity> {
-        let mut all: Vec<_> =
-            self.identities.values().filter(|i| i.tenant_id == tenant && i.is_user_assigned()).collect();
-        all.sort_by(|a, b| a.resource_id.key().cmp(b.resource_id.key()));
-        all
-    }
-
     pub fn resource(&self, id: &ResourceId) -> Option<&ComputeResource> {
         self.resources.get(id.key())
-    }
-
-    pub fn resources(&self, tenant: TenantId) -> Vec<&ComputeResource> {
-        let mut all: Vec<_> = self.resources.values().filter(|r| r.tenant_id == tenant).collect();
-        all.sort_by(|a, b| a.id.key().cmp(b.id.key()));
-        all
     }
 
     /// The resource whose bound network most specifically contains `address` (longest prefix).
@@ -208,15 +195,6 @@ impl DirectoryView {
     /// The resource whose App Service identity header is `header`.
     pub fn resource_by_identity_header(&self, header: &str) -> Option<&ComputeResource> {
         self.resources.get(self.identity_headers.get(header)?)
-    }
-
-    /// Compute resources a user-assigned identity is assigned to.
-    pub fn resources_using(&self, identity: &ResourceId) -> Vec<&ComputeResource> {
-        self.resources.values().filter(|r| r.user_identities.contains(identity)).collect()
-    }
-
-    pub fn role_assignment(&self, id: ObjectId) -> Option<&RoleAssignment> {
-        self.role_assignments.get(&id)
     }
 
     /// Role assignments held by a principal (service principal or managed identity).
