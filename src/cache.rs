@@ -2,9 +2,11 @@
 //! (`ficus_cache_lookups_total{cache,result}`, `ficus_cache_evictions_total{cache}`).
 //!
 //! `IssuedTokens` (moka): capacity from `cache.issued_tokens_capacity`, entries expire with the
-//! token they hold; staleness: none, because an entry is reused only while the directory is at
-//! the generation it was derived from (any registry change makes every entry a miss) and more
-//! than `cache.token_reuse_min_remaining` of its lifetime remains.
+//! token they hold; staleness: none, because the key is rebuilt from the current directory on
+//! every request (roles included, so a changed role is a different key; a deleted credential or
+//! identity fails before the cache is asked), and an entry is reused only while more than
+//! `cache.token_reuse_min_remaining` of its lifetime remains. A registry change invalidates only
+//! the tokens it affects.
 //!
 //! `VerifiedAssertions` (moka): capacity from `cache.verified_assertions_capacity`, entries live at
 //! most `federation.max_assertion_lifetime`; staleness: none, because the assertion's own `exp` is

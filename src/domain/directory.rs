@@ -1,112 +1,297 @@
 //! An indexed, read-only view of the whole directory: what request paths and validations read.
-//! Built from a [`Directory`] load; replaced whole after each committed change.
+//!
+//! Built once from a full [`Directory`] load, then kept current by [`DirectoryView::apply`]ing
+//! [`Change`]s, each the current state of one registry entity. Every map is persistent
+//! (structurally shared), so cloning a view is O(1) and applying one change costs O(log n): the
+//! snapshot clones, applies and swaps, without ever rebuilding the whole view, whatever the size
+//! of the registry.
 
-use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::application::Application;
 use super::federated_credential::{CredentialOwner, FederatedCredential};
 use super::ids::{ClientId, ObjectId};
 use super::ports::Directory;
-use super::resource::{ComputeResource, ManagedIdentity, ResourceId};
+use super::resource::{ComputeResource, IdentityHeader, ManagedIdentity, ResourceId};
 use super::role_assignment::RoleAssignment;
 use super::tenant::{Tenant, TenantId, TenantName, TenantRef};
 
-#[derive(Debug, Default)]
-pub struct DirectoryView {
-    tenants: HashMap<TenantId, Tenant>,
-    tenants_by_name: HashMap<TenantName, TenantId>,
-    subscriptions: HashMap<uuid::Uuid, TenantId>,
-    applications: HashMap<ObjectId, Arc<Application>>,
-    apps_by_client: HashMap<ClientId, ObjectId>,
-    apps_by_sp: HashMap<ObjectId, ObjectId>,
-    apps_by_uri: HashMap<(TenantId, String), ObjectId>,
-    credentials: HashMap<ObjectId, Vec<FederatedCredential>>,
-    identities: HashMap<ObjectId, ManagedIdentity>,
-    identities_by_client: HashMap<ClientId, ObjectId>,
-    identities_by_resource: HashMap<String, ObjectId>,
-    resources: HashMap<String, ComputeResource>,
-    role_assignments: HashMap<ObjectId, RoleAssignment>,
-    roles_by_principal: HashMap<ObjectId, Vec<ObjectId>>,
-    secret_hashes: HashMap<ObjectId, Vec<String>>,
-    /// Bound networks, longest prefix first, with the resource key each belongs to.
-    networks: Vec<(ipnet::IpNet, String)>,
-    identity_headers: HashMap<String, String>,
-    /// Every issuer some federated credential names: the only external issuers ever contacted.
-    trusted_issuers: std::collections::HashSet<String>,
-    generation: u64,
+type Map<K, V> = imbl::HashMap<K, V>;
+
+/// The current state of one registry entity (`None` or empty: it no longer exists), as read after
+/// a committed change.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Tenant(TenantId, Option<Tenant>),
+    Subscription(uuid::Uuid, Option<TenantId>),
+    /// An application with the SHA-256 (hex) of its client secrets.
+    Application(ObjectId, Option<Box<(Application, Vec<String>)>>),
+    /// Every federated credential of one owner (application object id or identity principal id).
+    Credentials(ObjectId, Vec<FederatedCredential>),
+    Identity(ObjectId, Option<ManagedIdentity>),
+    /// A compute resource, by its resource key.
+    Resource(String, Option<Box<ComputeResource>>),
+    RoleAssignment(ObjectId, Option<RoleAssignment>),
 }
 
-fn owner_key(owner: CredentialOwner) -> ObjectId {
-    match owner {
-        CredentialOwner::Application(id) | CredentialOwner::Identity(id) => id,
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DirectoryView {
+    tenants: Map<TenantId, Arc<Tenant>>,
+    tenants_by_name: Map<TenantName, TenantId>,
+    subscriptions: Map<uuid::Uuid, TenantId>,
+    applications: Map<ObjectId, Arc<Application>>,
+    apps_by_client: Map<ClientId, ObjectId>,
+    apps_by_sp: Map<ObjectId, ObjectId>,
+    apps_by_uri: Map<(TenantId, String), ObjectId>,
+    secret_hashes: Map<ObjectId, Arc<[String]>>,
+    credentials: Map<ObjectId, Arc<[FederatedCredential]>>,
+    /// Every issuer some federated credential names, with how many do: the only external issuers
+    /// ever contacted.
+    trusted_issuers: Map<String, usize>,
+    identities: Map<ObjectId, Arc<ManagedIdentity>>,
+    identities_by_client: Map<ClientId, ObjectId>,
+    identities_by_resource: Map<String, ObjectId>,
+    resources: Map<String, Arc<ComputeResource>>,
+    /// Bound networks (canonical) and the resource key each belongs to.
+    networks: Map<ipnet::IpNet, String>,
+    /// How many bound networks have each prefix length, per family: an address is matched by
+    /// trying only the prefix lengths in use, longest first.
+    v4_prefixes: PrefixCounts<33>,
+    v6_prefixes: PrefixCounts<129>,
+    identity_headers: Map<IdentityHeader, String>,
+    role_assignments: Map<ObjectId, Arc<RoleAssignment>>,
+    roles_by_principal: Map<ObjectId, Arc<[ObjectId]>>,
+    roles_by_resource: Map<ObjectId, Arc<[ObjectId]>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct PrefixCounts<const N: usize>([u32; N]);
+
+impl<const N: usize> Default for PrefixCounts<N> {
+    fn default() -> Self {
+        Self([0; N])
     }
+}
+
+impl<const N: usize> PrefixCounts<N> {
+    fn adjust(&mut self, len: u8, add: bool) {
+        if let Some(count) = self.0.get_mut(usize::from(len)) {
+            *count = if add { count.saturating_add(1) } else { count.saturating_sub(1) };
+        }
+    }
+
+    fn longest_first(&self) -> impl Iterator<Item = u8> + '_ {
+        (0..N).rev().filter(|&len| self.0[len] > 0).filter_map(|len| u8::try_from(len).ok())
+    }
+}
+
+/// Removes `key` from an index only while it still points at `id`: within a batch of changes an
+/// entity may have taken over a key another one released.
+fn unindex<K, V>(index: &mut Map<K, V>, key: &K, id: &V) -> bool
+where
+    K: std::hash::Hash + Eq + Clone,
+    V: PartialEq + Clone,
+{
+    if index.get(key) == Some(id) {
+        index.remove(key);
+        return true;
+    }
+    false
+}
+
+fn list_without(list: Option<Arc<[ObjectId]>>, id: ObjectId) -> Option<Arc<[ObjectId]>> {
+    let rest: Vec<ObjectId> = list?.iter().copied().filter(|x| *x != id).collect();
+    (!rest.is_empty()).then(|| rest.into())
+}
+
+fn list_with(list: Option<&Arc<[ObjectId]>>, id: ObjectId) -> Arc<[ObjectId]> {
+    let mut all: Vec<ObjectId> = list.map(|l| l.to_vec()).unwrap_or_default();
+    if let Err(at) = all.binary_search(&id) {
+        all.insert(at, id);
+    }
+    all.into()
 }
 
 impl DirectoryView {
     pub fn new(directory: Directory) -> Self {
         let mut view = Self::default();
         for tenant in directory.tenants {
-            view.tenants_by_name.insert(tenant.name.clone(), tenant.id);
-            view.tenants.insert(tenant.id, tenant);
+            view.apply(Change::Tenant(tenant.id, Some(tenant)));
         }
-        view.subscriptions = directory.subscriptions.into_iter().collect();
+        for (subscription, tenant) in directory.subscriptions {
+            view.apply(Change::Subscription(subscription, Some(tenant)));
+        }
+        let mut secrets: std::collections::HashMap<ObjectId, Vec<String>> = std::collections::HashMap::new();
+        for (application, hash) in directory.client_secrets {
+            secrets.entry(application).or_default().push(hash);
+        }
         for app in directory.applications {
-            view.apps_by_client.insert(app.app_id, app.object_id);
-            view.apps_by_sp.insert(app.service_principal_id, app.object_id);
-            for uri in &app.identifier_uris {
-                view.apps_by_uri.insert((app.tenant_id, uri.key()), app.object_id);
-            }
-            view.applications.insert(app.object_id, Arc::new(app));
+            let hashes = secrets.remove(&app.object_id).unwrap_or_default();
+            view.apply(Change::Application(app.object_id, Some(Box::new((app, hashes)))));
         }
+        let mut by_owner: std::collections::HashMap<ObjectId, Vec<FederatedCredential>> =
+            std::collections::HashMap::new();
         for credential in directory.credentials {
-            view.trusted_issuers.insert(credential.issuer.as_str().to_owned());
-            view.credentials.entry(owner_key(credential.owner)).or_default().push(credential);
+            by_owner.entry(credential.owner.id()).or_default().push(credential);
+        }
+        for (owner, credentials) in by_owner {
+            view.apply(Change::Credentials(owner, credentials));
         }
         for identity in directory.identities {
-            view.identities_by_client.insert(identity.client_id, identity.principal_id);
-            view.identities_by_resource.insert(identity.resource_id.key().to_owned(), identity.principal_id);
-            view.identities.insert(identity.principal_id, identity);
+            view.apply(Change::Identity(identity.principal_id, Some(identity)));
         }
         for resource in directory.resources {
-            for network in &resource.addresses {
-                view.networks.push((*network, resource.id.key().to_owned()));
-            }
-            if let Some(header) = &resource.identity_header {
-                view.identity_headers.insert(header.expose().to_owned(), resource.id.key().to_owned());
-            }
-            view.resources.insert(resource.id.key().to_owned(), resource);
+            view.apply(Change::Resource(resource.id.key().to_owned(), Some(Box::new(resource))));
         }
-        view.networks.sort_by_key(|(network, _)| std::cmp::Reverse(network.prefix_len()));
         for assignment in directory.role_assignments {
-            view.roles_by_principal.entry(assignment.principal.id()).or_default().push(assignment.id);
-            view.role_assignments.insert(assignment.id, assignment);
-        }
-        for (application, hash) in directory.client_secrets {
-            view.secret_hashes.entry(application).or_default().push(hash);
+            view.apply(Change::RoleAssignment(assignment.id, Some(assignment)));
         }
         view
     }
 
-    /// Marks this view as the `generation`-th load: caches compare generations to know whether
-    /// what they hold was derived from the current directory.
-    pub fn with_generation(mut self, generation: u64) -> Self {
-        self.generation = generation;
-        self
+    /// Brings the view to the entity's current state: drops what the entity indexed before, then
+    /// indexes what it is now. Applying the same change twice is harmless.
+    pub fn apply(&mut self, change: Change) {
+        match change {
+            Change::Tenant(id, tenant) => {
+                if let Some(old) = self.tenants.remove(&id) {
+                    unindex(&mut self.tenants_by_name, &old.name, &id);
+                }
+                if let Some(tenant) = tenant {
+                    self.tenants_by_name.insert(tenant.name.clone(), id);
+                    self.tenants.insert(id, Arc::new(tenant));
+                }
+            }
+            Change::Subscription(id, tenant) => match tenant {
+                Some(tenant) => {
+                    self.subscriptions.insert(id, tenant);
+                }
+                None => {
+                    self.subscriptions.remove(&id);
+                }
+            },
+            Change::Application(id, application) => self.apply_application(id, application),
+            Change::Credentials(owner, credentials) => self.apply_credentials(owner, credentials),
+            Change::Identity(id, identity) => {
+                if let Some(old) = self.identities.remove(&id) {
+                    unindex(&mut self.identities_by_client, &old.client_id, &id);
+                    unindex(&mut self.identities_by_resource, &old.resource_id.key().to_owned(), &id);
+                }
+                if let Some(identity) = identity {
+                    self.identities_by_client.insert(identity.client_id, id);
+                    self.identities_by_resource.insert(identity.resource_id.key().to_owned(), id);
+                    self.identities.insert(id, Arc::new(identity));
+                }
+            }
+            Change::Resource(key, resource) => self.apply_resource(key, resource),
+            Change::RoleAssignment(id, assignment) => {
+                if let Some(old) = self.role_assignments.remove(&id) {
+                    let principal = old.principal.id();
+                    if let Some(rest) = list_without(self.roles_by_principal.remove(&principal), id) {
+                        self.roles_by_principal.insert(principal, rest);
+                    }
+                    if let Some(rest) = list_without(self.roles_by_resource.remove(&old.resource_id), id) {
+                        self.roles_by_resource.insert(old.resource_id, rest);
+                    }
+                }
+                if let Some(assignment) = assignment {
+                    let principal = assignment.principal.id();
+                    let held = list_with(self.roles_by_principal.get(&principal), id);
+                    self.roles_by_principal.insert(principal, held);
+                    let on = list_with(self.roles_by_resource.get(&assignment.resource_id), id);
+                    self.roles_by_resource.insert(assignment.resource_id, on);
+                    self.role_assignments.insert(id, Arc::new(assignment));
+                }
+            }
+        }
     }
 
-    pub fn generation(&self) -> u64 {
-        self.generation
+    fn apply_application(&mut self, id: ObjectId, application: Option<Box<(Application, Vec<String>)>>) {
+        if let Some(old) = self.applications.remove(&id) {
+            unindex(&mut self.apps_by_client, &old.app_id, &id);
+            unindex(&mut self.apps_by_sp, &old.service_principal_id, &id);
+            for uri in &old.identifier_uris {
+                unindex(&mut self.apps_by_uri, &(old.tenant_id, uri.key()), &id);
+            }
+        }
+        self.secret_hashes.remove(&id);
+        let Some((app, mut hashes)) = application.map(|b| *b) else { return };
+        self.apps_by_client.insert(app.app_id, id);
+        self.apps_by_sp.insert(app.service_principal_id, id);
+        for uri in &app.identifier_uris {
+            self.apps_by_uri.insert((app.tenant_id, uri.key()), id);
+        }
+        if !hashes.is_empty() {
+            hashes.sort();
+            self.secret_hashes.insert(id, hashes.into());
+        }
+        self.applications.insert(id, Arc::new(app));
+    }
+
+    fn apply_credentials(&mut self, owner: ObjectId, credentials: Vec<FederatedCredential>) {
+        for old in self.credentials.remove(&owner).iter().flat_map(|c| c.iter()) {
+            let issuer = old.issuer.as_str();
+            match self.trusted_issuers.get(issuer).copied() {
+                Some(n) if n > 1 => {
+                    self.trusted_issuers.insert(issuer.to_owned(), n - 1);
+                }
+                _ => {
+                    self.trusted_issuers.remove(issuer);
+                }
+            }
+        }
+        for credential in &credentials {
+            let count = self.trusted_issuers.get(credential.issuer.as_str()).copied().unwrap_or(0);
+            self.trusted_issuers.insert(credential.issuer.as_str().to_owned(), count + 1);
+        }
+        if !credentials.is_empty() {
+            self.credentials.insert(owner, credentials.into());
+        }
+    }
+
+    fn apply_resource(&mut self, key: String, resource: Option<Box<ComputeResource>>) {
+        if let Some(old) = self.resources.remove(&key) {
+            for network in &old.addresses {
+                if unindex(&mut self.networks, &network.trunc(), &key) {
+                    self.count_prefix(network, false);
+                }
+            }
+            if let Some(header) = &old.identity_header {
+                unindex(&mut self.identity_headers, header, &key);
+            }
+        }
+        let Some(resource) = resource else { return };
+        for network in &resource.addresses {
+            if let Some(previous) = self.networks.insert(network.trunc(), key.clone())
+                && previous != key
+            {
+                // Another resource held it within this batch; its own change releases nothing.
+                continue;
+            }
+            self.count_prefix(network, true);
+        }
+        if let Some(header) = &resource.identity_header {
+            self.identity_headers.insert(header.clone(), key.clone());
+        }
+        self.resources.insert(key, Arc::new(*resource));
+    }
+
+    fn count_prefix(&mut self, network: &ipnet::IpNet, add: bool) {
+        match network {
+            ipnet::IpNet::V4(net) => self.v4_prefixes.adjust(net.prefix_len(), add),
+            ipnet::IpNet::V6(net) => self.v6_prefixes.adjust(net.prefix_len(), add),
+        }
     }
 
     /// Whether some federated credential names `issuer`.
     pub fn is_trusted_issuer(&self, issuer: &str) -> bool {
-        self.trusted_issuers.contains(issuer)
+        self.trusted_issuers.contains_key(issuer)
     }
 
     /// SHA-256 (hex) of the application's client secrets.
     pub fn secret_hashes(&self, application: ObjectId) -> &[String] {
-        self.secret_hashes.get(&application).map_or(&[], Vec::as_slice)
+        self.secret_hashes.get(&application).map_or(&[], |h| h)
     }
 
     pub fn tenant(&self, tenant: &TenantRef) -> Option<&Tenant> {
@@ -114,11 +299,11 @@ impl DirectoryView {
             TenantRef::Id(id) => *id,
             TenantRef::Name(name) => *self.tenants_by_name.get(name)?,
         };
-        self.tenants.get(&id)
+        self.tenants.get(&id).map(|t| &**t)
     }
 
     pub fn tenants(&self) -> impl Iterator<Item = &Tenant> {
-        self.tenants.values()
+        self.tenants.values().map(|t| &**t)
     }
 
     pub fn subscription_tenant(&self, subscription: uuid::Uuid) -> Option<TenantId> {
@@ -157,11 +342,16 @@ impl DirectoryView {
 
     /// At most 20 per owner: the candidates an assertion is matched against.
     pub fn credentials(&self, owner: CredentialOwner) -> &[FederatedCredential] {
-        self.credentials.get(&owner_key(owner)).map_or(&[], Vec::as_slice)
+        self.credentials.get(&owner.id()).map_or(&[], |c| c)
+    }
+
+    /// How many federated credentials the whole directory holds.
+    pub fn credential_count(&self) -> usize {
+        self.trusted_issuers.values().sum()
     }
 
     pub fn identity(&self, principal_id: ObjectId) -> Option<&ManagedIdentity> {
-        self.identities.get(&principal_id)
+        self.identities.get(&principal_id).map(|i| &**i)
     }
 
     pub fn identity_by_client(&self, client_id: ClientId) -> Option<&ManagedIdentity> {
@@ -173,40 +363,53 @@ impl DirectoryView {
     }
 
     pub fn resource(&self, id: &ResourceId) -> Option<&ComputeResource> {
-        self.resources.get(id.key())
+        self.resources.get(id.key()).map(|r| &**r)
     }
 
     /// The resource whose bound network most specifically contains `address` (longest prefix).
-    pub fn resource_for_address(&self, address: std::net::IpAddr) -> Option<&ComputeResource> {
+    pub fn resource_for_address(&self, address: IpAddr) -> Option<&ComputeResource> {
         let address = match address {
-            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, std::net::IpAddr::V4),
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
             v4 => v4,
         };
-        let (_, key) = self.networks.iter().find(|(network, _)| network.contains(&address))?;
-        self.resources.get(key)
+        let lengths: Vec<u8> = match address {
+            IpAddr::V4(_) => self.v4_prefixes.longest_first().collect(),
+            IpAddr::V6(_) => self.v6_prefixes.longest_first().collect(),
+        };
+        lengths.into_iter().find_map(|len| {
+            let network = ipnet::IpNet::new(address, len).ok()?.trunc();
+            self.resources.get(self.networks.get(&network)?).map(|r| &**r)
+        })
     }
 
     /// The resource a network is bound to exactly, if any.
     pub fn resource_bound_to(&self, network: &ipnet::IpNet) -> Option<&ResourceId> {
-        let (_, key) = self.networks.iter().find(|(bound, _)| bound == network)?;
-        self.resources.get(key).map(|r| &r.id)
+        self.resources.get(self.networks.get(&network.trunc())?).map(|r| &r.id)
     }
 
     /// The resource whose App Service identity header is `header`.
     pub fn resource_by_identity_header(&self, header: &str) -> Option<&ComputeResource> {
-        self.resources.get(self.identity_headers.get(header)?)
+        let key = self.identity_headers.get(&IdentityHeader::new(header.to_owned()))?;
+        self.resources.get(key).map(|r| &**r)
     }
 
     /// Role assignments held by a principal (service principal or managed identity).
     pub fn role_assignments_of(&self, principal: ObjectId) -> impl Iterator<Item = &RoleAssignment> {
-        self.roles_by_principal.get(&principal).into_iter().flatten().filter_map(|id| self.role_assignments.get(id))
+        self.roles_by_principal
+            .get(&principal)
+            .into_iter()
+            .flat_map(|ids| ids.iter())
+            .filter_map(|id| self.role_assignments.get(id).map(|a| &**a))
     }
 
-    /// Role assignments on a resource application (by its service principal id).
+    /// Role assignments on a resource application (by its service principal id), by id.
     pub fn role_assignments_on(&self, resource_sp: ObjectId) -> Vec<&RoleAssignment> {
-        let mut all: Vec<_> = self.role_assignments.values().filter(|a| a.resource_id == resource_sp).collect();
-        all.sort_by_key(|a| a.id);
-        all
+        self.roles_by_resource
+            .get(&resource_sp)
+            .into_iter()
+            .flat_map(|ids| ids.iter())
+            .filter_map(|id| self.role_assignments.get(id).map(|a| &**a))
+            .collect()
     }
 
     /// The `roles` claim: values of the app roles `principal` holds on `resource`, sorted.

@@ -175,6 +175,15 @@ pub enum CredentialOwner {
     Identity(ObjectId),
 }
 
+impl CredentialOwner {
+    /// The owner's object id (object ids never collide across kinds).
+    pub fn id(self) -> ObjectId {
+        match self {
+            Self::Application(id) | Self::Identity(id) => id,
+        }
+    }
+}
+
 /// The fields a credential is created from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewFederatedCredential {

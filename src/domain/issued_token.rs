@@ -1,6 +1,11 @@
 //! Issued tokens and the port of their cache: a token already signed for the same (tenant,
-//! client, credential or identity, resource) is handed out again while enough of its lifetime
-//! remains and the directory it was derived from has not changed.
+//! client, principal, credential or identity, resource, roles) is handed out again while enough of
+//! its lifetime remains.
+//!
+//! The key holds everything the claims are made of that the directory can change, the roles
+//! included, and callers build it from the current directory on every request: a changed role
+//! makes a different key, and a deleted credential or identity never reaches the cache. So a
+//! change invalidates exactly the tokens it affects, and nothing else.
 
 use super::ids::ObjectId;
 use super::tenant::TenantId;
@@ -12,10 +17,14 @@ pub struct TokenCacheKey {
     pub tenant: TenantId,
     /// The client (application appId or managed identity client id).
     pub client: String,
+    /// The client's service principal or the managed identity's principal (`oid`).
+    pub principal: ObjectId,
     /// The matched credential or the managed identity's principal id.
     pub credential: ObjectId,
     /// The resource (audience) exactly as requested.
     pub resource: String,
+    /// The `roles` claim, as the current directory gives it.
+    pub roles: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -23,17 +32,14 @@ pub struct CachedToken {
     pub token: SignedJwt,
     pub issued_at: i64,
     pub expires_at: i64,
-    /// The directory generation the token's claims (roles...) were read from.
-    pub generation: u64,
 }
 
 impl CachedToken {
-    /// Reusable at `now` when the directory is still at `generation` and more than `min_share`
-    /// of the token's lifetime remains.
-    pub fn is_reusable(&self, now: i64, generation: u64, min_share: f64) -> bool {
+    /// Reusable at `now` while more than `min_share` of the token's lifetime remains.
+    pub fn is_reusable(&self, now: i64, min_share: f64) -> bool {
         let lifetime = (self.expires_at - self.issued_at) as f64;
         let remaining = (self.expires_at - now) as f64;
-        self.generation == generation && remaining > lifetime * min_share
+        remaining > lifetime * min_share
     }
 }
 
@@ -50,10 +56,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_token_is_reused_while_enough_lifetime_remains_and_the_directory_is_unchanged() {
-        let token = CachedToken { token: SignedJwt::new("t".into()), issued_at: 0, expires_at: 100, generation: 3 };
-        assert!(token.is_reusable(40, 3, 0.5));
-        assert!(!token.is_reusable(50, 3, 0.5), "half its life left: not more than the share");
-        assert!(!token.is_reusable(10, 4, 0.5), "the directory changed since");
+    fn a_token_is_reused_while_more_than_the_share_of_its_lifetime_remains() {
+        let token = CachedToken { token: SignedJwt::new("t".into()), issued_at: 0, expires_at: 100 };
+        assert!(token.is_reusable(40, 0.5));
+        assert!(!token.is_reusable(50, 0.5), "half its life left: not more than the share");
+        assert!(!token.is_reusable(100, 0.0), "expired");
     }
 }

@@ -36,7 +36,7 @@ pub trait TenantLookup: Send + Sync {
 #[async_trait]
 pub trait DirectorySource: Send + Sync {
     fn view(&self) -> std::sync::Arc<super::directory::DirectoryView>;
-    /// Reloads from the registry and swaps the view in.
+    /// Applies what the registry committed since the last refresh and swaps the new view in.
     async fn refresh(&self) -> Result<(), StoreError>;
 }
 
@@ -104,7 +104,31 @@ pub trait Registry: Send + Sync {
     ) -> Result<super::sign_in::SignInPage, StoreError>;
 
     /// Everything, consistently (one read transaction), for the in-memory snapshot.
-    async fn load_directory(&self) -> Result<Directory, StoreError>;
+    async fn load_directory(&self) -> Result<Directory, StoreError> {
+        Ok(self.load_directory_at().await?.0)
+    }
+
+    /// Everything, with the change cursor the load reflects: changes after it are what
+    /// [`Registry::load_changes`] reports next.
+    async fn load_directory_at(&self) -> Result<(Directory, ChangeCursor), StoreError>;
+
+    /// The changes committed after `after`, each as the current state of the entity that changed,
+    /// read consistently (one read transaction). `None` when changes after `after` have been
+    /// pruned or are too many to be worth reading one by one: the caller loads everything.
+    async fn load_changes(&self, after: ChangeCursor) -> Result<Option<ChangeSet>, StoreError>;
+
+    /// Forgets changes at or before `through` (callers keep a margin for slower readers).
+    async fn prune_changes(&self, through: ChangeCursor) -> Result<(), StoreError>;
+}
+
+/// A position in the registry's change log.
+pub type ChangeCursor = u64;
+
+/// What changed after a cursor, up to `cursor`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeSet {
+    pub cursor: ChangeCursor,
+    pub changes: Vec<super::directory::Change>,
 }
 
 /// Which uniqueness or limit rule a write broke.

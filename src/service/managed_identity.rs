@@ -243,20 +243,23 @@ impl ManagedIdentityService {
         if app.is_none() && resource != DEFAULT_AUDIENCE {
             return Err(MiError::UnknownResource { resource: truncate(resource), tenant: tenant.id.to_string() });
         }
+        let roles = app.map(|app| view.role_values(identity.principal_id, app)).unwrap_or_default();
         let key = TokenCacheKey {
             tenant: tenant.id,
             client: identity.client_id.to_string(),
+            principal: identity.principal_id,
             credential: identity.principal_id,
             resource: resource.to_owned(),
+            roles: roles.clone(),
         };
         let lifetime_secs = i64::try_from(self.lifetime.as_secs()).unwrap_or(86_400);
-        let minted = self.mint.mint(view, key, |now| AccessToken {
+        let minted = self.mint.mint(key, |now| AccessToken {
             issuer: self.discovery.issuer_for(&tenant),
             tenant: tenant.id,
             audience: resource,
             client_id: identity.client_id.to_string(),
             principal_id: identity.principal_id,
-            roles: app.map(|app| view.role_values(identity.principal_id, app)).unwrap_or_default(),
+            roles,
             acr: "2",
             mirid: Some(identity.resource_id.mirid()),
             issued_at: now,

@@ -1,12 +1,11 @@
-//! Minting access tokens, shared by every grant: a token already signed for the same cache key is
-//! handed out again while the cache rules allow (same directory generation, enough lifetime left);
-//! otherwise the claims are built, signed and cached.
+//! Minting access tokens, shared by every grant: a token already signed for the same cache key
+//! (built by the caller from the current directory, roles included) is handed out again while
+//! enough of its lifetime remains; otherwise the claims are built, signed and cached.
 
 use std::sync::Arc;
 
 use super::claims::AccessToken;
 use crate::domain::clock::Clock;
-use crate::domain::directory::DirectoryView;
 use crate::domain::issued_token::{CachedToken, IssuedTokenCache, TokenCacheKey};
 use crate::domain::ports::{SignError, TokenSigner};
 
@@ -39,23 +38,18 @@ impl TokenMint {
     /// The cached token for `key` if it may be reused, else `claims(now)` signed and cached.
     pub fn mint<'a>(
         &self,
-        view: &DirectoryView,
         key: TokenCacheKey,
         claims: impl FnOnce(i64) -> AccessToken<'a>,
     ) -> Result<Minted, SignError> {
         let now = self.clock.now().unix_timestamp();
-        let cached = self.cache.get(&key).filter(|t| t.is_reusable(now, view.generation(), self.reuse_share));
+        let cached = self.cache.get(&key).filter(|t| t.is_reusable(now, self.reuse_share));
         self.cache.record(cached.is_some());
         if let Some(token) = cached {
             return Ok(Minted { token, from_cache: true, now });
         }
         let claims = claims(now);
-        let token = CachedToken {
-            token: self.signer.sign(&claims.claims())?,
-            issued_at: now,
-            expires_at: claims.expires_at(),
-            generation: view.generation(),
-        };
+        let token =
+            CachedToken { token: self.signer.sign(&claims.claims())?, issued_at: now, expires_at: claims.expires_at() };
         self.cache.insert(key, token.clone());
         Ok(Minted { token, from_cache: false, now })
     }

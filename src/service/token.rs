@@ -287,20 +287,23 @@ impl TokenService {
         let resource = view.resource_application(tenant.id, resource_name).cloned().ok_or_else(|| {
             TokenError::UnknownResource { resource: truncate(resource_name), tenant: tenant.id.to_string() }
         })?;
+        let roles = view.role_values(who.client.service_principal_id, &resource);
         let key = TokenCacheKey {
             tenant: tenant.id,
             client: who.client.app_id.to_string(),
+            principal: who.client.service_principal_id,
             credential: who.credential,
             resource: resource_name.to_owned(),
+            roles: roles.clone(),
         };
         let lifetime_secs = i64::try_from(self.lifetime.as_secs()).unwrap_or(3600);
-        let minted = self.mint.mint(&view, key, |now| AccessToken {
+        let minted = self.mint.mint(key, |now| AccessToken {
             issuer: self.discovery.issuer_for(tenant),
             tenant: tenant.id,
             audience: resource_name,
             client_id: who.client.app_id.to_string(),
             principal_id: who.client.service_principal_id,
-            roles: view.role_values(who.client.service_principal_id, &resource),
+            roles,
             acr: who.acr,
             mirid: None,
             issued_at: now,

@@ -16,6 +16,7 @@ mod keys;
 mod managed_identity;
 mod operations;
 mod rate_limits;
+mod snapshot;
 mod tls;
 mod token;
 mod vault;

@@ -298,6 +298,22 @@ async fn a_second_request_is_served_from_the_cache_until_a_role_change_invalidat
 }
 
 #[tokio::test]
+async fn a_registry_change_that_does_not_touch_the_token_leaves_it_cached() {
+    let app = TestApp::spawn().await;
+    let admin = Admin::new(&app).await;
+    let hits = r#"ficus_cache_lookups_total{cache="issued_tokens",result="hit"}"#;
+    let (_, first) = app.mi_get(IMDS, &[META]).await;
+
+    let body = serde_json::json!({"displayName": "unrelated", "identifierUris": ["api://unrelated"]});
+    let (status, _) = admin.call(Method::POST, "/v1.0/applications", Some(body)).await;
+    assert_eq!(status, 201);
+
+    let (_, second) = app.mi_get(IMDS, &[META]).await;
+    assert_eq!(first["access_token"], second["access_token"], "the same token, from the cache");
+    assert_eq!(app.metric(hits).await, 1.0);
+}
+
+#[tokio::test]
 async fn sign_ins_are_logged_for_successes_and_failures_and_readable_with_filters() {
     let app = TestApp::spawn().await;
     let admin = Admin::new(&app).await;

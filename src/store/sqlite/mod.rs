@@ -21,7 +21,7 @@ use crate::domain::activity::{ActivityEntry, ActivityPage, ActivityQuery};
 use crate::domain::application::Application;
 use crate::domain::federated_credential::{CredentialOwner, FederatedCredential};
 use crate::domain::ids::ObjectId;
-use crate::domain::ports::{Conflict, Directory, Registry, StoreError};
+use crate::domain::ports::{ChangeCursor, ChangeSet, Conflict, Directory, Registry, StoreError};
 use crate::domain::resource::{ComputeResource, ManagedIdentity, ResourceId};
 use crate::domain::role_assignment::RoleAssignment;
 use crate::domain::sign_in::{SignIn, SignInPage, SignInQuery};
@@ -313,10 +313,33 @@ impl Registry for SqliteRegistry {
         sign_ins::query(&self.pool, query).await
     }
 
-    async fn load_directory(&self) -> Result<Directory, StoreError> {
+    async fn load_directory_at(&self) -> Result<(Directory, ChangeCursor), StoreError> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
-        let directory = load::load(&mut tx).await?;
+        let loaded = load::load(&mut tx).await?;
         tx.commit().await.map_err(db_error)?;
-        Ok(directory)
+        Ok(loaded)
+    }
+
+    async fn load_changes(&self, after: ChangeCursor) -> Result<Option<ChangeSet>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let changes = load::changes(&mut tx, after).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(changes)
+    }
+
+    async fn prune_changes(&self, through: ChangeCursor) -> Result<(), StoreError> {
+        let through = i64::try_from(through).map_err(corrupt)?;
+        let mut tx = self.write().await?;
+        sqlx::query("DELETE FROM directory_changes WHERE seq <= ?1")
+            .bind(through)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        sqlx::query("UPDATE directory_changes_pruned SET through = max(through, ?1) WHERE id = 1")
+            .bind(through)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)
     }
 }

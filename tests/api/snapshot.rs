@@ -1,0 +1,144 @@
+//! The in-memory directory snapshot is kept current change by change, from the registry's change
+//! log: after every kind of write (cascades included) it equals a view built from a full load of
+//! the same SQLite registry, and it falls back to a full load when the log was pruned.
+
+use ficus::domain::directory::DirectoryView;
+use ficus::domain::federated_credential::CredentialOwner;
+use ficus::domain::resource::{IdentityType, ResourceId};
+use ficus::domain::tenant::TenantRef;
+use ficus::service::admin::{AppRoleInput, ApplicationInput, Caller, CredentialInput, ResourceSpec};
+
+use crate::helpers::TestApp;
+
+const SUB: &str = "0b1c2d3e-4f50-4617-8283-94a5b6c7d8e9";
+
+fn caller(app: &TestApp) -> Caller {
+    let tenant = app.directory.view().tenant(&TenantRef::parse("demo").unwrap()).unwrap().id;
+    Caller {
+        tenant,
+        actor: ficus::domain::activity::Actor {
+            id: "11111111-2222-3333-4444-555555555555".into(),
+            display_name: "test admin".into(),
+        },
+    }
+}
+
+fn fic(name: &str, subject: &str) -> CredentialInput {
+    CredentialInput {
+        name: name.into(),
+        issuer: "https://token.actions.githubusercontent.com".into(),
+        subject: subject.into(),
+        audiences: None,
+        description: Some("from the snapshot test".into()),
+    }
+}
+
+fn arm(kind: &str, name: &str) -> ResourceId {
+    ResourceId::parse(&format!("/subscriptions/{SUB}/resourceGroups/rg-snap/providers/{kind}/{name}")).unwrap()
+}
+
+/// The view the request paths read equals one built from scratch from the registry.
+async fn assert_view_is_current(app: &TestApp, after: &str) {
+    let fresh = DirectoryView::new(app.registry.load_directory().await.unwrap());
+    assert!(*app.directory.view() == fresh, "after {after}: the incremental view differs from a full load");
+}
+
+#[tokio::test]
+async fn the_snapshot_applies_every_kind_of_change_and_equals_a_full_load_after_each() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin.clone();
+    let who = caller(&app);
+    assert_view_is_current(&app, "start-up").await;
+
+    let role = AppRoleInput { value: "Data.Read".into(), display_name: "read".into(), ..Default::default() };
+    let input = ApplicationInput {
+        display_name: "snap-api".into(),
+        identifier_uris: vec!["api://snap".into()],
+        app_roles: vec![role],
+    };
+    let api = admin.create_application(&who, input).await.unwrap();
+    assert_view_is_current(&app, "creating an application with a URI and a role").await;
+    let client = admin
+        .create_application(&who, ApplicationInput { display_name: "snap-client".into(), ..Default::default() })
+        .await
+        .unwrap();
+    admin.reset_client_secret(&who, &client).await.unwrap();
+    assert_view_is_current(&app, "setting a client secret").await;
+
+    let owner = CredentialOwner::Application(client.object_id);
+    admin.add_credential(&who, owner, fic("one", "repo:o/a:ref:refs/heads/main")).await.unwrap();
+    admin.add_credential(&who, owner, fic("two", "repo:o/a:environment:prod")).await.unwrap();
+    assert!(app.directory.view().is_trusted_issuer("https://token.actions.githubusercontent.com"));
+    assert_view_is_current(&app, "adding credentials").await;
+    admin.update_credential(&who, owner, "one", fic("one", "repo:o/a:ref:refs/heads/release")).await.unwrap();
+    assert_view_is_current(&app, "updating a credential").await;
+    admin.delete_credential(&who, owner, "two").await.unwrap();
+    assert_eq!(app.directory.view().credentials(owner).len(), 1, "the deleted credential is gone from the view");
+    assert_view_is_current(&app, "deleting a credential").await;
+
+    let grant = admin.assign_role(&who, client.service_principal_id, api.service_principal_id, api.app_roles[0].id);
+    let grant = grant.await.unwrap();
+    assert_eq!(app.directory.view().role_values(client.service_principal_id, &api), vec!["Data.Read"]);
+    assert_view_is_current(&app, "assigning a role").await;
+
+    let uami = arm("Microsoft.ManagedIdentity/userAssignedIdentities", "snap-ua");
+    let identity = admin.put_user_identity(&who, &uami, None).await.unwrap();
+    let ua_owner = CredentialOwner::Identity(identity.principal_id);
+    admin.add_credential(&who, ua_owner, fic("k8s", "system:serviceaccount:ns:sa")).await.unwrap();
+    admin.assign_role(&who, identity.principal_id, api.service_principal_id, api.app_roles[0].id).await.unwrap();
+    assert_view_is_current(&app, "a user-assigned identity with a credential and a role").await;
+
+    let vm = arm("Microsoft.Compute/virtualMachines", "snap-vm");
+    let mut spec = ResourceSpec::new(IdentityType::SystemAndUserAssigned, vec![uami.clone()]);
+    spec.addresses = Some(vec!["10.9.0.0/16".parse().unwrap(), "10.9.8.7/32".parse().unwrap()]);
+    admin.put_resource(&who, &vm, spec).await.unwrap();
+    let site = arm("Microsoft.Web/sites", "snap-site");
+    admin.put_resource(&who, &site, ResourceSpec::new(IdentityType::SystemAssigned, vec![])).await.unwrap();
+    assert_view_is_current(&app, "resources with identities and addresses").await;
+    let view = app.directory.view();
+    assert_eq!(view.resource_for_address("10.9.8.7".parse().unwrap()).unwrap().id, vm);
+    assert_eq!(view.resource_for_address("10.9.1.1".parse().unwrap()).unwrap().id, vm);
+    assert!(view.resource_for_address("10.10.0.1".parse().unwrap()).is_none());
+
+    admin.regenerate_identity_header(&who, &site).await.unwrap();
+    let mut spec = ResourceSpec::new(IdentityType::UserAssigned, vec![uami.clone()]);
+    spec.addresses = Some(vec!["10.9.0.0/16".parse().unwrap()]);
+    admin.put_resource(&who, &vm, spec).await.unwrap();
+    assert_view_is_current(&app, "a regenerated header, a dropped system identity and address").await;
+    assert_eq!(app.directory.view().resource_for_address("10.9.8.7".parse().unwrap()).unwrap().id, vm);
+
+    admin.remove_role_assignment(&who, grant.id).await.unwrap();
+    assert!(app.directory.view().role_values(client.service_principal_id, &api).is_empty());
+    assert_view_is_current(&app, "removing a role assignment").await;
+
+    admin.delete_resource(&who, &site).await.unwrap();
+    admin.delete_user_identity(&who, &uami).await.unwrap();
+    assert!(app.directory.view().credentials(ua_owner).is_empty(), "the identity's credentials went with it");
+    assert_view_is_current(&app, "deleting a resource and an identity (cascades)").await;
+    admin.delete_application(&who, &api.object_id.to_string(), false).await.unwrap();
+    admin.delete_application(&who, &client.object_id.to_string(), false).await.unwrap();
+    let view = app.directory.view();
+    assert!(view.resource_application(who.tenant, "api://snap").is_none());
+    assert!(view.credentials(owner).is_empty());
+    assert!(!view.is_trusted_issuer("https://token.actions.githubusercontent.com"));
+    assert_view_is_current(&app, "deleting applications (cascades)").await;
+}
+
+#[tokio::test]
+async fn a_snapshot_behind_a_pruned_change_log_reloads_everything() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin.clone();
+    let who = caller(&app);
+    let (_, cursor) = app.registry.load_directory_at().await.unwrap();
+    let input = ApplicationInput { display_name: "written-behind".into(), ..Default::default() };
+    let created = admin.create_application(&who, input).await.unwrap();
+    // Another reader pruned past everything, including the change this snapshot just applied.
+    app.registry.prune_changes(cursor + 1_000).await.unwrap();
+    assert!(app.registry.load_changes(cursor).await.unwrap().is_none(), "the log no longer reaches back");
+    let input = ApplicationInput { display_name: "written-after".into(), ..Default::default() };
+    let after = admin.create_application(&who, input).await.unwrap();
+    let view = app.directory.view();
+    assert!(view.application(who.tenant, created.object_id).is_some());
+    assert!(view.application(who.tenant, after.object_id).is_some(), "seen through a full reload");
+    assert_view_is_current(&app, "a full reload").await;
+}
