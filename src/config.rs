@@ -77,6 +77,8 @@ pub struct CacheSettings {
 pub struct SignInLogSettings {
     pub queue_capacity: usize,
     pub batch_size: usize,
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -256,6 +258,9 @@ impl Settings {
         }
         if self.signin_log.queue_capacity == 0 || self.signin_log.batch_size == 0 {
             return Err(ConfigError::new("signin_log", "queue_capacity and batch_size must be positive"));
+        }
+        if self.signin_log.flush_interval > Duration::from_secs(60) {
+            return Err(ConfigError::new("signin_log.flush_interval", "must be at most 60s"));
         }
         if self.tokens.clock_skew > Duration::from_secs(3600) {
             return Err(ConfigError::new("tokens.clock_skew", "must be at most 1h"));

@@ -171,6 +171,7 @@ impl Application {
             sign_in_store,
             settings.signin_log.queue_capacity,
             settings.signin_log.batch_size,
+            settings.signin_log.flush_interval,
             metrics.registry(),
         )?;
         let limits: Arc<dyn RateLimiter> = Arc::new(TokenRateLimits::new(
@@ -218,7 +219,7 @@ impl Application {
             sign_ins,
             limits,
         ));
-        let state = AppState {
+        let state = AppState::new(http::state::Shared {
             discovery,
             health,
             tokens,
@@ -227,7 +228,7 @@ impl Application {
             admin_auth,
             metrics,
             clock,
-        };
+        });
         let reloader = Reloader { key_store, keys: keys.clone(), retire_after, tls: tls.clone() };
         Ok(Self {
             sign_in_writer,

@@ -12,7 +12,7 @@ use axum::Router;
 use axum::routing::post;
 
 use crate::Args;
-use crate::run::{self, Outcome, Request};
+use crate::run::{self, Answer, Outcome, Request};
 
 /// About the size of an access token response.
 fn token_sized_body() -> String {
@@ -89,13 +89,13 @@ pub async fn measure(args: &Args) -> Result<Outcome, String> {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let _ = response.bytes().await;
-                    status
+                    Answer { status, error: None }
                 }
-                Err(_) => 0,
+                Err(_) => Answer { status: 0, error: None },
             }
         })
     });
-    let outcome = run::closed_loop("https-floor", args, request).await;
+    let outcome = run::closed_loop("https-floor", args, args.concurrency, request).await;
     if let Some(handle) = handle {
         handle.abort();
     }

@@ -1,20 +1,21 @@
 //! `loadtest`: the load generator that ships with ficus. It talks HTTP only and shares no code with
 //! the broker, so it measures what a client sees.
 //!
-//! Closed loop: `--concurrency` workers each send the next request as soon as the previous one
-//! answers, for `--duration` after a `--warmup` whose requests are not recorded. Latencies go to
-//! HDR histograms. Every scenario's throughput is also reported as a ratio to a baseline measured
-//! in the same run: the HTTPS floor (`--baseline`, a built-in axum + rustls server answering a
-//! token-sized JSON body) and the crypto ceiling (`--crypto-ceiling`, RS256 sign + verify pairs per
-//! second on this machine's cores).
-//!
-//! Scenarios today: `discovery`, `mi-token` (IMDS, cache hit), `exchange-hit` (the same
-//! assertion, for stock-tracker through its credential trusting uami-demo). The `exchange-miss`,
-//! `external` and `mixed` scenarios, open-loop mode and the HTML report are still to come.
+//! It creates what it needs in the broker's registry through the admin API (see `setup`), runs
+//! the scenarios (see `scenarios`) in a closed loop (`--concurrency` workers) or an open loop
+//! (`--rate N` requests per second, or `--rate half`: half the closed loop's maximum, measured
+//! first), and removes what it created. Every scenario's throughput is also reported as a ratio
+//! to baselines measured in the same run: the HTTPS floor (`--baseline`, a built-in axum + rustls
+//! server answering a token-sized JSON body) and the crypto ceiling (`--crypto-ceiling`, RS256
+//! sign + verify pairs per second on this machine's cores). Results print as a table and go to
+//! `--json` and `--html` (latency over time and histograms).
 
 mod baseline;
+mod issuer;
+mod report;
 mod run;
 mod scenarios;
+mod setup;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -39,9 +40,32 @@ pub struct Args {
     pub keys_dir: String,
     #[arg(long, default_value = "demo")]
     pub tenant: String,
-    /// Scenarios to run (repeatable): discovery, mi-token, exchange-hit
-    #[arg(long = "scenario", default_values = ["discovery", "mi-token", "exchange-hit"])]
+    /// Scenarios to run (repeatable): discovery, mi-token, exchange-hit, exchange-miss, external,
+    /// mixed. exchange-miss measures signing only when the broker's issued-token cache is off
+    /// (FICUS_CACHE__ISSUED_TOKENS_CAPACITY=0); the load test reports repeated tokens otherwise
+    #[arg(long = "scenario", default_values = ["discovery", "mi-token", "exchange-hit", "external", "mixed"])]
     pub scenarios: Vec<String>,
+    /// Open loop at this many requests per second, or "half": half of the rate the closed loop
+    /// sustains, measured first. Without it: closed loop only
+    #[arg(long)]
+    pub rate: Option<String>,
+    /// The address the load test calls IMDS from; its VM is bound to it (a loopback address works
+    /// against a broker on the same machine)
+    #[arg(long, default_value = "127.0.0.77")]
+    pub mi_address: std::net::IpAddr,
+    /// The subscription the load test's identity and VM are created in
+    #[arg(long, default_value = "0b1c2d3e-4f50-4617-8283-94a5b6c7d8e9")]
+    pub subscription: String,
+    /// Applications (20 federated credentials each) trusting the fake issuer
+    #[arg(long, default_value_t = 10)]
+    pub apps: usize,
+    /// Fresh assertions signed up front for exchange-miss (default: 5,000 per second of the run)
+    #[arg(long)]
+    pub assertions: Option<usize>,
+    /// Also add and remove a federated credential this many times, checking each change on the
+    /// token path right after the write (needs exchange-miss or external)
+    #[arg(long, default_value_t = 0)]
+    pub measure_changes: usize,
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
@@ -65,6 +89,9 @@ pub struct Args {
     /// Write the results as JSON
     #[arg(long)]
     pub json: Option<String>,
+    /// Write an HTML report (summary, latency over time, latency histograms)
+    #[arg(long)]
+    pub html: Option<String>,
 }
 
 #[tokio::main]
@@ -96,7 +123,29 @@ async fn main() -> ExitCode {
     }
 }
 
+/// How the scenarios are driven.
+enum Drive {
+    Closed,
+    Open(f64),
+    Half,
+}
+
+fn drive(args: &Args) -> Result<Drive, String> {
+    match args.rate.as_deref() {
+        None => Ok(Drive::Closed),
+        Some("half") => Ok(Drive::Half),
+        Some(rate) => match rate.parse::<f64>() {
+            Ok(r) if r > 0.0 => Ok(Drive::Open(r)),
+            _ => Err(format!("--rate '{rate}': use a number of requests per second, or half")),
+        },
+    }
+}
+
 async fn execute(args: &Args) -> Result<Value, String> {
+    let drive = drive(args)?;
+    if let Some(unknown) = args.scenarios.iter().find(|s| !scenarios::NAMES.contains(&s.as_str())) {
+        return Err(format!("unknown scenario '{unknown}' ({})", scenarios::NAMES.join(", ")));
+    }
     let baseline = if args.baseline {
         let result = baseline::measure(args).await?;
         print_row(&result, None);
@@ -111,15 +160,26 @@ async fn execute(args: &Args) -> Result<Value, String> {
     } else {
         None
     };
-    let client = scenarios::Client::connect(args).await?;
-    let mut results = Vec::new();
-    for name in &args.scenarios {
-        let scenario = client.scenario(name).await?;
-        let result = run::closed_loop(name, args, scenario).await?;
-        print_row(&result, baseline.as_ref());
-        results.push(result);
-    }
-    let report: Vec<Value> = results
+    let ca = std::fs::read(&args.ca_file).map_err(|e| format!("{}: {e}", args.ca_file))?;
+    let certificate = reqwest::Certificate::from_pem(&ca).map_err(|e| e.to_string())?;
+    let http = reqwest::Client::builder().tls_certs_only([certificate.clone()]).build().map_err(|e| e.to_string())?;
+    let mi_http = reqwest::Client::builder()
+        .tls_certs_only([certificate])
+        .local_address(args.mi_address)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let admin = setup::Admin::sign_in(&http, args).await?;
+    let fixture = admin.prepare(args, &args.scenarios).await?;
+    let scenarios = scenarios::Scenarios::new(&http, &mi_http, args, &fixture);
+    let outcome = tokio::select! {
+        outcome = run_all(args, &drive, &scenarios, &fixture, &admin, baseline.as_ref()) => outcome,
+        _ = tokio::signal::ctrl_c() => Err("interrupted".to_owned()),
+    };
+    admin.remove(&fixture).await;
+    let (results, changes) = outcome?;
+
+    let ratio = |o: &run::Outcome| baseline.as_ref().map(|b| o.rps() / b.rps());
+    let rows: Vec<Value> = results
         .iter()
         .map(|r| {
             let mut row = r.to_json();
@@ -129,18 +189,92 @@ async fn execute(args: &Args) -> Result<Value, String> {
             }
             if let Some(pairs) = ceiling {
                 row["crypto_ceiling"] = json!(pairs);
+                row["ratio_to_crypto_ceiling"] = json!(r.rps() / pairs);
             }
             row
         })
         .collect();
+    let context = vec![
+        format!("target {} ({} tenant), {} cores for the load generator", args.target, args.tenant, threads()),
+        baseline.as_ref().map_or("no HTTPS floor measured".into(), |b| format!("HTTPS floor: {:.0} req/s", b.rps())),
+        ceiling.map_or("no crypto ceiling measured".into(), |c| format!("crypto ceiling: {c:.0} RS256 pairs/s")),
+    ];
+    if let Some(path) = &args.html {
+        let mut all: Vec<(&run::Outcome, Option<f64>)> = baseline.iter().map(|b| (b, None)).collect();
+        all.extend(results.iter().map(|r| (r, ratio(r))));
+        let page = report::html("ficus load test", &context, &all)?;
+        std::fs::write(path, page).map_err(|e| format!("{path}: {e}"))?;
+    }
     Ok(json!({
         "machine": { "cores": threads() },
         "concurrency": args.concurrency,
         "duration_s": args.duration.as_secs_f64(),
         "baseline": baseline.as_ref().map(run::Outcome::to_json),
         "crypto_ceiling_pairs_per_s": ceiling,
-        "scenarios": report,
+        "scenarios": rows,
+        "changes": changes,
     }))
+}
+
+async fn run_all(
+    args: &Args,
+    drive: &Drive,
+    scenarios: &scenarios::Scenarios,
+    fixture: &setup::Fixture,
+    admin: &setup::Admin,
+    floor: Option<&run::Outcome>,
+) -> Result<(Vec<run::Outcome>, Option<Value>), String> {
+    let mut results = Vec::new();
+    for name in &args.scenarios {
+        let request = scenarios.build(name, fixture).await?;
+        let mut outcomes = Vec::new();
+        match drive {
+            Drive::Closed => outcomes.push(run::closed_loop(name, args, args.concurrency, request).await?),
+            Drive::Open(rate) => outcomes.push(run::open_loop(name, args, args.concurrency, *rate, request).await?),
+            Drive::Half => {
+                let closed = run::closed_loop(name, args, args.concurrency, request).await?;
+                let half = closed.rps() / 2.0;
+                print_row(&closed, floor);
+                outcomes.push(closed);
+                // Built again: exchange-miss needs a new pool of fresh assertions.
+                let request = scenarios.build(name, fixture).await?;
+                outcomes.push(run::open_loop(name, args, args.concurrency, half, request).await?);
+            }
+        }
+        if name == "exchange-miss" {
+            let repeated = scenarios.repeats.repeated.swap(0, std::sync::atomic::Ordering::Relaxed);
+            let reused = scenarios.repeats.reused_assertions.swap(0, std::sync::atomic::Ordering::Relaxed);
+            for outcome in &mut outcomes {
+                if repeated > 0 {
+                    outcome.notes.push(format!(
+                        "{repeated} tokens came back twice: the broker answered from its issued-token cache \
+                         (start it with FICUS_CACHE__ISSUED_TOKENS_CAPACITY=0 to measure signing)"
+                    ));
+                }
+                if reused > 0 {
+                    outcome.notes.push(format!("{reused} assertions were sent a second time (raise --assertions)"));
+                }
+            }
+        }
+        let last = outcomes.len() - 1;
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            if i == last {
+                print_row(&outcome, floor);
+            }
+            for note in &outcome.notes {
+                println!("{:<14} note: {note}", "");
+            }
+            results.push(outcome);
+        }
+    }
+    let changes = if args.measure_changes > 0 {
+        let measured = admin.measure_changes(fixture, &scenarios.exchanger, args.measure_changes).await?;
+        println!("{:<14} {measured}", "changes");
+        Some(measured)
+    } else {
+        None
+    };
+    Ok((results, changes))
 }
 
 fn threads() -> usize {
@@ -149,13 +283,18 @@ fn threads() -> usize {
 
 fn print_row(result: &run::Outcome, baseline: Option<&run::Outcome>) {
     let ratio = baseline.map(|b| format!("  {:.2}x floor", result.rps() / b.rps())).unwrap_or_default();
+    let errors: Vec<String> = result.errors().iter().map(|(k, v)| format!("{k}: {v}")).collect();
     println!(
-        "{:<14} {:>10.0} req/s  p50 {:>7.3} ms  p99 {:>7.3} ms  p99.9 {:>7.3} ms  errors {}{ratio}",
+        "{:<14} {:>10.0} req/s  p50 {:>7.3} ms  p90 {:>7.3} ms  p99 {:>7.3} ms  p99.9 {:>7.3} ms  max {:>8.3} ms  [{}]  errors {}{}{ratio}",
         result.name,
         result.rps(),
         result.quantile_ms(0.5),
+        result.quantile_ms(0.9),
         result.quantile_ms(0.99),
         result.quantile_ms(0.999),
+        result.max_ms(),
+        result.mode.describe(),
         result.error_count(),
+        if errors.is_empty() { String::new() } else { format!(" ({})", errors.join(", ")) },
     );
 }

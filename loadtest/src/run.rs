@@ -1,9 +1,14 @@
-//! The closed loop: workers, warm-up, HDR histograms, errors by status.
+//! Driving the load: the closed loop (a fixed number of workers, each sending its next request when
+//! the previous one answers) and the open loop (requests sent at a fixed rate on fixed schedules,
+//! latency counted from each request's intended send time, so a slow broker cannot slow the load
+//! down and hide its own queueing: no coordinated omission). Warm-up requests are not recorded. Latencies go to
+//! HDR histograms and a timeline; failures are counted by status and error code.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -11,14 +16,57 @@ use serde_json::{Value, json};
 
 use crate::Args;
 
-/// One request of a scenario: resolves to the HTTP status, or 0 for a transport error.
-pub type Request = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = u16> + Send>> + Send + Sync>;
+/// What one request got back.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The HTTP status, or 0 when the request failed before one arrived.
+    pub status: u16,
+    /// The error code the body named (`AADSTS70021`, `invalid_request`...), for failures.
+    pub error: Option<String>,
+}
+
+impl Answer {
+    fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    fn key(&self) -> String {
+        match (&self.error, self.status) {
+            (_, 0) => "transport error".to_owned(),
+            (Some(code), status) => format!("{status} {code}"),
+            (None, status) => status.to_string(),
+        }
+    }
+}
+
+/// One request of a scenario.
+pub type Request = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Answer> + Send>> + Send + Sync>;
+
+/// How the load is applied.
+#[derive(Debug, Clone, Copy)]
+pub enum Mode {
+    Closed { concurrency: usize },
+    Open { rate: f64, connections: usize },
+}
+
+impl Mode {
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Closed { concurrency } => format!("closed loop, {concurrency} connections"),
+            Self::Open { rate, connections } => format!("open loop, {rate:.0} req/s over {connections} connections"),
+        }
+    }
+}
 
 pub struct Outcome {
     pub name: String,
+    pub mode: Mode,
     histogram: Histogram<u64>,
     elapsed: Duration,
-    errors: BTreeMap<u16, u64>,
+    errors: BTreeMap<String, u64>,
+    /// (milliseconds since measurement began, latency in microseconds) of each success.
+    pub timeline: Vec<(u32, u32)>,
+    pub notes: Vec<String>,
 }
 
 impl Outcome {
@@ -30,64 +78,203 @@ impl Outcome {
         self.histogram.value_at_quantile(q) as f64 / 1000.0
     }
 
+    pub fn max_ms(&self) -> f64 {
+        self.histogram.max() as f64 / 1000.0
+    }
+
     pub fn error_count(&self) -> u64 {
         self.errors.values().sum()
     }
 
+    pub fn errors(&self) -> &BTreeMap<String, u64> {
+        &self.errors
+    }
+
+    pub fn histogram(&self) -> &Histogram<u64> {
+        &self.histogram
+    }
+
     pub fn to_json(&self) -> Value {
+        let (mode, concurrency, rate) = match self.mode {
+            Mode::Closed { concurrency } => ("closed", Some(concurrency), None),
+            Mode::Open { rate, connections } => ("open", Some(connections), Some(rate)),
+        };
         json!({
             "scenario": self.name,
+            "mode": mode,
+            "connections": concurrency,
+            "target_rate": rate,
             "rps": self.rps(),
             "requests": self.histogram.len(),
             "latency_ms": {
                 "p50": self.quantile_ms(0.5), "p90": self.quantile_ms(0.9), "p99": self.quantile_ms(0.99),
-                "p99.9": self.quantile_ms(0.999), "max": self.histogram.max() as f64 / 1000.0,
+                "p99.9": self.quantile_ms(0.999), "max": self.max_ms(),
             },
-            "errors": self.errors.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "errors": self.errors.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "notes": self.notes,
         })
     }
 }
 
-/// Runs `request` from `args.concurrency` workers: warm-up first (not recorded), then measured.
-pub async fn closed_loop(name: &str, args: &Args, request: Request) -> Result<Outcome, String> {
+fn empty_histogram() -> Result<Histogram<u64>, String> {
     // Microseconds, up to 60 s, 3 significant digits.
-    let empty = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
+    Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())
+}
+
+/// Collects answers: the histogram, timeline and errors of the measured part of a run.
+#[derive(Clone)]
+struct Recorder {
+    histogram: Histogram<u64>,
+    timeline: Vec<(u32, u32)>,
+    errors: BTreeMap<String, u64>,
+    measured_from: Instant,
+}
+
+impl Recorder {
+    fn new(measured_from: Instant) -> Result<Self, String> {
+        Ok(Self { histogram: empty_histogram()?, timeline: Vec::new(), errors: BTreeMap::new(), measured_from })
+    }
+
+    fn record(&mut self, started: Instant, answer: &Answer, done: Instant) {
+        if started < self.measured_from {
+            return;
+        }
+        if answer.ok() {
+            let micros = u64::try_from(done.duration_since(started).as_micros()).unwrap_or(u64::MAX).max(1);
+            let _ = self.histogram.record(micros.min(60_000_000));
+            let at = u32::try_from(done.duration_since(self.measured_from).as_millis()).unwrap_or(u32::MAX);
+            self.timeline.push((at, u32::try_from(micros).unwrap_or(u32::MAX)));
+        } else {
+            *self.errors.entry(answer.key()).or_default() += 1;
+        }
+    }
+
+    fn merge(&mut self, other: Recorder) {
+        let _ = self.histogram.add(&other.histogram);
+        self.timeline.extend(other.timeline);
+        for (key, count) in other.errors {
+            *self.errors.entry(key).or_default() += count;
+        }
+    }
+
+    fn finish(mut self, name: &str, mode: Mode, elapsed: Duration) -> Outcome {
+        self.timeline.sort_unstable();
+        Outcome {
+            name: name.to_owned(),
+            mode,
+            histogram: self.histogram,
+            elapsed,
+            errors: self.errors,
+            timeline: self.timeline,
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// A progress bar on the terminal (hidden when stderr is not one), fed by a request counter.
+fn progress(name: &str, args: &Args, done: Arc<AtomicU64>) -> (indicatif::ProgressBar, tokio::task::JoinHandle<()>) {
+    let total = (args.warmup + args.duration).as_millis().max(1) as u64;
+    let bar = indicatif::ProgressBar::new(total);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{prefix:>14} [{bar:30}] {elapsed:>4} {msg}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(name.to_owned());
+    let (ticker, started) = (bar.clone(), Instant::now());
+    let handle = tokio::spawn(async move {
+        let mut last = (0u64, Instant::now());
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let count = done.load(Ordering::Relaxed);
+            let now = Instant::now();
+            let rate = (count - last.0) as f64 / now.duration_since(last.1).as_secs_f64();
+            last = (count, now);
+            ticker.set_position(started.elapsed().as_millis() as u64);
+            ticker.set_message(format!("{count} requests, {rate:.0} req/s"));
+        }
+    });
+    (bar, handle)
+}
+
+/// Runs `request` from `concurrency` workers: warm-up first (not recorded), then measured.
+pub async fn closed_loop(name: &str, args: &Args, concurrency: usize, request: Request) -> Result<Outcome, String> {
     let warm_until = Instant::now() + args.warmup;
     let stop_at = warm_until + args.duration;
-    let workers: Vec<_> = (0..args.concurrency.max(1))
+    let done = Arc::new(AtomicU64::new(0));
+    let (bar, ticker) = progress(name, args, Arc::clone(&done));
+    let template = Recorder::new(warm_until)?;
+    let workers: Vec<_> = (0..concurrency.max(1))
         .map(|_| {
-            let (request, mut latencies) = (request.clone(), empty.clone());
+            let (request, done, mut recorder) = (request.clone(), Arc::clone(&done), template.clone());
             tokio::spawn(async move {
-                let mut errors: BTreeMap<u16, u64> = BTreeMap::new();
                 loop {
                     let started = Instant::now();
                     if started >= stop_at {
                         break;
                     }
-                    let status = request().await;
-                    if started < warm_until {
-                        continue;
-                    }
-                    if (200..300).contains(&status) {
-                        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-                        let _ = latencies.record(micros.max(1));
-                    } else {
-                        *errors.entry(status).or_default() += 1;
-                    }
+                    let answer = request().await;
+                    done.fetch_add(1, Ordering::Relaxed);
+                    recorder.record(started, &answer, Instant::now());
                 }
-                (latencies, errors)
+                recorder
             })
         })
         .collect();
-    let mut total = empty;
-    let mut errors: BTreeMap<u16, u64> = BTreeMap::new();
+    let mut total = template;
     for worker in workers {
-        if let Ok((latencies, worker_errors)) = worker.await {
-            let _ = total.add(&latencies);
-            for (status, count) in worker_errors {
-                *errors.entry(status).or_default() += count;
-            }
+        if let Ok(recorder) = worker.await {
+            total.merge(recorder);
         }
     }
-    Ok(Outcome { name: name.to_owned(), histogram: total, elapsed: args.duration, errors })
+    ticker.abort();
+    bar.finish_and_clear();
+    Ok(total.finish(name, Mode::Closed { concurrency }, args.duration))
+}
+
+/// Sends `request` at `rate` per second over `connections` workers, each on its own fixed
+/// schedule (as wrk2 does): a worker sends at its next intended time, or at once when it is
+/// behind, and every latency is measured from the intended time. The load never waits for the
+/// broker, and the number of connections stays bounded.
+pub async fn open_loop(
+    name: &str,
+    args: &Args,
+    connections: usize,
+    rate: f64,
+    request: Request,
+) -> Result<Outcome, String> {
+    let rate = rate.max(1.0);
+    let connections = connections.max(1);
+    let start = Instant::now();
+    let warm_until = start + args.warmup;
+    let stop_at = warm_until + args.duration;
+    let done = Arc::new(AtomicU64::new(0));
+    let (bar, ticker) = progress(name, args, Arc::clone(&done));
+    let interval = Duration::from_secs_f64(connections as f64 / rate);
+    let template = Recorder::new(warm_until)?;
+    let workers: Vec<_> = (0..connections)
+        .map(|w| {
+            let (request, done, mut recorder) = (request.clone(), Arc::clone(&done), template.clone());
+            // Staggered, so the workers' sends interleave evenly.
+            let offset = interval.mul_f64(w as f64 / connections as f64);
+            tokio::spawn(async move {
+                let mut intended = start + offset;
+                while intended < stop_at {
+                    tokio::time::sleep_until(intended.into()).await;
+                    let answer = request().await;
+                    done.fetch_add(1, Ordering::Relaxed);
+                    recorder.record(intended, &answer, Instant::now());
+                    intended += interval;
+                }
+                recorder
+            })
+        })
+        .collect();
+    let mut total = template;
+    for worker in workers {
+        if let Ok(recorder) = worker.await {
+            total.merge(recorder);
+        }
+    }
+    ticker.abort();
+    bar.finish_and_clear();
+    Ok(total.finish(name, Mode::Open { rate, connections }, args.duration))
 }

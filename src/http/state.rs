@@ -13,8 +13,12 @@ use crate::service::health::HealthService;
 use crate::service::managed_identity::ManagedIdentityService;
 use crate::service::token::TokenService;
 
-#[derive(Clone, FromRef)]
-pub struct AppState {
+/// What every request may need, behind one `Arc`: axum clones the state for each request, and
+/// one reference count is cheaper than one per service.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
     pub discovery: Arc<DiscoveryService>,
     pub health: Arc<HealthService>,
     pub tokens: Arc<TokenService>,
@@ -24,3 +28,39 @@ pub struct AppState {
     pub metrics: Arc<HttpMetrics>,
     pub clock: Arc<dyn Clock>,
 }
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// Handlers extract only the part they use (`State<Arc<TokenService>>`...).
+macro_rules! parts {
+    ($($field:ident: $ty:ty),* $(,)?) => {
+        $(impl FromRef<AppState> for $ty {
+            fn from_ref(state: &AppState) -> Self {
+                state.0.$field.clone()
+            }
+        })*
+    };
+}
+
+parts!(
+    discovery: Arc<DiscoveryService>,
+    health: Arc<HealthService>,
+    tokens: Arc<TokenService>,
+    managed_identities: Arc<ManagedIdentityService>,
+    admin: Arc<AdminService>,
+    admin_auth: Arc<AdminAuthenticator>,
+    metrics: Arc<HttpMetrics>,
+    clock: Arc<dyn Clock>,
+);

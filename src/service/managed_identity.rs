@@ -310,6 +310,7 @@ impl ManagedIdentityService {
             reason,
             latency: started.elapsed(),
             cached: attempt.cached,
+            count: 1,
         });
     }
 }

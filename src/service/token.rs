@@ -78,6 +78,8 @@ pub enum TokenError {
     Tenant(#[from] DiscoveryError),
     #[error("the request body must contain the parameter '{0}'")]
     MissingParameter(&'static str),
+    #[error("the parameter '{0}' is given more than once")]
+    RepeatedParameter(&'static str),
     #[error("unsupported grant type '{0}'")]
     UnsupportedGrantType(String),
     #[error("application '{client_id}' was not found in tenant '{tenant}'")]
@@ -112,6 +114,7 @@ impl TokenError {
         Some(match self {
             Self::Tenant(_) => 90002,
             Self::MissingParameter(_) => 900144,
+            Self::RepeatedParameter(_) => 9002313,
             Self::UnsupportedGrantType(_) => 70003,
             Self::UnknownClient { .. } => 700016,
             Self::InvalidSecret { .. } => 7000215,
@@ -352,6 +355,7 @@ impl TokenService {
             reason,
             latency: started.elapsed(),
             cached: attempt.cached,
+            count: 1,
         });
     }
 }

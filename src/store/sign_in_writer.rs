@@ -1,6 +1,8 @@
 //! The sign-in log's writer: request paths hand entries to a bounded queue without waiting; one
-//! background task writes them in batches (one transaction each). When the queue is full, entries
-//! are dropped and counted (`ficus_signin_log_dropped_total`) rather than slowing requests down.
+//! background task gathers them for a flush interval (or until a batch is full), merges identical
+//! requests into one entry with a count, and writes the batch in one transaction. When the queue is
+//! full, entries are dropped and counted (`ficus_signin_log_dropped_total`) rather than slowing
+//! requests down. `ficus_signin_log_written_total` counts requests written, not rows.
 //! Every entry is also counted in `ficus_token_requests_total{kind,result,error_code}`, so
 //! failures show in metrics even when the log drops them.
 
@@ -12,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::domain::ports::{Registry, StoreError};
-use crate::domain::sign_in::{SignIn, SignInSink};
+use crate::domain::sign_in::{SignIn, SignInSink, aggregate};
 
 /// Where batches go: the registry, or (in tests) something slower.
 #[async_trait]
@@ -40,6 +42,7 @@ impl BatchedSignInLog {
         store: Arc<dyn SignInStore>,
         capacity: usize,
         batch_size: usize,
+        flush_interval: std::time::Duration,
         metrics: &Metrics,
     ) -> Result<(Arc<Self>, JoinHandle<()>), prometheus::Error> {
         let dropped = IntCounter::new(
@@ -56,18 +59,27 @@ impl BatchedSignInLog {
         metrics.register(Box::new(requests.clone()))?;
         let (queue, mut receiver) = mpsc::channel::<SignIn>(capacity.max(1));
         let lost = dropped.clone();
+        let batch_size = batch_size.max(1);
         let writer = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(batch_size);
-            while receiver.recv_many(&mut batch, batch_size.max(1)).await > 0 {
+            while receiver.recv_many(&mut batch, batch_size).await > 0 {
+                let deadline = tokio::time::Instant::now() + flush_interval;
+                while batch.len() < batch_size {
+                    let more = batch_size - batch.len();
+                    match tokio::time::timeout_at(deadline, receiver.recv_many(&mut batch, more)).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
                 let count = batch.len() as u64;
-                match store.append(&batch).await {
+                let rows = aggregate(std::mem::take(&mut batch));
+                match store.append(&rows).await {
                     Ok(()) => written.inc_by(count),
                     Err(e) => {
                         tracing::error!(error = %e, entries = count, "sign-in log batch lost");
                         lost.inc_by(count);
                     }
                 }
-                batch.clear();
             }
         });
         Ok((Arc::new(Self { queue, dropped, requests }), writer))

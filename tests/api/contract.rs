@@ -375,6 +375,7 @@ async fn sign_ins_are_written_in_large_batches_and_read_back_with_filters(f: Fix
             reason: String::new(),
             latency: std::time::Duration::from_micros(i),
             cached: i % 5 == 0,
+            count: u32::try_from(i % 7 + 1).unwrap(),
         })
         .collect();
     f.registry.append_sign_ins(&batch).await.unwrap();

@@ -362,7 +362,7 @@ struct StalledStore {
 impl SignInStore for StalledStore {
     async fn append(&self, entries: &[SignIn]) -> Result<(), StoreError> {
         let _permit = self.gate.acquire().await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        *self.inner.lock().unwrap() += entries.len();
+        *self.inner.lock().unwrap() += entries.iter().map(|e| e.count as usize).sum::<usize>();
         Ok(())
     }
 }

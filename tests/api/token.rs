@@ -117,6 +117,10 @@ async fn token_endpoint_failures_answer_as_entra_does() {
             vec![cc, ("client_id", id), ("client_secret", secret), ("scope", "api://nothing/.default")],
             (400, "invalid_resource", 500011),
         ),
+        (
+            vec![cc, ("client_id", id), ("client_secret", secret), ("scope", SCOPE), ("scope", "api://other/.default")],
+            (400, "invalid_request", 9002313),
+        ),
     ];
     for (form, expected) in cases {
         let (status, body) = app.token_request(&form).await;

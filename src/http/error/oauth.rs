@@ -30,6 +30,11 @@ pub(super) fn token_error(e: &TokenError) -> (StatusCode, &'static str, Option<u
         TokenError::MissingParameter(p) => {
             (bad, "invalid_request", format!("The request body must contain the following parameter: '{p}'."))
         }
+        TokenError::RepeatedParameter(p) => (
+            bad,
+            "invalid_request",
+            format!("Invalid request. The parameter '{p}' is included more than once (RFC 6749, section 3.2)."),
+        ),
         TokenError::UnsupportedGrantType(g) => {
             (bad, "unsupported_grant_type", format!("The app requested an unsupported grant type '{g}'."))
         }

@@ -229,6 +229,8 @@ pub struct SignInResponse {
     status: serde_json::Value,
     processing_time_in_milliseconds: u128,
     served_from_cache: bool,
+    /// How many identical requests this entry stands for (a ficus extension; see the sign-in log).
+    request_count: u32,
 }
 
 impl From<&SignIn> for SignInResponse {
@@ -246,6 +248,7 @@ impl From<&SignIn> for SignInResponse {
             }),
             processing_time_in_milliseconds: e.latency.as_millis(),
             served_from_cache: e.cached,
+            request_count: e.count,
         }
     }
 }

@@ -4,20 +4,23 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::borrow::Cow;
+
 use axum::Json;
-use axum::extract::rejection::FormRejection;
-use axum::extract::{ConnectInfo, Form, Path, State};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::http::error::ApiError;
 use crate::service::token::{Secret, TokenError, TokenRequest, TokenService};
 
 /// The form fields this endpoint reads; others (msal-node's `client-request-id`...) are ignored.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 pub struct TokenForm {
     grant_type: Option<String>,
     client_id: Option<String>,
@@ -46,14 +49,19 @@ pub async fn issue_token(
     Path(tenant): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    form: Result<Form<TokenForm>, FormRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let form = form
-        .map_err(|rejection| match rejection.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge,
-            _ => TokenError::MissingParameter("grant_type").into(),
-        })?
-        .0;
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge,
+        _ => TokenError::MissingParameter("grant_type").into(),
+    })?;
+    let is_form = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+    });
+    if !is_form {
+        return Err(TokenError::MissingParameter("grant_type").into());
+    }
+    let form = TokenForm::parse(&body)?;
     let mut request = token_request(form, &headers);
     request.caller = Some(peer.ip());
     let issued = tokens.issue(&tenant, request).await?;
@@ -65,6 +73,46 @@ pub async fn issue_token(
         issued_token_type: issued.issued_token_type,
     };
     Ok(([(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")], Json(body)))
+}
+
+/// One `name=value` pair, decoded. Token requests carry long values (assertions) made only of
+/// characters that need no decoding: those are taken as they are, in one pass.
+fn decode_pair(raw: &[u8]) -> Option<(Cow<'_, str>, Cow<'_, str>)> {
+    if !raw.iter().any(|b| matches!(b, b'%' | b'+'))
+        && let Ok(text) = std::str::from_utf8(raw)
+    {
+        let (name, value) = text.split_once('=').unwrap_or((text, ""));
+        return Some((Cow::Borrowed(name), Cow::Borrowed(value)));
+    }
+    form_urlencoded::parse(raw).next()
+}
+
+impl TokenForm {
+    /// Parses an `application/x-www-form-urlencoded` body. A parameter given twice is refused
+    /// (RFC 6749, section 3.2); unknown ones are ignored.
+    fn parse(body: &[u8]) -> Result<Self, TokenError> {
+        let mut form = Self::default();
+        for raw in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+            let Some((name, value)) = decode_pair(raw) else { continue };
+            let (slot, name) = match name.as_ref() {
+                "grant_type" => (&mut form.grant_type, "grant_type"),
+                "client_id" => (&mut form.client_id, "client_id"),
+                "client_secret" => (&mut form.client_secret, "client_secret"),
+                "scope" => (&mut form.scope, "scope"),
+                "client_assertion_type" => (&mut form.client_assertion_type, "client_assertion_type"),
+                "client_assertion" => (&mut form.client_assertion, "client_assertion"),
+                "subject_token" => (&mut form.subject_token, "subject_token"),
+                "subject_token_type" => (&mut form.subject_token_type, "subject_token_type"),
+                "resource" => (&mut form.resource, "resource"),
+                "audience" => (&mut form.audience, "audience"),
+                _ => continue,
+            };
+            if slot.replace(value.into_owned()).is_some() {
+                return Err(TokenError::RepeatedParameter(name));
+            }
+        }
+        Ok(form)
+    }
 }
 
 /// Merges the form with `Authorization: Basic` (RFC 6749 section 2.3.1: both parts form-encoded).
@@ -94,5 +142,32 @@ fn token_request(form: TokenForm, headers: &HeaderMap) -> TokenRequest {
         resource: form.resource,
         audience: form.audience,
         caller: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_values_are_taken_as_they_are_and_encoded_ones_are_decoded() {
+        let form = TokenForm::parse(b"grant_type=client_credentials&scope=api%3A%2F%2Fvault%2F.default&client_id=a+b&x=1&&client_assertion=eyJ.e30.sig").unwrap();
+        assert_eq!(form.grant_type.as_deref(), Some("client_credentials"));
+        assert_eq!(form.scope.as_deref(), Some("api://vault/.default"));
+        assert_eq!(form.client_id.as_deref(), Some("a b"), "'+' is a space");
+        assert_eq!(form.client_assertion.as_deref(), Some("eyJ.e30.sig"));
+        assert_eq!(
+            TokenForm::parse(b"resource").unwrap().resource.as_deref(),
+            Some(""),
+            "a name alone has an empty value"
+        );
+    }
+
+    #[test]
+    fn a_repeated_parameter_is_refused_naming_it() {
+        let refused = TokenForm::parse(b"scope=a&grant_type=client_credentials&scope=b");
+        assert!(matches!(refused, Err(TokenError::RepeatedParameter("scope"))), "{refused:?}");
+        let encoded_twice = TokenForm::parse(b"scope=a&sc%6Fpe=b");
+        assert!(matches!(encoded_twice, Err(TokenError::RepeatedParameter("scope"))), "{encoded_twice:?}");
     }
 }

@@ -277,9 +277,10 @@ async fn load_resources(tx: &mut Tx, scope: Scope<'_>) -> Result<Vec<ComputeReso
 
 async fn load_credentials(tx: &mut Tx, scope: Scope<'_>) -> Result<Vec<FederatedCredential>, StoreError> {
     // Stored values were validated when written; loopback http issuers may have been allowed then.
+    // In insertion (rowid) order: the table's own order, so a full load sorts nothing.
     let lenient = IssuerPolicy { allow_http_loopback: true };
     let sql = "SELECT id, application_id, identity_id, name, issuer, subject, audience, description \
-               FROM federated_credentials WHERE {where} ORDER BY created_at, name";
+               FROM federated_credentials WHERE {where} ORDER BY rowid";
     each(tx, sql, "owner_id", scope, |row| {
         let application: Option<String> = row.get("application_id");
         let owner = match application {

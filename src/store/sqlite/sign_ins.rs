@@ -16,7 +16,7 @@ fn micros(t: OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
 }
 
-/// Rows per INSERT statement: 13 bound values each, well under SQLite's variable limit.
+/// Rows per INSERT statement: 14 bound values each, well under SQLite's variable limit.
 const ROWS_PER_STATEMENT: usize = 500;
 
 /// Inserts `entries` with multi-row statements (one round of parsing per 500 rows, not per row).
@@ -24,7 +24,7 @@ pub(super) async fn insert_all(tx: &mut Transaction<'static, Sqlite>, entries: &
     for chunk in entries.chunks(ROWS_PER_STATEMENT) {
         let mut insert = sqlx::QueryBuilder::<Sqlite>::new(
             "INSERT INTO sign_ins (id, time_us, tenant_id, kind, principal_id, client_id, resource, caller_address, \
-             outcome, error_code, reason, latency_us, cached) ",
+             outcome, error_code, reason, latency_us, cached, count) ",
         );
         insert.push_values(chunk, |mut row, entry| {
             row.push_bind(entry.id.to_string())
@@ -39,7 +39,8 @@ pub(super) async fn insert_all(tx: &mut Transaction<'static, Sqlite>, entries: &
                 .push_bind(entry.error_code.clone())
                 .push_bind(entry.reason.clone())
                 .push_bind(i64::try_from(entry.latency.as_micros()).unwrap_or(i64::MAX))
-                .push_bind(entry.cached);
+                .push_bind(entry.cached)
+                .push_bind(i64::from(entry.count));
         });
         insert.build().execute(&mut **tx).await.map_err(db_error)?;
     }
@@ -86,6 +87,7 @@ pub(super) async fn query(pool: &SqlitePool, q: &SignInQuery) -> Result<SignInPa
             reason: row.get("reason"),
             latency: Duration::from_micros(u64::try_from(row.get::<i64, _>("latency_us")).unwrap_or(0)),
             cached: row.get("cached"),
+            count: u32::try_from(row.get::<i64, _>("count")).unwrap_or(u32::MAX),
         });
     }
     Ok(SignInPage { entries, next: if more { last } else { None } })
