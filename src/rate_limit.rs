@@ -2,6 +2,9 @@
 //! source address. Each scope keeps at most `rate_limits.max_tracked_keys` buckets (moka, least
 //! recently used forgotten first), so spraying millions of addresses cannot grow memory without
 //! bound; a forgotten key starts again with a full bucket.
+//!
+//! An application may have its own limit in the registry (`Application::rate_limit`), with a burst
+//! of one unit's worth (`"500/s"`: 500); its bucket is rebuilt when that limit changes.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -11,46 +14,28 @@ use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota};
 use prometheus::{IntCounterVec, Opts, Registry};
 
+pub use crate::domain::rate_limit::Rate;
 use crate::domain::rate_limit::{LimitScope, RateLimiter};
 
-/// A rate as configured: `"100/s"`, `"30/min"`, `"500/h"`, or `"off"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rate {
-    Off,
-    PerSecond(NonZeroU32),
-    PerMinute(NonZeroU32),
-    PerHour(NonZeroU32),
+fn quota(rate: Rate, burst: NonZeroU32) -> Option<Quota> {
+    let quota = match rate {
+        Rate::Off => return None,
+        Rate::PerSecond(n) => Quota::per_second(n),
+        Rate::PerMinute(n) => Quota::per_minute(n),
+        Rate::PerHour(n) => Quota::per_hour(n),
+    };
+    Some(quota.allow_burst(burst))
 }
 
-impl Rate {
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        if raw.trim() == "off" {
-            return Ok(Self::Off);
-        }
-        let (count, unit) = raw.trim().split_once('/').ok_or("use N/s, N/min, N/h or off")?;
-        let count: NonZeroU32 = count.trim().parse().map_err(|_| format!("'{count}' is not a positive number"))?;
-        match unit.trim() {
-            "s" => Ok(Self::PerSecond(count)),
-            "min" => Ok(Self::PerMinute(count)),
-            "h" => Ok(Self::PerHour(count)),
-            other => Err(format!("unknown unit '{other}': use s, min or h")),
-        }
-    }
-
-    fn quota(self, burst: NonZeroU32) -> Option<Quota> {
-        let quota = match self {
-            Self::Off => return None,
-            Self::PerSecond(n) => Quota::per_second(n),
-            Self::PerMinute(n) => Quota::per_minute(n),
-            Self::PerHour(n) => Quota::per_hour(n),
-        };
-        Some(quota.allow_burst(burst))
-    }
+/// A key's bucket, with the key's own rate it was built for (`None`: the scope's).
+struct Bucket {
+    own: Option<Rate>,
+    limiter: DefaultDirectRateLimiter,
 }
 
 struct Scope {
     quota: Option<Quota>,
-    buckets: moka::sync::Cache<String, Arc<DefaultDirectRateLimiter>>,
+    buckets: moka::sync::Cache<String, Arc<Bucket>>,
 }
 
 pub struct TokenRateLimits {
@@ -76,7 +61,7 @@ impl TokenRateLimits {
         )?;
         metrics.register(Box::new(limited.clone()))?;
         let scopes = limits.map(|(rate, burst)| Scope {
-            quota: rate.quota(burst),
+            quota: quota(rate, burst),
             buckets: moka::sync::Cache::builder().max_capacity(max_keys).build(),
         });
         Ok(Self { scopes, limited, clock: DefaultClock::default() })
@@ -91,13 +76,22 @@ impl TokenRateLimits {
 }
 
 impl RateLimiter for TokenRateLimits {
-    fn check(&self, scope: LimitScope, key: &str) -> Result<(), Duration> {
+    fn check(&self, scope: LimitScope, key: &str, own: Option<Rate>) -> Result<(), Duration> {
         let state = &self.scopes[index(scope)];
-        let Some(quota) = state.quota else {
+        let wanted = match own {
+            Some(rate) => quota(rate, rate.unit_count()),
+            None => state.quota,
+        };
+        let Some(wanted) = wanted else {
             return Ok(());
         };
-        let bucket = state.buckets.get_with_by_ref(key, || Arc::new(DefaultDirectRateLimiter::direct(quota)));
-        bucket.check().map_err(|not_until| {
+        let build = || Arc::new(Bucket { own, limiter: DefaultDirectRateLimiter::direct(wanted) });
+        let mut bucket = state.buckets.get_with_by_ref(key, build);
+        if bucket.own != own {
+            bucket = build();
+            state.buckets.insert(key.to_owned(), Arc::clone(&bucket));
+        }
+        bucket.limiter.check().map_err(|not_until| {
             self.limited.with_label_values(&[scope.as_str()]).inc();
             not_until.wait_time_from(self.clock.now())
         })
@@ -125,12 +119,25 @@ mod tests {
     fn a_key_past_its_burst_is_told_when_to_retry_and_others_are_not_affected() {
         let limits = [(Rate::PerHour(nz(1)), nz(2)), (Rate::Off, nz(1)), (Rate::Off, nz(1))];
         let limiter = TokenRateLimits::new(limits, 100, &Registry::new()).unwrap();
-        assert!(limiter.check(LimitScope::Application, "a").is_ok());
-        assert!(limiter.check(LimitScope::Application, "a").is_ok());
-        let wait = limiter.check(LimitScope::Application, "a").unwrap_err();
+        assert!(limiter.check(LimitScope::Application, "a", None).is_ok());
+        assert!(limiter.check(LimitScope::Application, "a", None).is_ok());
+        let wait = limiter.check(LimitScope::Application, "a", None).unwrap_err();
         assert!(wait > Duration::from_secs(60), "{wait:?}");
-        assert!(limiter.check(LimitScope::Application, "b").is_ok());
-        assert!(limiter.check(LimitScope::Identity, "a").is_ok(), "an unlimited scope");
+        assert!(limiter.check(LimitScope::Application, "b", None).is_ok());
+        assert!(limiter.check(LimitScope::Identity, "a", None).is_ok(), "an unlimited scope");
+    }
+
+    #[test]
+    fn a_key_with_its_own_rate_gets_its_own_bucket_rebuilt_when_the_rate_changes() {
+        let limits = [(Rate::PerHour(nz(1000)), nz(1000)), (Rate::Off, nz(1)), (Rate::Off, nz(1))];
+        let limiter = TokenRateLimits::new(limits, 100, &Registry::new()).unwrap();
+        let own = Some(Rate::PerHour(nz(2)));
+        assert!(limiter.check(LimitScope::Application, "a", own).is_ok());
+        assert!(limiter.check(LimitScope::Application, "a", own).is_ok());
+        assert!(limiter.check(LimitScope::Application, "a", own).is_err(), "its own burst is one unit's worth: 2");
+        assert!(limiter.check(LimitScope::Application, "b", None).is_ok(), "others keep the configured limit");
+        assert!(limiter.check(LimitScope::Application, "a", None).is_ok(), "override removed: the default again");
+        assert!(limiter.check(LimitScope::Application, "a", Some(Rate::Off)).is_ok(), "an override may switch it off");
     }
 
     #[test]
@@ -139,7 +146,7 @@ mod tests {
         let limiter = TokenRateLimits::new(limits, 1_000, &Registry::new()).unwrap();
         for i in 0..100_000u32 {
             let address = std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string();
-            assert!(limiter.check(LimitScope::Address, &address).is_ok());
+            assert!(limiter.check(LimitScope::Address, &address, None).is_ok());
         }
         let tracked = limiter.tracked(LimitScope::Address);
         assert!(tracked <= 1_000, "{tracked} buckets tracked");

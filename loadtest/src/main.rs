@@ -66,6 +66,10 @@ pub struct Args {
     /// token path right after the write (needs exchange-miss or external)
     #[arg(long, default_value_t = 0)]
     pub measure_changes: usize,
+    /// Give exchange-hit's client application its own rate limit in the registry (N/s), and
+    /// report the accepted throughput as a ratio to it
+    #[arg(long, value_name = "N/s")]
+    pub app_rate_limit: Option<String>,
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
@@ -239,6 +243,17 @@ async fn run_all(
                 // Built again: exchange-miss needs a new pool of fresh assertions.
                 let request = scenarios.build(name, fixture).await?;
                 outcomes.push(run::open_loop(name, args, args.concurrency, half, request).await?);
+            }
+        }
+        if let (Some(limit), "exchange-hit") = (&args.app_rate_limit, name.as_str()) {
+            let per_second: f64 =
+                limit.trim_end_matches("/s").parse().map_err(|_| format!("--app-rate-limit '{limit}': use N/s"))?;
+            for outcome in &mut outcomes {
+                outcome.notes.push(format!(
+                    "accepted {:.0} req/s against the application's limit of {per_second:.0}/s: {:.3}x",
+                    outcome.rps(),
+                    outcome.rps() / per_second
+                ));
             }
         }
         if name == "exchange-miss" {

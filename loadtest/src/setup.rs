@@ -90,8 +90,17 @@ impl Admin {
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
-    async fn create_app(&self, fixture: &mut Fixture, name: &str, uris: &[String]) -> Result<Value, String> {
-        let body = json!({ "displayName": name, "identifierUris": uris });
+    async fn create_app(
+        &self,
+        fixture: &mut Fixture,
+        name: &str,
+        uris: &[String],
+        rate_limit: Option<&str>,
+    ) -> Result<Value, String> {
+        let mut body = json!({ "displayName": name, "identifierUris": uris });
+        if let Some(rate) = rate_limit {
+            body["ficusRateLimit"] = json!(rate);
+        }
         let app = self.call(Method::POST, "/v1.0/applications", Some(body)).await?;
         fixture.created_apps.push(app["id"].as_str().unwrap_or_default().to_owned());
         Ok(app)
@@ -119,7 +128,7 @@ impl Admin {
     async fn populate(&self, args: &Args, scenarios: &[String], fixture: &mut Fixture) -> Result<(), String> {
         let run = fixture.run.clone();
         let resource = fixture.resource.clone();
-        self.create_app(fixture, &format!("loadtest-{run}-api"), &[resource]).await?;
+        self.create_app(fixture, &format!("loadtest-{run}-api"), &[resource], None).await?;
         let needs = |names: &[&str]| scenarios.iter().any(|s| names.contains(&s.as_str()) || s == "mixed");
         if needs(&["mi-token", "exchange-hit"]) {
             let rg = format!("/subscriptions/{}/resourceGroups/rg-loadtest/providers", args.subscription);
@@ -139,14 +148,15 @@ impl Admin {
             let issuer = discovery["issuer"].as_str().ok_or("discovery has no issuer")?.to_owned();
             let principal = uami["properties"]["principalId"].as_str().ok_or("the identity has no principalId")?;
             let uami_client = uami["properties"]["clientId"].as_str().ok_or("the identity has no clientId")?.to_owned();
-            let app = self.create_app(fixture, &format!("loadtest-{run}-mi-client"), &[]).await?;
+            let name = format!("loadtest-{run}-mi-client");
+            let app = self.create_app(fixture, &name, &[], args.app_rate_limit.as_deref()).await?;
             self.add_credential(&app, "managed-identity", &issuer, principal).await?;
             fixture.mi_client = Some((uami_client, app["appId"].as_str().unwrap_or_default().to_owned()));
         }
         if needs(&["exchange-miss", "external"]) {
             let issuer = FakeIssuer::start().await?;
             for i in 0..args.apps.max(1) {
-                let app = self.create_app(fixture, &format!("loadtest-{run}-fed-{i}"), &[]).await?;
+                let app = self.create_app(fixture, &format!("loadtest-{run}-fed-{i}"), &[], None).await?;
                 let mut subjects = Vec::with_capacity(CREDENTIALS_PER_APP);
                 for j in 0..CREDENTIALS_PER_APP {
                     let subject = format!("repo:loadtest/{run}-app-{i}:environment:env-{j}");

@@ -19,6 +19,13 @@ pub enum ApplicationError {
     InvalidRoleValue(String),
     #[error("app role value '{0}' is defined twice")]
     DuplicateRoleValue(String),
+    #[error("rate limit '{0}' is invalid: use N/s, N/min, N/h or off")]
+    InvalidRateLimit(String),
+}
+
+/// An application's own rate limit, as an administrator writes it.
+pub fn parse_rate_limit(raw: &str) -> Result<super::rate_limit::Rate, ApplicationError> {
+    super::rate_limit::Rate::parse(raw).map_err(|_| ApplicationError::InvalidRateLimit(raw.chars().take(32).collect()))
 }
 
 /// A display name: 1-256 characters, no control characters.
@@ -104,6 +111,8 @@ pub struct Application {
     pub display_name: DisplayName,
     pub identifier_uris: Vec<IdentifierUri>,
     pub app_roles: Vec<AppRole>,
+    /// Its own token-request limit, overriding `rate_limits.application` (`None`: the default).
+    pub rate_limit: Option<super::rate_limit::Rate>,
 }
 
 impl Application {

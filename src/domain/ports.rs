@@ -69,6 +69,13 @@ pub trait Registry: Send + Sync {
     async fn upsert_subscription(&self, subscription: uuid::Uuid, tenant: TenantId) -> Result<(), StoreError>;
 
     async fn create_application(&self, application: &Application) -> Result<(), StoreError>;
+    /// Sets the application's own rate limit (`None`: the configured default).
+    async fn set_application_rate_limit(
+        &self,
+        tenant: TenantId,
+        application: ObjectId,
+        rate: Option<super::rate_limit::Rate>,
+    ) -> Result<(), StoreError>;
     async fn delete_application(&self, tenant: TenantId, object_id: ObjectId) -> Result<(), StoreError>;
     /// Replaces the application's client secrets with one (its SHA-256, hex; `hint` is its first
     /// characters, for people to tell secrets apart).

@@ -1,6 +1,7 @@
 //! The rate-limit port: token requests are counted per application, per managed identity and per
 //! source address; past a limit the caller is told how long to wait.
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +22,51 @@ impl LimitScope {
 }
 
 pub trait RateLimiter: Send + Sync {
-    /// `Err(wait)` when `key` is over its limit in `scope`.
-    fn check(&self, scope: LimitScope, key: &str) -> Result<(), Duration>;
+    /// `Err(wait)` when `key` is over its limit in `scope`: the scope's configured limit, or
+    /// `own` when the key has its own (an application's override in the registry).
+    fn check(&self, scope: LimitScope, key: &str, own: Option<Rate>) -> Result<(), Duration>;
+}
+
+/// A rate as configured: `"100/s"`, `"30/min"`, `"500/h"`, or `"off"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rate {
+    Off,
+    PerSecond(NonZeroU32),
+    PerMinute(NonZeroU32),
+    PerHour(NonZeroU32),
+}
+
+impl Rate {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.trim() == "off" {
+            return Ok(Self::Off);
+        }
+        let (count, unit) = raw.trim().split_once('/').ok_or("use N/s, N/min, N/h or off")?;
+        let count: NonZeroU32 = count.trim().parse().map_err(|_| format!("'{count}' is not a positive number"))?;
+        match unit.trim() {
+            "s" => Ok(Self::PerSecond(count)),
+            "min" => Ok(Self::PerMinute(count)),
+            "h" => Ok(Self::PerHour(count)),
+            other => Err(format!("unknown unit '{other}': use s, min or h")),
+        }
+    }
+
+    /// The number of requests per unit (the burst an application's own limit allows); 1 for off.
+    pub fn unit_count(self) -> NonZeroU32 {
+        match self {
+            Self::Off => NonZeroU32::MIN,
+            Self::PerSecond(n) | Self::PerMinute(n) | Self::PerHour(n) => n,
+        }
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Off => f.write_str("off"),
+            Self::PerSecond(n) => write!(f, "{n}/s"),
+            Self::PerMinute(n) => write!(f, "{n}/min"),
+            Self::PerHour(n) => write!(f, "{n}/h"),
+        }
+    }
 }

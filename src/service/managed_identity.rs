@@ -220,7 +220,7 @@ impl ManagedIdentityService {
 
     fn limit_address(&self, caller: Option<IpAddr>) -> Result<(), MiError> {
         match caller {
-            Some(ip) => self.limits.check(LimitScope::Address, &ip.to_string()).map_err(MiError::Throttled),
+            Some(ip) => self.limits.check(LimitScope::Address, &ip.to_string(), None).map_err(MiError::Throttled),
             None => Ok(()),
         }
     }
@@ -235,7 +235,9 @@ impl ManagedIdentityService {
     ) -> Result<ManagedIdentityToken, MiError> {
         let identity = select_identity(view, compute, selection)?;
         attempt.identity = Some(identity.clone());
-        self.limits.check(LimitScope::Identity, &identity.principal_id.to_string()).map_err(MiError::Throttled)?;
+        self.limits
+            .check(LimitScope::Identity, &identity.principal_id.to_string(), None)
+            .map_err(MiError::Throttled)?;
         let tenant = view.tenant(&TenantRef::Id(identity.tenant_id)).cloned().ok_or(MiError::IdentityNotFound)?;
         // `api://AzureADTokenExchange` needs no application: it is the audience of tokens meant to
         // be exchanged through a federated credential (flow 2), as in Entra.

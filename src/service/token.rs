@@ -195,7 +195,7 @@ impl TokenService {
         attempt: &mut Attempt,
     ) -> Result<IssuedToken, TokenError> {
         if let Some(ip) = request.caller {
-            self.limits.check(LimitScope::Address, &ip.to_string()).map_err(TokenError::Throttled)?;
+            self.limits.check(LimitScope::Address, &ip.to_string(), None).map_err(TokenError::Throttled)?;
         }
         let grant = request.grant_type.as_deref().ok_or(TokenError::MissingParameter("grant_type"))?;
         let exchange = match grant {
@@ -205,7 +205,9 @@ impl TokenService {
         };
         let client = self.client(tenant, request)?;
         attempt.client = Some(client.clone());
-        self.limits.check(LimitScope::Application, &client.app_id.to_string()).map_err(TokenError::Throttled)?;
+        self.limits
+            .check(LimitScope::Application, &client.app_id.to_string(), client.rate_limit)
+            .map_err(TokenError::Throttled)?;
         let resource_name = if exchange { exchange_resource(request)? } else { client_credentials_resource(request)? };
         attempt.resource = resource_name.clone();
         let authenticated = if exchange {

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::admin::{AdminError, AdminService, AppRoleInput, ApplicationInput, Caller, CredentialInput, ResourceSpec};
 use crate::domain::activity::Actor;
+use crate::domain::application::parse_rate_limit;
 use crate::domain::federated_credential::CredentialOwner;
 use crate::domain::ids::{ClientId, ObjectId, derived_id};
 use crate::domain::ports::{Registry, StoreError};
@@ -51,6 +52,8 @@ pub struct WorldApplication {
     pub app_roles: Vec<String>,
     #[serde(default)]
     pub federated_credentials: Vec<WorldCredential>,
+    /// Its own token-request limit ("500/s", "30/min", "off"); the configured default without.
+    pub rate_limit: Option<String>,
 }
 
 /// Either `issuer` + `subject`, or `trust_identity` (a user-assigned identity of this world:
@@ -231,8 +234,15 @@ async fn apply_tenant(
                     ..AppRoleInput::default()
                 })
                 .collect(),
+            rate_limit: app.rate_limit.clone(),
         };
-        admin.ensure_application(caller, input, app_ids(tenant.id, &app.name)).await.map_err(admin_err)?;
+        let created =
+            admin.ensure_application(caller, input, app_ids(tenant.id, &app.name)).await.map_err(admin_err)?;
+        let wanted = app.rate_limit.as_deref().map(parse_rate_limit).transpose().map_err(|e| admin_err(e.into()))?;
+        if created.rate_limit != wanted {
+            let id = created.object_id.to_string();
+            admin.set_rate_limit(caller, &id, false, app.rate_limit.as_deref()).await.map_err(admin_err)?;
+        }
     }
     let mut system_principals = std::collections::HashMap::new();
     for resource in &spec.resources {

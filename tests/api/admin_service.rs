@@ -33,7 +33,8 @@ fn fic(i: usize) -> CredentialInput {
 }
 
 async fn new_app(admin: &AdminService, caller: &Caller, uri: &str) -> CredentialOwner {
-    let input = ApplicationInput { display_name: uri.into(), identifier_uris: vec![uri.into()], app_roles: vec![] };
+    let input =
+        ApplicationInput { display_name: uri.into(), identifier_uris: vec![uri.into()], ..ApplicationInput::default() };
     CredentialOwner::Application(admin.create_application(caller, input).await.unwrap().object_id)
 }
 

@@ -62,6 +62,7 @@ fn application(tenant: TenantId, uri: &str, roles: &[&str]) -> Application {
                 description: String::new(),
             })
             .collect(),
+        rate_limit: None,
     }
 }
 

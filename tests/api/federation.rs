@@ -359,3 +359,30 @@ async fn an_application_without_credentials_and_malformed_grants_get_their_own_e
     assert_eq!(status, 400, "{body}");
     assert!(body["error_description"].as_str().unwrap().contains("subject_token_type"), "{body}");
 }
+
+#[tokio::test]
+async fn an_application_with_its_own_rate_limit_in_the_registry_is_held_to_it_until_it_is_removed() {
+    let s = setup("").await;
+    let admin = Admin::new(&s.app).await;
+    let app_path = format!("/v1.0/applications(appId='{}')", s.client_id);
+    let (status, patched) = admin.call(Method::PATCH, &app_path, Some(json!({"ficusRateLimit": "2/h"}))).await;
+    assert_eq!((status.as_u16(), patched["ficusRateLimit"].clone()), (200, json!("2/h")), "{patched}");
+
+    for _ in 0..2 {
+        assert_eq!(s.exchange(Grant::ClientAssertion, &s.current_key_token()).await.0, 200);
+    }
+    let (status, body) = s.exchange(Grant::ClientAssertion, &s.current_key_token()).await;
+    assert_eq!((status, body["error"].clone()), (429, json!("temporarily_unavailable")), "{body}");
+
+    let (status, cleared) = admin.call(Method::PATCH, &app_path, Some(json!({"ficusRateLimit": null}))).await;
+    assert_eq!(status, 200);
+    assert!(cleared.get("ficusRateLimit").is_none(), "back to the configured limit: {cleared}");
+    assert_eq!(s.exchange(Grant::ClientAssertion, &s.current_key_token()).await.0, 200);
+
+    let (status, refused) = admin.call(Method::PATCH, &app_path, Some(json!({"ficusRateLimit": "lots"}))).await;
+    assert_eq!(status, 400);
+    assert!(refused["error"]["message"].as_str().unwrap().contains("rate limit 'lots' is invalid"), "{refused}");
+    let body = json!({"displayName": "limited", "ficusRateLimit": "10/min"});
+    let (status, created) = admin.call(Method::POST, "/v1.0/applications", Some(body)).await;
+    assert_eq!((status.as_u16(), created["ficusRateLimit"].clone()), (201, json!("10/min")));
+}

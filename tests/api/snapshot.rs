@@ -55,6 +55,7 @@ async fn the_snapshot_applies_every_kind_of_change_and_equals_a_full_load_after_
         display_name: "snap-api".into(),
         identifier_uris: vec!["api://snap".into()],
         app_roles: vec![role],
+        rate_limit: Some("50/s".into()),
     };
     let api = admin.create_application(&who, input).await.unwrap();
     assert_view_is_current(&app, "creating an application with a URI and a role").await;
@@ -64,6 +65,8 @@ async fn the_snapshot_applies_every_kind_of_change_and_equals_a_full_load_after_
         .unwrap();
     admin.reset_client_secret(&who, &client).await.unwrap();
     assert_view_is_current(&app, "setting a client secret").await;
+    admin.set_rate_limit(&who, &client.object_id.to_string(), false, Some("5/min")).await.unwrap();
+    assert_view_is_current(&app, "setting an application's rate limit").await;
 
     let owner = CredentialOwner::Application(client.object_id);
     admin.add_credential(&who, owner, fic("one", "repo:o/a:ref:refs/heads/main")).await.unwrap();

@@ -72,7 +72,8 @@ pub(super) fn admin_error(shape: Shape, e: &AdminError) -> PendingError {
             ApplicationError::InvalidDisplayName
             | ApplicationError::InvalidIdentifierUri(_)
             | ApplicationError::InvalidRoleValue(_)
-            | ApplicationError::DuplicateRoleValue(_) => bad(message),
+            | ApplicationError::DuplicateRoleValue(_)
+            | ApplicationError::InvalidRateLimit(_) => bad(message),
         },
         AdminError::Credential(inner) => match inner {
             CredentialError::DuplicateName(_) | CredentialError::DuplicateIssuerSubject => conflict(message),

@@ -23,8 +23,8 @@ pub fn router() -> Router<AppState> {
     let fic = get(get_credential).patch(update_credential).delete(delete_credential);
     Router::new()
         .route("/v1.0/applications", get(list_applications).post(create_application))
-        .route("/v1.0/applications/{app}", get(get_application).delete(delete_application))
-        .route("/v1.0/{app}", get(get_application).delete(delete_application))
+        .route("/v1.0/applications/{app}", get(get_application).patch(update_application).delete(delete_application))
+        .route("/v1.0/{app}", get(get_application).patch(update_application).delete(delete_application))
         .route("/v1.0/applications/{app}/federatedIdentityCredentials", fics.clone())
         .route("/v1.0/{app}/federatedIdentityCredentials", fics)
         .route("/v1.0/applications/{app}/federatedIdentityCredentials/{fic}", fic.clone())
@@ -63,6 +63,9 @@ pub struct ApplicationResponse {
     /// Not in Graph's application resource: the service principal's id, which role assignments
     /// and the `oid` of tokens use.
     service_principal_id: String,
+    /// A ficus extension: the application's own token-request limit ("500/s"), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ficus_rate_limit: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -96,6 +99,7 @@ impl From<&Application> for ApplicationResponse {
                 })
                 .collect(),
             service_principal_id: app.service_principal_id.to_string(),
+            ficus_rate_limit: app.rate_limit.map(|r| r.to_string()),
         }
     }
 }
@@ -113,6 +117,21 @@ pub struct CreateApplicationRequest {
     identifier_uris: Vec<String>,
     #[serde(default)]
     app_roles: Vec<AppRoleRequest>,
+    #[serde(default)]
+    ficus_rate_limit: Option<String>,
+}
+
+/// What `PATCH` may change: `ficusRateLimit` (a string sets it, `null` removes it).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateApplicationRequest {
+    #[serde(default, deserialize_with = "present")]
+    ficus_rate_limit: Option<Option<String>>,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
 }
 
 #[derive(Debug, Deserialize)]
@@ -165,6 +184,7 @@ pub async fn create_application(
                 description: r.description,
             })
             .collect(),
+        rate_limit: body.ficus_rate_limit,
     };
     let app = admin.create_application(&caller, input).await.graph()?;
     Ok((StatusCode::CREATED, axum::Json(ApplicationResponse::from(app.as_ref()))))
@@ -177,6 +197,20 @@ pub async fn get_application(
 ) -> Result<impl IntoResponse, ApiError> {
     let app = resolve(&admin, &caller, &app)?;
     Ok(axum::Json(ApplicationResponse::from(app.as_ref())))
+}
+
+pub async fn update_application(
+    AdminCaller(caller): AdminCaller,
+    State(admin): State<Arc<AdminService>>,
+    Path(app): Path<String>,
+    AdminJson(body): AdminJson<UpdateApplicationRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (id, by_app_id) = app_ref(&app);
+    let updated = match body.ficus_rate_limit {
+        Some(rate) => admin.set_rate_limit(&caller, id, by_app_id, rate.as_deref()).await.graph()?,
+        None => admin.application(&caller, id, by_app_id).graph()?,
+    };
+    Ok(axum::Json(ApplicationResponse::from(updated.as_ref())))
 }
 
 pub async fn delete_application(

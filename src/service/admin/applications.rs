@@ -78,7 +78,29 @@ impl AdminService {
             display_name: DisplayName::parse(&input.display_name)?,
             identifier_uris,
             app_roles,
+            rate_limit: input.rate_limit.as_deref().map(parse_rate_limit).transpose()?,
         })
+    }
+
+    /// Sets (or with `None` removes) the application's own token-request limit.
+    pub async fn set_rate_limit(
+        &self,
+        caller: &Caller,
+        id: &str,
+        by_app_id: bool,
+        rate_limit: Option<&str>,
+    ) -> Result<Arc<Application>, AdminError> {
+        let object_id = self
+            .audited(caller, "Update application rate limit", "Application", id.to_owned(), async {
+                let app = self.application(caller, id, by_app_id)?;
+                let rate = rate_limit.map(parse_rate_limit).transpose()?;
+                let registry = &self.registry;
+                registry.set_application_rate_limit(caller.tenant, app.object_id, rate).await.map_err(store_error)?;
+                Ok(app.object_id)
+            })
+            .await?;
+        // Read after the audited write has refreshed the directory.
+        self.application(caller, &object_id.to_string(), false)
     }
 
     /// Creates an application with fixed ids (the world file), or does nothing if it exists.

@@ -32,6 +32,7 @@ impl AdminService {
             display_name: MANAGEMENT_APP.into(),
             identifier_uris: vec![MANAGEMENT_API.into()],
             app_roles: vec![role(ADMIN_ROLE), role(READER_ROLE)],
+            rate_limit: None,
         };
         let api = self.ensure_application(caller, api_input, app_ids(tenant, MANAGEMENT_APP)).await?;
         let client_input = ApplicationInput { display_name: ADMIN_APP.into(), ..ApplicationInput::default() };

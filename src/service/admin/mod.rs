@@ -19,6 +19,7 @@ use std::sync::Arc;
 use crate::domain::activity::{ActivityEntry, ActivityPage, ActivityQuery, Actor, Outcome};
 use crate::domain::application::{
     AppRole, Application, ApplicationError, DisplayName, IdentifierUri, RoleValue, check_distinct_roles,
+    parse_rate_limit,
 };
 use crate::domain::clock::Clock;
 use crate::domain::federated_credential::{
@@ -71,6 +72,8 @@ pub struct ApplicationInput {
     pub display_name: String,
     pub identifier_uris: Vec<String>,
     pub app_roles: Vec<AppRoleInput>,
+    /// Its own token-request limit ("500/s"...); `None` for the configured default.
+    pub rate_limit: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -15,7 +15,7 @@ type Tx = Transaction<'static, Sqlite>;
 
 pub(super) async fn insert_application(tx: &mut Tx, app: &Application) -> Result<(), StoreError> {
     let sql = format!(
-        "INSERT INTO applications (object_id, app_id, sp_id, tenant_id, display_name, created_at) VALUES (?, ?, ?, ?, ?, {NOW_SQL})"
+        "INSERT INTO applications (object_id, app_id, sp_id, tenant_id, display_name, rate_limit, created_at) VALUES (?, ?, ?, ?, ?, ?, {NOW_SQL})"
     );
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(app.object_id.to_string())
@@ -23,6 +23,7 @@ pub(super) async fn insert_application(tx: &mut Tx, app: &Application) -> Result
         .bind(app.service_principal_id.to_string())
         .bind(app.tenant_id.to_string())
         .bind(app.display_name.as_str())
+        .bind(app.rate_limit.map(|r| r.to_string()))
         .execute(&mut **tx)
         .await
         .map_err(db_error)?;

@@ -195,7 +195,7 @@ async fn load_applications(tx: &mut Tx, scope: Scope<'_>) -> Result<Vec<Applicat
     {
         roles.entry(application).or_default().push(role);
     }
-    let sql = "SELECT object_id, app_id, sp_id, tenant_id, display_name FROM applications WHERE {where} \
+    let sql = "SELECT object_id, app_id, sp_id, tenant_id, display_name, rate_limit FROM applications WHERE {where} \
                ORDER BY created_at";
     each(tx, sql, "object_id", scope, |row| {
         let object_id = object_id(row, "object_id")?;
@@ -207,6 +207,11 @@ async fn load_applications(tx: &mut Tx, scope: Scope<'_>) -> Result<Vec<Applicat
             display_name: DisplayName::parse(row.get("display_name")).map_err(corrupt)?,
             identifier_uris: uris.remove(&object_id).unwrap_or_default(),
             app_roles: roles.remove(&object_id).unwrap_or_default(),
+            rate_limit: row
+                .get::<Option<String>, _>("rate_limit")
+                .map(|r| crate::domain::rate_limit::Rate::parse(&r))
+                .transpose()
+                .map_err(corrupt)?,
         })
     })
     .await

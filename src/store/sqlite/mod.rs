@@ -222,6 +222,22 @@ impl Registry for SqliteRegistry {
         tx.commit().await.map_err(db_error)
     }
 
+    async fn set_application_rate_limit(
+        &self,
+        tenant: TenantId,
+        application: ObjectId,
+        rate: Option<crate::domain::rate_limit::Rate>,
+    ) -> Result<(), StoreError> {
+        let result = sqlx::query("UPDATE applications SET rate_limit = ?1 WHERE object_id = ?2 AND tenant_id = ?3")
+            .bind(rate.map(|r| r.to_string()))
+            .bind(application.to_string())
+            .bind(tenant.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        expect_rows(result, format!("application {application}"))
+    }
+
     async fn delete_application(&self, tenant: TenantId, object_id: ObjectId) -> Result<(), StoreError> {
         let sql = "DELETE FROM applications WHERE object_id = ? AND tenant_id = ?";
         self.delete(sql, &[object_id.to_string(), tenant.to_string()], format!("application {object_id}")).await
