@@ -127,6 +127,20 @@ async fn main() -> ExitCode {
     }
 }
 
+/// The floors measured in this run.
+#[derive(Clone, Copy)]
+struct Floors<'a> {
+    https: Option<&'a run::Outcome>,
+    http: Option<&'a run::Outcome>,
+}
+
+impl<'a> Floors<'a> {
+    /// The floor a scenario is compared with: the IMDS path is plain HTTP, the rest HTTPS.
+    fn of(&self, scenario: &str) -> Option<&'a run::Outcome> {
+        if scenario == "mi-token" { self.http } else { self.https }
+    }
+}
+
 /// How the scenarios are driven.
 enum Drive {
     Closed,
@@ -150,13 +164,15 @@ async fn execute(args: &Args) -> Result<Value, String> {
     if let Some(unknown) = args.scenarios.iter().find(|s| !scenarios::NAMES.contains(&s.as_str())) {
         return Err(format!("unknown scenario '{unknown}' ({})", scenarios::NAMES.join(", ")));
     }
-    let baseline = if args.baseline {
-        let result = baseline::measure(args).await?;
-        print_row(&result, None);
-        Some(result)
+    let (baseline, http_floor) = if args.baseline {
+        let (https, http) = baseline::measure(args).await?;
+        print_row(&https, None);
+        print_row(&http, None);
+        (Some(https), Some(http))
     } else {
-        None
+        (None, None)
     };
+    let floors = Floors { https: baseline.as_ref(), http: http_floor.as_ref() };
     let ceiling = if args.crypto_ceiling {
         let pairs = baseline::crypto_ceiling(args.duration.min(Duration::from_secs(5)));
         println!("{:<14} {pairs:>10.0} RS256 sign+verify pairs/s on {} cores", "crypto-ceiling", threads());
@@ -176,18 +192,19 @@ async fn execute(args: &Args) -> Result<Value, String> {
     let fixture = admin.prepare(args, &args.scenarios).await?;
     let scenarios = scenarios::Scenarios::new(&http, &mi_http, args, &fixture);
     let outcome = tokio::select! {
-        outcome = run_all(args, &drive, &scenarios, &fixture, &admin, baseline.as_ref()) => outcome,
+        outcome = run_all(args, &drive, &scenarios, &fixture, &admin, floors) => outcome,
         _ = tokio::signal::ctrl_c() => Err("interrupted".to_owned()),
     };
     admin.remove(&fixture).await;
     let (results, changes) = outcome?;
 
-    let ratio = |o: &run::Outcome| baseline.as_ref().map(|b| o.rps() / b.rps());
+    let ratio = |o: &run::Outcome| floors.of(&o.name).map(|b| o.rps() / b.rps());
     let rows: Vec<Value> = results
         .iter()
         .map(|r| {
             let mut row = r.to_json();
-            if let Some(base) = &baseline {
+            if let Some(base) = floors.of(&r.name) {
+                row["baseline"] = json!(base.name);
                 row["baseline_rps"] = json!(base.rps());
                 row["ratio"] = json!(r.rps() / base.rps());
             }
@@ -201,10 +218,14 @@ async fn execute(args: &Args) -> Result<Value, String> {
     let context = vec![
         format!("target {} ({} tenant), {} cores for the load generator", args.target, args.tenant, threads()),
         baseline.as_ref().map_or("no HTTPS floor measured".into(), |b| format!("HTTPS floor: {:.0} req/s", b.rps())),
+        http_floor.as_ref().map_or("no HTTP floor measured".into(), |b| {
+            format!("plain-HTTP floor (mi-token's baseline): {:.0} req/s", b.rps())
+        }),
         ceiling.map_or("no crypto ceiling measured".into(), |c| format!("crypto ceiling: {c:.0} RS256 pairs/s")),
     ];
     if let Some(path) = &args.html {
-        let mut all: Vec<(&run::Outcome, Option<f64>)> = baseline.iter().map(|b| (b, None)).collect();
+        let mut all: Vec<(&run::Outcome, Option<f64>)> =
+            baseline.iter().chain(http_floor.iter()).map(|b| (b, None)).collect();
         all.extend(results.iter().map(|r| (r, ratio(r))));
         let page = report::html("ficus load test", &context, &all)?;
         std::fs::write(path, page).map_err(|e| format!("{path}: {e}"))?;
@@ -214,6 +235,7 @@ async fn execute(args: &Args) -> Result<Value, String> {
         "concurrency": args.concurrency,
         "duration_s": args.duration.as_secs_f64(),
         "baseline": baseline.as_ref().map(run::Outcome::to_json),
+        "baseline_http": http_floor.as_ref().map(run::Outcome::to_json),
         "crypto_ceiling_pairs_per_s": ceiling,
         "scenarios": rows,
         "changes": changes,
@@ -226,7 +248,7 @@ async fn run_all(
     scenarios: &scenarios::Scenarios,
     fixture: &setup::Fixture,
     admin: &setup::Admin,
-    floor: Option<&run::Outcome>,
+    floors: Floors<'_>,
 ) -> Result<(Vec<run::Outcome>, Option<Value>), String> {
     let mut results = Vec::new();
     for name in &args.scenarios {
@@ -238,7 +260,7 @@ async fn run_all(
             Drive::Half => {
                 let closed = run::closed_loop(name, args, args.concurrency, request).await?;
                 let half = closed.rps() / 2.0;
-                print_row(&closed, floor);
+                print_row(&closed, floors.of(name));
                 outcomes.push(closed);
                 // Built again: exchange-miss needs a new pool of fresh assertions.
                 let request = scenarios.build(name, fixture).await?;
@@ -274,7 +296,7 @@ async fn run_all(
         let last = outcomes.len() - 1;
         for (i, outcome) in outcomes.into_iter().enumerate() {
             if i == last {
-                print_row(&outcome, floor);
+                print_row(&outcome, floors.of(name));
             }
             for note in &outcome.notes {
                 println!("{:<14} note: {note}", "");

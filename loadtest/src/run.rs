@@ -136,11 +136,17 @@ impl Recorder {
     }
 
     fn record(&mut self, started: Instant, answer: &Answer, done: Instant) {
-        if started < self.measured_from {
+        self.record_from(started, started, answer, done);
+    }
+
+    /// Records a request meant to start at `intended` (which decides whether it is in the
+    /// measured part), timed from `from`.
+    fn record_from(&mut self, intended: Instant, from: Instant, answer: &Answer, done: Instant) {
+        if intended < self.measured_from {
             return;
         }
         if answer.ok() {
-            let micros = u64::try_from(done.duration_since(started).as_micros()).unwrap_or(u64::MAX).max(1);
+            let micros = u64::try_from(done.duration_since(from).as_micros()).unwrap_or(u64::MAX).max(1);
             let _ = self.histogram.record(micros.min(60_000_000));
             let at = u32::try_from(done.duration_since(self.measured_from).as_millis()).unwrap_or(u32::MAX);
             self.timeline.push((at, u32::try_from(micros).unwrap_or(u32::MAX)));
@@ -234,6 +240,11 @@ pub async fn closed_loop(name: &str, args: &Args, concurrency: usize, request: R
 /// schedule (as wrk2 does): a worker sends at its next intended time, or at once when it is
 /// behind, and every latency is measured from the intended time. The load never waits for the
 /// broker, and the number of connections stays bounded.
+///
+/// One correction: a worker that was idle and slept until its intended time wakes up to a
+/// millisecond late (the timer's granularity); that lateness is the load generator's, not the
+/// broker's, so such a request is timed from when the worker woke. A worker that is behind
+/// because the broker answered late is timed from the intended time, queueing included.
 pub async fn open_loop(
     name: &str,
     args: &Args,
@@ -258,10 +269,15 @@ pub async fn open_loop(
             tokio::spawn(async move {
                 let mut intended = start + offset;
                 while intended < stop_at {
-                    tokio::time::sleep_until(intended.into()).await;
+                    let from = if Instant::now() < intended {
+                        tokio::time::sleep_until(intended.into()).await;
+                        Instant::now()
+                    } else {
+                        intended
+                    };
                     let answer = request().await;
                     done.fetch_add(1, Ordering::Relaxed);
-                    recorder.record(intended, &answer, Instant::now());
+                    recorder.record_from(intended, from, &answer, Instant::now());
                     intended += interval;
                 }
                 recorder

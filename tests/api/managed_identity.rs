@@ -314,6 +314,24 @@ async fn a_registry_change_that_does_not_touch_the_token_leaves_it_cached() {
 }
 
 #[tokio::test]
+async fn a_deleted_identity_gets_no_token_although_one_is_cached_for_it() {
+    let app = TestApp::spawn().await;
+    let admin = Admin::new(&app).await;
+    let uami_path = format!("{ARM_RG}/Microsoft.ManagedIdentity/userAssignedIdentities/uami-demo");
+    let uami = admin.call(Method::GET, &uami_path, None).await.1;
+    let url = format!("{IMDS}&client_id={}", uami["properties"]["clientId"].as_str().unwrap());
+    assert_eq!(app.mi_get(&url, &[META]).await.0, 200);
+    assert_eq!(app.mi_get(&url, &[META]).await.0, 200);
+    assert_eq!(app.metric(r#"ficus_cache_lookups_total{cache="issued_tokens",result="hit"}"#).await, 1.0);
+
+    let (status, _) = admin.call(Method::DELETE, &uami_path, None).await;
+    assert!(status.is_success(), "{status}");
+    let (status, body) = app.mi_get(&url, &[META]).await;
+    assert_eq!((status.as_u16(), body["error"].clone()), (400, json!("invalid_request")), "{body}");
+    assert!(body["error_description"].as_str().unwrap().contains("Identity not found"), "{body}");
+}
+
+#[tokio::test]
 async fn sign_ins_are_logged_for_successes_and_failures_and_readable_with_filters() {
     let app = TestApp::spawn().await;
     let admin = Admin::new(&app).await;
