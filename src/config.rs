@@ -157,6 +157,8 @@ pub struct TokenSettings {
 #[serde(deny_unknown_fields)]
 pub struct StorageSettings {
     pub data_dir: PathBuf,
+    #[serde(with = "humantime_serde")]
+    pub refresh_interval: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -258,6 +260,9 @@ impl Settings {
         }
         if self.signin_log.queue_capacity == 0 || self.signin_log.batch_size == 0 {
             return Err(ConfigError::new("signin_log", "queue_capacity and batch_size must be positive"));
+        }
+        if self.storage.refresh_interval < Duration::from_millis(10) {
+            return Err(ConfigError::new("storage.refresh_interval", "must be at least 10ms"));
         }
         if self.signin_log.flush_interval > Duration::from_secs(60) {
             return Err(ConfigError::new("signin_log.flush_interval", "must be at most 60s"));

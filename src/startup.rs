@@ -321,6 +321,7 @@ impl Application {
         };
         let mi_server = tokio::spawn(axum_server::from_tcp(self.mi_listener)?.handle(mi_handle.clone()).serve(mi_app));
         let poller = tokio::spawn(self.reloader.clone().poll_keys(self.settings.keys.reload_interval));
+        let follower = tokio::spawn(follow_registry(self.directory.clone(), self.settings.storage.refresh_interval));
 
         shutdown.await;
         tracing::info!(grace = ?grace, "shutting down: finishing in-flight requests");
@@ -328,6 +329,7 @@ impl Application {
         api_handle.graceful_shutdown(Some(grace));
         mi_handle.graceful_shutdown(Some(grace));
         poller.abort();
+        follower.abort();
         let joined = tokio::join!(api_server, mi_server);
         // The routers held the last sign-in sinks; with the state dropped too, the writer drains
         // its queue and ends.
@@ -341,6 +343,19 @@ impl Application {
         }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Applies changes other processes commit to the registry, every `interval`.
+async fn follow_registry(directory: Arc<DirectorySnapshot>, interval: Duration) {
+    use crate::domain::ports::DirectorySource;
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if let Err(e) = directory.refresh().await {
+            tracing::warn!(error = %e, "reading the registry's change log failed; retrying");
+        }
     }
 }
 

@@ -7,7 +7,8 @@
 //! too many entities, the refresh falls back to a full load.
 //!
 //! Staleness: none for the broker's own writes (a write returns after the refresh); a write made
-//! by another process sharing the registry is seen at the next refresh.
+//! by another process sharing the registry is seen at the next refresh, which `startup` runs every
+//! `storage.refresh_interval`.
 
 use std::sync::Arc;
 

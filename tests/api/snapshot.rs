@@ -145,3 +145,31 @@ async fn a_snapshot_behind_a_pruned_change_log_reloads_everything() {
     assert!(view.application(who.tenant, after.object_id).is_some(), "seen through a full reload");
     assert_view_is_current(&app, "a full reload").await;
 }
+
+#[tokio::test]
+async fn a_write_committed_by_another_process_reaches_the_view_within_the_refresh_interval() {
+    use ficus::domain::application::{Application, DisplayName};
+    use ficus::domain::ids::{ClientId, ObjectId};
+    use ficus::domain::ports::Registry;
+
+    let app = TestApp::spawn_with("[storage]\nrefresh_interval = \"50ms\"").await;
+    let tenant = caller(&app).tenant;
+    // A second writer on the same database file: another broker, or a tool.
+    let other = ficus::store::sqlite::SqliteRegistry::open(&app.dir.join("data/ficus.db")).await.unwrap();
+    let written = Application {
+        object_id: ObjectId::random(),
+        app_id: ClientId::random(),
+        service_principal_id: ObjectId::random(),
+        tenant_id: tenant,
+        display_name: DisplayName::parse("written-elsewhere").unwrap(),
+        identifier_uris: vec![],
+        app_roles: vec![],
+        rate_limit: None,
+    };
+    other.create_application(&written).await.unwrap();
+    app.eventually("the other process's write is in the view", || async {
+        app.directory.view().application(tenant, written.object_id).is_some()
+    })
+    .await;
+    assert_view_is_current(&app, "following another writer").await;
+}

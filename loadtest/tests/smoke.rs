@@ -1,0 +1,142 @@
+//! The real `loadtest` binary against a real broker (in this process, on real sockets, with real
+//! TLS, keys and SQLite): every scenario runs without errors, the reports are written, what the
+//! load test created in the registry is gone afterwards, and a broker without loopback issuers
+//! allowed is refused with a hint. Load figures are not asserted: they belong to `scripts/bench`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::process::Output;
+use std::sync::Arc;
+
+use ficus::config::Settings;
+use ficus::domain::clock::SystemClock;
+use ficus::domain::tenant::TenantRef;
+use ficus::startup::{Application, Overrides};
+use figment::providers::{Format, Toml};
+use serde_json::Value;
+
+struct Broker {
+    target: String,
+    mi: String,
+    dir: tempfile::TempDir,
+    app_names: Box<dyn Fn() -> Vec<String>>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn broker(extra: &str) -> Broker {
+    let dir = tempfile::tempdir().unwrap();
+    let base = format!(
+        r#"
+        [server]
+        addr = "127.0.0.1:0"
+        mi_addr = "127.0.0.1:0"
+        [keys]
+        dir = "{keys}"
+        [storage]
+        data_dir = "{data}"
+        [log]
+        level = "warn"
+        [world]
+        file = "{world}"
+        [rate_limits]
+        application = "off"
+        identity = "off"
+        address = "off"
+        "#,
+        keys = dir.path().join("keys").display(),
+        data = dir.path().join("data").display(),
+        world = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/demo-world.toml"),
+    );
+    let figment = Settings::default_figment().merge(Toml::string(&base)).merge(Toml::string(extra));
+    let settings = Settings::from_figment(figment).unwrap();
+    let app = Application::build_with(settings, Arc::new(SystemClock), Overrides::default()).await.unwrap();
+    let target = format!("https://localhost:{}", app.api_addr().port());
+    let mi = format!("http://{}", app.mi_addr());
+    let directory = app.directory();
+    let app_names = Box::new(move || {
+        use ficus::domain::ports::DirectorySource;
+        let view = directory.view();
+        let tenant = view.tenant(&TenantRef::parse("demo").unwrap()).unwrap().id;
+        view.applications(tenant).iter().map(|a| a.display_name.as_str().to_owned()).collect()
+    });
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    Broker { target, mi, dir, app_names, _stop: stop }
+}
+
+fn loadtest(broker: &Broker, out: &Path, args: &[&str]) -> Output {
+    let keys = broker.dir.path().join("keys");
+    std::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .current_dir(out)
+        .args(["--target", &broker.target, "--mi", &broker.mi])
+        .args(["--ca-file", &keys.join("dev-ca.pem").display().to_string()])
+        .args(["--keys-dir", &keys.display().to_string()])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_runs_cleanly_writes_its_reports_and_removes_what_it_created() {
+    let broker = broker("[federation]\nallow_http_loopback_issuers = true").await;
+    let before = (broker.app_names)();
+    let out = tempfile::tempdir().unwrap();
+    let args = [
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--concurrency",
+        "4",
+        "--apps",
+        "2",
+        "--assertions",
+        "3000",
+        "--measure-changes",
+        "2",
+        "--json",
+        "report.json",
+        "--html",
+        "report.html",
+    ];
+    let scenarios = ["discovery", "mi-token", "exchange-hit", "exchange-miss", "external", "mixed"];
+    let mut all: Vec<&str> = args.to_vec();
+    for scenario in scenarios {
+        all.extend(["--scenario", scenario]);
+    }
+    let output = tokio::task::block_in_place(|| loadtest(&broker, out.path(), &all));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+
+    let report: Value = serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
+    let rows = report["scenarios"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["scenario"].as_str().unwrap()).collect();
+    assert_eq!(names, scenarios);
+    for row in rows {
+        assert!(row["requests"].as_u64().unwrap() > 0, "{row}");
+        assert_eq!(row["errors"], serde_json::json!({}), "{row}");
+        assert!(row["latency_ms"]["p50"].as_f64().unwrap() > 0.0, "{row}");
+    }
+    let changes = &report["changes"];
+    assert_eq!(changes["add_then_exchange_ms"]["rounds"], 2, "{changes}");
+    let html = std::fs::read_to_string(out.path().join("report.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 2 * scenarios.len(), "a latency-over-time plot and a histogram each");
+
+    assert_eq!((broker.app_names)(), before, "the load test removed the applications it created");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_refusing_loopback_issuers_is_named_with_the_setting_to_change() {
+    let broker = broker("").await;
+    let before = (broker.app_names)();
+    let out = tempfile::tempdir().unwrap();
+    let output = tokio::task::block_in_place(|| {
+        loadtest(&broker, out.path(), &["--duration", "1s", "--warmup", "0s", "--scenario", "external"])
+    });
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("FICUS_FEDERATION__ALLOW_HTTP_LOOPBACK_ISSUERS=true"), "{stderr}");
+    assert_eq!((broker.app_names)(), before, "what it had created before failing is removed");
+}
