@@ -98,6 +98,7 @@ fn histogram(outcome: &Outcome) -> Result<String, String> {
             .configure_mesh()
             .x_desc("latency (ms), last bar: up to the maximum")
             .y_desc("requests")
+            .y_label_formatter(&|v| format!("{v:.0}"))
             .draw()
             .map_err(|e| e.to_string())?;
         chart

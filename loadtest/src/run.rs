@@ -201,6 +201,22 @@ fn progress(name: &str, args: &Args, done: Arc<AtomicU64>) -> (indicatif::Progre
     (bar, handle)
 }
 
+/// Merges what the workers recorded and takes the progress bar down.
+async fn gather(
+    mut total: Recorder,
+    workers: Vec<tokio::task::JoinHandle<Recorder>>,
+    (bar, ticker): (indicatif::ProgressBar, tokio::task::JoinHandle<()>),
+) -> Recorder {
+    for worker in workers {
+        if let Ok(recorder) = worker.await {
+            total.merge(recorder);
+        }
+    }
+    ticker.abort();
+    bar.finish_and_clear();
+    total
+}
+
 /// Runs `request` from `concurrency` workers: warm-up first (not recorded), then measured.
 pub async fn closed_loop(name: &str, args: &Args, concurrency: usize, request: Request) -> Result<Outcome, String> {
     let warm_until = Instant::now() + args.warmup;
@@ -225,14 +241,7 @@ pub async fn closed_loop(name: &str, args: &Args, concurrency: usize, request: R
             })
         })
         .collect();
-    let mut total = template;
-    for worker in workers {
-        if let Ok(recorder) = worker.await {
-            total.merge(recorder);
-        }
-    }
-    ticker.abort();
-    bar.finish_and_clear();
+    let total = gather(template, workers, (bar, ticker)).await;
     Ok(total.finish(name, Mode::Closed { concurrency }, args.duration))
 }
 
@@ -284,13 +293,6 @@ pub async fn open_loop(
             })
         })
         .collect();
-    let mut total = template;
-    for worker in workers {
-        if let Ok(recorder) = worker.await {
-            total.merge(recorder);
-        }
-    }
-    ticker.abort();
-    bar.finish_and_clear();
+    let total = gather(template, workers, (bar, ticker)).await;
     Ok(total.finish(name, Mode::Open { rate, connections }, args.duration))
 }
