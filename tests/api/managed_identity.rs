@@ -370,6 +370,30 @@ async fn sign_ins_are_logged_for_successes_and_failures_and_readable_with_filter
     assert!(mine["@odata.nextLink"].is_string());
 }
 
+#[tokio::test]
+async fn identical_requests_close_together_are_one_sign_in_entry_with_their_count() {
+    let app = TestApp::spawn_with("[signin_log]\nflush_interval = \"2s\"").await;
+    let admin = Admin::new(&app).await;
+    for _ in 0..6 {
+        assert_eq!(app.mi_get(IMDS, &[META]).await.0, 200);
+    }
+    let read = || async {
+        let all = admin.call(Method::GET, "/v1.0/auditLogs/signIns", None).await.1["value"].clone();
+        let all = all.as_array().unwrap().clone();
+        all.into_iter().filter(|e| e["signInEventTypes"] == json!(["managedIdentity"])).collect::<Vec<_>>()
+    };
+    app.eventually("the six requests are written", || async {
+        read().await.iter().map(|e| e["requestCount"].as_u64().unwrap()).sum::<u64>() == 6
+    })
+    .await;
+    let entries = read().await;
+    let counts: Vec<(bool, u64)> =
+        entries.iter().map(|e| (e["servedFromCache"].as_bool().unwrap(), e["requestCount"].as_u64().unwrap())).collect();
+    assert_eq!(counts, vec![(true, 5), (false, 1)], "newest first: the five cache hits are one entry");
+    let requests = r#"ficus_token_requests_total{error_code="",kind="managedIdentity",result="success"}"#;
+    assert_eq!(app.metric(requests).await, 6.0, "metrics still count every request");
+}
+
 /// A sign-in store that does not answer until released: the slowest possible log store.
 struct StalledStore {
     gate: tokio::sync::Semaphore,
