@@ -35,6 +35,19 @@ pub enum AppCommand {
         /// App role value it defines, e.g. Orders.Read (repeatable)
         #[arg(long = "role")]
         roles: Vec<String>,
+        /// Its own token-request limit ("500/s", "30/min", "off"), instead of rate_limits.application
+        #[arg(long)]
+        rate_limit: Option<String>,
+    },
+    /// Set an application's own token-request limit, or with --clear go back to the configured one
+    RateLimit {
+        /// Object id or appId
+        app: String,
+        /// "500/s", "30/min", "2000/h" or "off"
+        #[arg(required_unless_present = "clear")]
+        rate: Option<String>,
+        #[arg(long, conflicts_with = "rate")]
+        clear: bool,
     },
     /// Delete an application (object id or appId)
     Delete { app: String },
@@ -241,10 +254,17 @@ fn first_subscription(settings: &Settings, tenant: &str) -> Option<String> {
 pub async fn app(client: &AdminClient, command: AppCommand) -> Result<Value, ClientError> {
     match command {
         AppCommand::List => client.call(Method::GET, "/v1.0/applications", None).await,
-        AppCommand::Create { name, identifier_uris, roles } => {
+        AppCommand::Create { name, identifier_uris, roles, rate_limit } => {
             let app_roles: Vec<Value> = roles.iter().map(|r| json!({ "value": r, "displayName": r })).collect();
-            let body = json!({ "displayName": name, "identifierUris": identifier_uris, "appRoles": app_roles });
+            let mut body = json!({ "displayName": name, "identifierUris": identifier_uris, "appRoles": app_roles });
+            if let Some(rate) = rate_limit {
+                body["ficusRateLimit"] = json!(rate);
+            }
             client.call(Method::POST, "/v1.0/applications", Some(body)).await
+        }
+        AppCommand::RateLimit { app, rate, clear: _ } => {
+            let body = json!({ "ficusRateLimit": rate });
+            client.call(Method::PATCH, &client.app_path(&app).await?, Some(body)).await
         }
         AppCommand::Delete { app } => client.call(Method::DELETE, &client.app_path(&app).await?, None).await,
     }

@@ -66,6 +66,13 @@ async fn admin_commands_manage_the_registry_through_the_admin_api() {
     let disabled = json(&app, &["resource", "set", "vm", "vm-cli", "--resource-group", "rg-demo"]).await;
     assert_eq!(disabled["identity"]["type"], "None");
 
+    let limited = json(&app, &["app", "rate-limit", &app_id, "50/s"]).await;
+    assert_eq!(limited["ficusRateLimit"], "50/s");
+    let cleared = json(&app, &["app", "rate-limit", &app_id, "--clear"]).await;
+    assert!(cleared.get("ficusRateLimit").is_none(), "{cleared}");
+    let created = json(&app, &["app", "create", "throttled", "--rate-limit", "5/min"]).await;
+    assert_eq!(created["ficusRateLimit"], "5/min");
+
     json(&app, &["fic", "delete", &app_id, "gh-main"]).await;
     json(&app, &["app", "delete", &app_id]).await;
     let apps = json(&app, &["app", "list"]).await;

@@ -387,8 +387,10 @@ async fn identical_requests_close_together_are_one_sign_in_entry_with_their_coun
     })
     .await;
     let entries = read().await;
-    let counts: Vec<(bool, u64)> =
-        entries.iter().map(|e| (e["servedFromCache"].as_bool().unwrap(), e["requestCount"].as_u64().unwrap())).collect();
+    let counts: Vec<(bool, u64)> = entries
+        .iter()
+        .map(|e| (e["servedFromCache"].as_bool().unwrap(), e["requestCount"].as_u64().unwrap()))
+        .collect();
     assert_eq!(counts, vec![(true, 5), (false, 1)], "newest first: the five cache hits are one entry");
     let requests = r#"ficus_token_requests_total{error_code="",kind="managedIdentity",result="success"}"#;
     assert_eq!(app.metric(requests).await, 6.0, "metrics still count every request");

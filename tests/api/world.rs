@@ -78,3 +78,28 @@ async fn demo_ids_are_the_same_on_every_machine() {
     };
     assert_eq!(ids(&a), ids(&b));
 }
+
+#[tokio::test]
+async fn an_applications_rate_limit_in_the_world_file_is_applied_and_follows_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = |rate: &str| {
+        let file = dir.path().join("world.toml");
+        let text = format!(
+            "[[tenants]]\nname = \"limits\"\nid = \"7b1c2d3e-4f50-4617-8283-94a5b6c7d8e9\"\ndisplay_name = \"Limits\"\n\n\
+             [[tenants.applications]]\nname = \"batch\"\nrate_limit = \"{rate}\"\n"
+        );
+        std::fs::write(&file, text).unwrap();
+        format!("[world]\nfile = \"{}\"", file.display())
+    };
+    let rate_of = |app: &TestApp| {
+        let view = app.directory.view();
+        let tenant = view.tenant(&TenantRef::parse("limits").unwrap()).unwrap().id;
+        let batch = view.applications(tenant).into_iter().find(|a| a.display_name.as_str() == "batch").unwrap().clone();
+        batch.rate_limit.map(|r| r.to_string())
+    };
+    let first = TestApp::spawn_in(dir.path(), &world("20/min")).await;
+    assert_eq!(rate_of(&first).as_deref(), Some("20/min"));
+    first.stop().await.unwrap();
+    let second = TestApp::spawn_in(dir.path(), &world("5/s")).await;
+    assert_eq!(rate_of(&second).as_deref(), Some("5/s"), "a changed file changes the limit");
+}
