@@ -143,9 +143,14 @@ pub async fn run(command: Command, settings: Settings) -> Result<(), StartupErro
 async fn run_admin(settings: &Settings, target: &admin::Target, call: admin::AdminCall) -> Result<(), StartupError> {
     let client = admin::AdminClient::sign_in(settings, &target.tenant).await.map_err(client_error)?;
     let answer = admin::dispatch(&client, call).await.map_err(client_error)?;
-    // One write; a reader that closes the pipe early (`| head`) is not an error.
-    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), format!("{answer}\n").as_bytes());
+    print(&answer.to_string());
     Ok(())
+}
+
+/// Writes `text` and a newline to stdout in one write. A reader that closes the pipe early
+/// (`| head`) is not an error, and never a panic (as `println!` would make it).
+fn print(text: &str) {
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), format!("{text}\n").as_bytes());
 }
 
 fn client_error(e: admin::ClientError) -> StartupError {
@@ -154,7 +159,7 @@ fn client_error(e: admin::ClientError) -> StartupError {
 
 async fn serve(settings: Settings, clock: Arc<dyn Clock>) -> Result<(), StartupError> {
     let app = Application::build(settings, clock).await?;
-    println!("{}", banner(&app));
+    print(&banner(&app));
     let reloader = app.reloader();
     tokio::spawn(async move {
         let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
@@ -221,21 +226,22 @@ pub(crate) fn absolute(path: &Path) -> PathBuf {
 fn list_keys(settings: &Settings, now: OffsetDateTime) -> Result<(), StartupError> {
     let entries = KeyStore::new(settings.signing_key_dir()).load()?;
     let ring = KeyRing::new(entries, settings.key_retire_after());
-    println!("{:<45} {:<6} {:<9} {:<22} PUBLISHED UNTIL", "KID", "ALG", "STATE", "SIGNS FROM");
+    let mut lines = vec![format!("{:<45} {:<6} {:<9} {:<22} PUBLISHED UNTIL", "KID", "ALG", "STATE", "SIGNS FROM")];
     for (entry, state) in ring.states(now) {
         let until = match state {
             crate::signing::KeyState::Previous { published_until } => rfc3339(published_until),
             crate::signing::KeyState::Retired => "-".to_owned(),
             _ => "(while current or next)".to_owned(),
         };
-        println!(
+        lines.push(format!(
             "{:<45} {:<6} {:<9} {:<22} {until}",
             entry.key.kid(),
             entry.key.alg().as_str(),
             state.label(),
             rfc3339(entry.activate_at)
-        );
+        ));
     }
+    print(&lines.join("\n"));
     Ok(())
 }
 
@@ -243,12 +249,13 @@ fn rotate_key(settings: &Settings, now: OffsetDateTime, immediately: bool) -> Re
     let store = KeyStore::new(settings.signing_key_dir());
     let activate_at = if immediately { now } else { now + settings.keys.prepublish };
     let entry = store.rotate(settings.keys.algorithm, now, activate_at, settings.key_retire_after(), immediately)?;
-    println!("Added signing key {} ({}).", entry.key.kid(), entry.key.alg());
-    println!("  published in the JWKS now; signs from {}", rfc3339(entry.activate_at));
-    println!(
-        "  running servers pick it up within {} (or at once on SIGHUP)",
+    print(&format!(
+        "Added signing key {} ({}).\n  published in the JWKS now; signs from {}\n  running servers pick it up within {} (or at once on SIGHUP)",
+        entry.key.kid(),
+        entry.key.alg(),
+        rfc3339(entry.activate_at),
         humantime::format_duration(settings.keys.reload_interval)
-    );
+    ));
     Ok(())
 }
 
