@@ -425,3 +425,95 @@ impl DirectoryView {
         values
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::application::{DisplayName, IdentifierUri};
+
+    fn tenant() -> TenantId {
+        TenantId::parse("5e2d1c0a-7f3b-4e8d-9a61-0c4b8f2e9d17").unwrap()
+    }
+
+    fn app(uri: &str) -> Application {
+        Application {
+            object_id: ObjectId::random(),
+            app_id: ClientId::random(),
+            service_principal_id: ObjectId::random(),
+            tenant_id: tenant(),
+            display_name: DisplayName::parse("app").unwrap(),
+            identifier_uris: vec![IdentifierUri::parse(uri).unwrap()],
+            app_roles: vec![],
+            rate_limit: None,
+        }
+    }
+
+    fn vm(name: &str, networks: &[&str]) -> ComputeResource {
+        let id = format!(
+            "/subscriptions/0b1c2d3e-4f50-4617-8283-94a5b6c7d8e9/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/{name}"
+        );
+        ComputeResource {
+            id: ResourceId::parse(&id).unwrap(),
+            tenant_id: tenant(),
+            system_identity: None,
+            user_identities: vec![],
+            addresses: networks.iter().map(|n| n.parse().unwrap()).collect(),
+            identity_header: None,
+        }
+    }
+
+    fn resource_change(resource: &ComputeResource, present: bool) -> Change {
+        Change::Resource(resource.id.key().to_owned(), present.then(|| Box::new(resource.clone())))
+    }
+
+    #[test]
+    fn an_identifier_uri_handed_over_within_one_batch_ends_with_its_new_owner_whatever_the_order() {
+        let (old, new) = (app("api://orders"), app("api://orders"));
+        let mut view = DirectoryView::new(Directory { applications: vec![old.clone()], ..Directory::default() });
+        // The new owner's change is applied before the old owner's removal.
+        view.apply(Change::Application(new.object_id, Some(Box::new((new.clone(), vec![])))));
+        view.apply(Change::Application(old.object_id, None));
+        assert_eq!(view.resource_application(tenant(), "api://orders").map(|a| a.object_id), Some(new.object_id));
+        assert!(view.application(tenant(), old.object_id).is_none());
+        let fresh = DirectoryView::new(Directory { applications: vec![new], ..Directory::default() });
+        assert!(view == fresh, "the same view as built from the final state");
+    }
+
+    #[test]
+    fn a_network_moved_between_resources_within_one_batch_resolves_to_its_new_resource() {
+        let (first, second) = (vm("one", &["10.0.0.0/8", "10.1.2.3/32"]), vm("two", &["10.0.0.0/8"]));
+        let first_after = vm("one", &["10.1.2.3/32"]);
+        let mut view = DirectoryView::new(Directory { resources: vec![first.clone()], ..Directory::default() });
+        view.apply(resource_change(&second, true));
+        view.apply(resource_change(&first_after, true));
+        let at = |address: &str| view.resource_for_address(address.parse().unwrap()).map(|r| r.id.clone());
+        assert_eq!(at("10.9.9.9"), Some(second.id.clone()));
+        assert_eq!(at("10.1.2.3"), Some(first.id.clone()), "the longest prefix still wins");
+        let fresh = DirectoryView::new(Directory { resources: vec![first_after, second], ..Directory::default() });
+        assert!(view == fresh, "prefix counts and indexes as built from the final state");
+    }
+
+    #[test]
+    fn trusted_issuers_are_counted_so_the_last_credential_naming_one_removes_it() {
+        use crate::domain::federated_credential::{Audience, CredentialName, Issuer, IssuerPolicy, Subject};
+        let fic = |owner: ObjectId, name: &str| FederatedCredential {
+            id: ObjectId::random(),
+            owner: CredentialOwner::Application(owner),
+            name: CredentialName::parse(name).unwrap(),
+            issuer: Issuer::parse("https://issuer.example", IssuerPolicy::default()).unwrap(),
+            subject: Subject::parse(name).unwrap(),
+            audience: Audience::parse("api://AzureADTokenExchange").unwrap(),
+            description: None,
+        };
+        let (a, b) = (ObjectId::random(), ObjectId::random());
+        let mut view = DirectoryView::default();
+        view.apply(Change::Credentials(a, vec![fic(a, "one"), fic(a, "two")]));
+        view.apply(Change::Credentials(b, vec![fic(b, "three")]));
+        assert_eq!(view.credential_count(), 3);
+        view.apply(Change::Credentials(a, vec![]));
+        assert!(view.is_trusted_issuer("https://issuer.example"), "b still names it");
+        view.apply(Change::Credentials(b, vec![]));
+        assert!(!view.is_trusted_issuer("https://issuer.example"));
+        assert_eq!(view.credential_count(), 0);
+    }
+}
