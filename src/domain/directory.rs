@@ -372,10 +372,13 @@ impl DirectoryView {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
             v4 => v4,
         };
-        let lengths: Vec<u8> = match address {
-            IpAddr::V4(_) => self.v4_prefixes.longest_first().collect(),
-            IpAddr::V6(_) => self.v6_prefixes.longest_first().collect(),
-        };
+        match address {
+            IpAddr::V4(_) => self.longest_match(address, self.v4_prefixes.longest_first()),
+            IpAddr::V6(_) => self.longest_match(address, self.v6_prefixes.longest_first()),
+        }
+    }
+
+    fn longest_match(&self, address: IpAddr, lengths: impl Iterator<Item = u8>) -> Option<&ComputeResource> {
         lengths.into_iter().find_map(|len| {
             let network = ipnet::IpNet::new(address, len).ok()?.trunc();
             self.resources.get(self.networks.get(&network)?).map(|r| &**r)
@@ -389,7 +392,7 @@ impl DirectoryView {
 
     /// The resource whose App Service identity header is `header`.
     pub fn resource_by_identity_header(&self, header: &str) -> Option<&ComputeResource> {
-        let key = self.identity_headers.get(&IdentityHeader::new(header.to_owned()))?;
+        let key = self.identity_headers.get(header)?;
         self.resources.get(key).map(|r| &**r)
     }
 

@@ -278,6 +278,13 @@ pub struct ComputeResource {
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct IdentityHeader(String);
 
+/// Hashes and compares as its text, so maps keyed by it can be searched with a `&str`.
+impl std::borrow::Borrow<str> for IdentityHeader {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl IdentityHeader {
     pub fn new(secret: String) -> Self {
         Self(secret)

@@ -23,7 +23,7 @@ impl AdminService {
         owner: CredentialOwner,
         input: CredentialInput,
     ) -> Result<FederatedCredential, AdminError> {
-        let target = format!("{}/{}", owner_id(owner), input.name);
+        let target = format!("{}/{}", owner.id(), input.name);
         self.audited(caller, "Add federated identity credential", "FederatedIdentityCredential", target, async {
             let credential = FederatedCredential {
                 id: ObjectId::random(),
@@ -58,7 +58,7 @@ impl AdminService {
         id_or_name: &str,
         input: CredentialInput,
     ) -> Result<FederatedCredential, AdminError> {
-        let target = format!("{}/{id_or_name}", owner_id(owner));
+        let target = format!("{}/{id_or_name}", owner.id());
         self.audited(caller, "Update federated identity credential", "FederatedIdentityCredential", target, async {
             let mut credential = self.credential(owner, id_or_name)?;
             if !input.name.is_empty() && input.name != credential.name.as_str() {
@@ -89,7 +89,7 @@ impl AdminService {
         owner: CredentialOwner,
         id_or_name: &str,
     ) -> Result<(), AdminError> {
-        let target = format!("{}/{id_or_name}", owner_id(owner));
+        let target = format!("{}/{id_or_name}", owner.id());
         self.audited(caller, "Delete federated identity credential", "FederatedIdentityCredential", target, async {
             let credential = self.credential(owner, id_or_name)?;
             self.registry.delete_credential(owner, credential.id).await.map_err(store_error)

@@ -156,12 +156,6 @@ impl AdminService {
     }
 }
 
-fn owner_id(owner: CredentialOwner) -> ObjectId {
-    match owner {
-        CredentialOwner::Application(id) | CredentialOwner::Identity(id) => id,
-    }
-}
-
 /// Storage outcomes that are the caller's business become specific errors; the rest is opaque.
 fn store_error(e: StoreError) -> AdminError {
     match e {

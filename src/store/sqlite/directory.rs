@@ -6,7 +6,6 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 use super::{NOW_SQL, db_error, expect_rows};
 use crate::domain::application::Application;
 use crate::domain::federated_credential::{CredentialOwner, FederatedCredential};
-use crate::domain::ids::ObjectId;
 use crate::domain::ports::{Conflict, StoreError};
 use crate::domain::resource::{ComputeResource, ManagedIdentity, ResourceId, ResourceKind};
 use crate::domain::role_assignment::{Principal, RoleAssignment};
@@ -53,12 +52,6 @@ pub(super) async fn insert_application(tx: &mut Tx, app: &Application) -> Result
     Ok(())
 }
 
-pub(super) fn owner_id(owner: CredentialOwner) -> ObjectId {
-    match owner {
-        CredentialOwner::Application(id) | CredentialOwner::Identity(id) => id,
-    }
-}
-
 pub(super) async fn insert_credential(pool: &SqlitePool, credential: &FederatedCredential) -> Result<(), StoreError> {
     let (application, identity) = match credential.owner {
         CredentialOwner::Application(id) => (Some(id.to_string()), None),
@@ -74,7 +67,7 @@ pub(super) async fn insert_credential(pool: &SqlitePool, credential: &FederatedC
         .bind(credential.id.to_string())
         .bind(application)
         .bind(identity)
-        .bind(owner_id(credential.owner).to_string())
+        .bind(credential.owner.id().to_string())
         .bind(credential.name.as_str())
         .bind(credential.issuer.as_str())
         .bind(credential.subject.as_str())
@@ -96,7 +89,7 @@ pub(super) async fn update_credential(pool: &SqlitePool, credential: &FederatedC
     .bind(credential.audience.as_str())
     .bind(credential.description.as_deref())
     .bind(credential.id.to_string())
-    .bind(owner_id(credential.owner).to_string())
+    .bind(credential.owner.id().to_string())
     .bind(credential.name.as_str())
     .execute(pool)
     .await

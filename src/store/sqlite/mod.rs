@@ -275,7 +275,7 @@ impl Registry for SqliteRegistry {
 
     async fn delete_credential(&self, owner: CredentialOwner, id: ObjectId) -> Result<(), StoreError> {
         let sql = "DELETE FROM federated_credentials WHERE id = ? AND owner_id = ?";
-        let keys = [id.to_string(), directory::owner_id(owner).to_string()];
+        let keys = [id.to_string(), owner.id().to_string()];
         self.delete(sql, &keys, format!("federated identity credential {id}")).await
     }
 
