@@ -157,8 +157,50 @@ pub struct TokenSettings {
 #[serde(deny_unknown_fields)]
 pub struct StorageSettings {
     pub data_dir: PathBuf,
+    /// `postgres://...`: the PostgreSQL registry shared by replicas; `None`: SQLite in `data_dir`.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub url: Option<DatabaseUrl>,
+    pub max_connections: u32,
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub refresh_interval: Duration,
+}
+
+/// A database URL; its password never shows in `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for DatabaseUrl {
+    fn from(raw: String) -> Self {
+        Self(raw)
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match Url::parse(&self.0) {
+            Ok(mut url) => {
+                if url.password().is_some() {
+                    let _ = url.set_password(Some("***"));
+                }
+                f.write_str(url.as_str())
+            }
+            Err(_) => f.write_str("(unparseable database URL)"),
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -260,6 +302,18 @@ impl Settings {
         }
         if self.signin_log.queue_capacity == 0 || self.signin_log.batch_size == 0 {
             return Err(ConfigError::new("signin_log", "queue_capacity and batch_size must be positive"));
+        }
+        if let Some(url) = &self.storage.url {
+            let scheme = Url::parse(url.expose()).map(|u| u.scheme().to_owned()).unwrap_or_default();
+            if scheme != "postgres" && scheme != "postgresql" {
+                return Err(ConfigError::new(
+                    "storage.url",
+                    "must be a postgres:// URL (leave it empty for the SQLite file in storage.data_dir)",
+                ));
+            }
+        }
+        if self.storage.max_connections == 0 {
+            return Err(ConfigError::new("storage.max_connections", "must be at least 1"));
         }
         if self.storage.refresh_interval < Duration::from_millis(10) {
             return Err(ConfigError::new("storage.refresh_interval", "must be at least 10ms"));
@@ -435,6 +489,16 @@ mod tests {
         let settings =
             with("[tokens]\nlifetime = \"1h\"\nmanaged_identity_lifetime = \"2h\"\nclock_skew = \"1m\"").unwrap();
         assert_eq!(settings.key_retire_after(), Duration::from_secs(2 * 3600 + 60));
+    }
+
+    #[test]
+    fn storage_url_must_be_postgres_and_never_shows_its_password() {
+        assert_eq!(with("[storage]\nurl = \"mysql://x\"").unwrap_err().setting, "storage.url");
+        let settings = with("[storage]\nurl = \"postgres://ficus:hunter2@db:5432/ficus\"").unwrap();
+        let url = settings.storage.url.unwrap();
+        assert_eq!(url.to_string(), "postgres://ficus:***@db:5432/ficus");
+        assert!(!format!("{url:?}").contains("hunter2"));
+        assert!(with("").unwrap().storage.url.is_none(), "SQLite by default");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use crate::config::{ConfigError, Settings};
 use crate::domain::activity::Actor;
 use crate::domain::clock::Clock;
 use crate::domain::federated_credential::IssuerPolicy;
-use crate::domain::ports::StoreError;
+use crate::domain::ports::{ChangeNotifications, Registry, StoreError};
 use crate::domain::rate_limit::RateLimiter;
 use crate::domain::tenant::Tenant;
 use crate::http::{self, AppState, metrics::HttpMetrics};
@@ -33,8 +33,9 @@ use crate::service::mint::TokenMint;
 use crate::service::token::TokenService;
 use crate::service::world::{self, WorldError};
 use crate::signing::{KeyRing, KeyRingHandle, KeyStore, KeyStoreError};
-use crate::store::sign_in_writer::{BatchedSignInLog, SignInStore};
-use crate::store::{DirectorySnapshot, SqliteRegistry};
+use crate::store::postgres::PoolSettings;
+use crate::store::sign_in_writer::{BatchedSignInLog, RegistrySignIns, SignInStore};
+use crate::store::{DirectorySnapshot, PostgresRegistry, SqliteRegistry};
 use crate::tls::{self, TlsError, TlsFiles};
 use crate::upstream::{ExternalIssuerKeys, UpstreamSettings};
 
@@ -44,8 +45,8 @@ pub enum StartupError {
     Config(#[from] ConfigError),
     #[error("{setting}: cannot listen on {addr}: {source}")]
     Bind { setting: &'static str, addr: SocketAddr, source: std::io::Error },
-    #[error("storage ({path}): {source}")]
-    Storage { path: PathBuf, source: StoreError },
+    #[error("storage ({location}): {source}")]
+    Storage { location: String, source: StoreError },
     #[error("signing keys: {0}")]
     Keys(#[from] KeyStoreError),
     #[error("tls: {0}")]
@@ -76,7 +77,8 @@ pub struct Application {
     public_url: Url,
     tls: Option<(TlsFiles, RustlsConfig)>,
     keys: KeyRingHandle,
-    registry: Arc<SqliteRegistry>,
+    registry: Arc<dyn Registry>,
+    notifications: Option<Arc<dyn ChangeNotifications>>,
     directory: Arc<DirectorySnapshot>,
     admin: Arc<AdminService>,
     state: AppState,
@@ -105,9 +107,12 @@ impl Application {
         let mi_listener = bind("server.mi_addr", settings.server.mi_addr)?;
         let public_url = settings.public_url(api_listener.local_addr()?.port())?;
 
-        let db_path = settings.database_path();
-        let storage_error = |source| StartupError::Storage { path: db_path.clone(), source };
-        let registry = Arc::new(SqliteRegistry::open(&db_path).await.map_err(storage_error)?);
+        let storage = Storage::open(&settings).await?;
+        let location = storage.location.clone();
+        let storage_error = |source| StartupError::Storage { location: location.clone(), source };
+        let registry = storage.registry.clone();
+        // Replicas starting together take turns from here until the shared state exists.
+        let bootstrap = registry.lock_bootstrap().await.map_err(storage_error)?;
         let directory = Arc::new(DirectorySnapshot::load(registry.clone()).await.map_err(storage_error)?);
 
         let key_store = KeyStore::new(settings.signing_key_dir());
@@ -140,12 +145,13 @@ impl Application {
             let world = crate::config::load_world(file)?;
             let issuer_of = |tenant: &Tenant| discovery.issuer_for(tenant);
             world::apply(&world, registry.as_ref(), &admin, &issuer_of).await.map_err(|e| match e {
-                WorldError::Store(source) => StartupError::Storage { path: db_path.clone(), source },
+                WorldError::Store(source) => StartupError::Storage { location: location.clone(), source },
                 other => ConfigError { setting: "world.file".into(), problem: other.to_string() }.into(),
             })?;
         }
         let health = Arc::new(HealthService::new(Arc::new(keys.clone()), registry.clone()));
         write_admin_credentials(&settings, &admin, &discovery).await?;
+        bootstrap.release().await;
         let admin_auth = Arc::new(AdminAuthenticator::new(
             Arc::new(keys.clone()),
             directory.clone(),
@@ -166,7 +172,7 @@ impl Application {
             settings.federation.max_assertion_lifetime,
             &cache_metrics,
         ));
-        let sign_in_store = overrides.sign_in_store.unwrap_or_else(|| registry.clone());
+        let sign_in_store = overrides.sign_in_store.unwrap_or_else(|| Arc::new(RegistrySignIns(registry.clone())));
         let (sign_ins, sign_in_writer) = BatchedSignInLog::start(
             sign_in_store,
             settings.signin_log.queue_capacity,
@@ -239,6 +245,7 @@ impl Application {
             tls,
             keys,
             registry,
+            notifications: storage.notifications,
             directory,
             admin,
             state,
@@ -321,7 +328,11 @@ impl Application {
         };
         let mi_server = tokio::spawn(axum_server::from_tcp(self.mi_listener)?.handle(mi_handle.clone()).serve(mi_app));
         let poller = tokio::spawn(self.reloader.clone().poll_keys(self.settings.keys.reload_interval));
-        let follower = tokio::spawn(follow_registry(self.directory.clone(), self.settings.storage.refresh_interval));
+        let follower = tokio::spawn(follow_registry(
+            self.directory.clone(),
+            self.notifications.clone(),
+            self.settings.storage.refresh_interval,
+        ));
 
         shutdown.await;
         tracing::info!(grace = ?grace, "shutting down: finishing in-flight requests");
@@ -346,15 +357,75 @@ impl Application {
     }
 }
 
-/// Applies changes other processes commit to the registry, every `interval`.
-async fn follow_registry(directory: Arc<DirectorySnapshot>, interval: Duration) {
+/// The registry backend `storage.url` selects, with what else it offers.
+struct Storage {
+    registry: Arc<dyn Registry>,
+    notifications: Option<Arc<dyn ChangeNotifications>>,
+    /// Where it is, for messages (a PostgreSQL URL without its password).
+    location: String,
+}
+
+impl Storage {
+    async fn open(settings: &Settings) -> Result<Self, StartupError> {
+        match &settings.storage.url {
+            None => {
+                let path = settings.database_path();
+                let location = path.display().to_string();
+                let registry = SqliteRegistry::open(&path)
+                    .await
+                    .map_err(|source| StartupError::Storage { location: location.clone(), source })?;
+                Ok(Self { registry: Arc::new(registry), notifications: None, location })
+            }
+            Some(url) => {
+                let location = url.to_string();
+                let error = |source| StartupError::Storage { location: location.clone(), source };
+                let pool = PoolSettings {
+                    max_connections: settings.storage.max_connections,
+                    acquire_timeout: settings.storage.acquire_timeout,
+                };
+                let registry = PostgresRegistry::open(url.expose(), pool).await.map_err(error)?;
+                let notifications: Arc<dyn ChangeNotifications> = registry.listen().await.map_err(error)?;
+                Ok(Self { registry: Arc::new(registry), notifications: Some(notifications), location })
+            }
+        }
+    }
+}
+
+/// Applies changes other processes commit to the registry: at once when the backend announces
+/// them (PostgreSQL), and every `interval` regardless, in case an announcement was missed.
+async fn follow_registry(
+    directory: Arc<DirectorySnapshot>,
+    notifications: Option<Arc<dyn ChangeNotifications>>,
+    interval: Duration,
+) {
     use crate::domain::ports::DirectorySource;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
     loop {
-        ticker.tick().await;
-        if let Err(e) = directory.refresh().await {
-            tracing::warn!(error = %e, "reading the registry's change log failed; retrying");
+        match &notifications {
+            Some(feed) => {
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    () = feed.changed() => {}
+                }
+            }
+            None => {
+                ticker.tick().await;
+            }
+        }
+        match directory.refresh().await {
+            Ok(()) if failing => {
+                tracing::info!("reading the registry's change log again; the directory is current");
+                failing = false;
+            }
+            Ok(()) => {}
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "reading the registry's change log failed; serving the last directory and retrying");
+                }
+                failing = true;
+            }
         }
     }
 }
@@ -388,7 +459,8 @@ fn external_issuers(settings: &Settings, metrics: &prometheus::Registry) -> Resu
 }
 
 /// Ensures each tenant has its admin client; writes a fresh secret to `keys/admin/<tenant>.json`
-/// (mode 0600) where that file does not exist yet. The secret exists in clear only there.
+/// (mode 0600) where that file does not exist yet. The secret exists in clear only there. In
+/// cluster mode a secret already issued (by another replica) is never replaced.
 async fn write_admin_credentials(
     settings: &Settings,
     admin: &AdminService,
@@ -403,6 +475,16 @@ async fn write_admin_credentials(
         let client = admin.ensure_admin_client(&caller).await.map_err(|e| StartupError::Admin(e.to_string()))?;
         let path = dir.join(format!("{}.json", tenant.name));
         if path.exists() {
+            continue;
+        }
+        if settings.storage.url.is_some() && !admin.directory().view().secret_hashes(client.object_id).is_empty() {
+            // Another replica issued the secret and wrote it to its own keys.dir; a new one here
+            // would lock that replica's operators out.
+            tracing::warn!(
+                tenant = tenant.name.as_str(),
+                path = %path.display(),
+                "the admin client's secret was issued by another replica; copy its keys/admin file here (it is not reissued)"
+            );
             continue;
         }
         let secret =

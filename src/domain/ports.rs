@@ -64,6 +64,13 @@ pub trait Registry: Send + Sync {
     async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError>;
     /// Cheap liveness check for readiness probes.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Closes connections once in-flight work is done (shutdown).
+    async fn close(&self) {}
+
+    /// Waits for the bootstrap lock: replicas starting together against one database take turns
+    /// creating what must exist once (the world, admin clients, the first signing key). A
+    /// backend with a single process per database may return at once.
+    async fn lock_bootstrap(&self) -> Result<Box<dyn BootstrapLock>, StoreError>;
 
     /// Records that `subscription` belongs to `tenant` (idempotent; a subscription never moves).
     async fn upsert_subscription(&self, subscription: uuid::Uuid, tenant: TenantId) -> Result<(), StoreError>;
@@ -126,6 +133,29 @@ pub trait Registry: Send + Sync {
 
     /// Forgets changes at or before `through` (callers keep a margin for slower readers).
     async fn prune_changes(&self, through: ChangeCursor) -> Result<(), StoreError>;
+}
+
+/// Held while a process bootstraps; others wait for it.
+#[async_trait]
+pub trait BootstrapLock: Send {
+    /// Lets the next process in.
+    async fn release(self: Box<Self>);
+}
+
+/// A bootstrap lock for a backend that needs none.
+pub struct NoBootstrapLock;
+
+#[async_trait]
+impl BootstrapLock for NoBootstrapLock {
+    async fn release(self: Box<Self>) {}
+}
+
+/// Wakes a follower of the change log when another writer may have committed (PostgreSQL's
+/// `LISTEN/NOTIFY`). A hint only: the follower still reads the log, and polls without one.
+#[async_trait]
+pub trait ChangeNotifications: Send + Sync {
+    /// Resolves at the next announced change (or when announcements may have been missed).
+    async fn changed(&self);
 }
 
 /// A position in the registry's change log.

@@ -1,5 +1,7 @@
-//! Liveness and readiness: ready once keys and storage are loaded and usable, and not while the
-//! server is draining for shutdown.
+//! Liveness and readiness: ready once keys and the directory are loaded, and not while the server
+//! is draining for shutdown. A registry database that stops answering makes the broker *degraded*,
+//! not unready: token requests are served from memory and keep succeeding, only admin writes
+//! fail (503) until it returns, so a load balancer should keep sending traffic to it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +13,10 @@ use crate::domain::ports::Registry;
 /// The parts of readiness, each with a reason when not ready.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Readiness {
+    /// Why the broker must not get traffic.
     pub problems: Vec<String>,
+    /// What works less well, while token requests still succeed.
+    pub degraded: Vec<String>,
 }
 
 impl Readiness {
@@ -40,6 +45,7 @@ impl HealthService {
 
     pub async fn readiness(&self) -> Readiness {
         let mut problems = Vec::new();
+        let mut degraded = Vec::new();
         if self.draining.load(Ordering::SeqCst) {
             problems.push("shutting down".to_owned());
         }
@@ -48,9 +54,13 @@ impl HealthService {
         }
         match tokio::time::timeout(Self::STORAGE_TIMEOUT, self.registry.ping()).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => problems.push(format!("storage: {e}")),
-            Err(_) => problems.push("storage: no answer within 2s".to_owned()),
+            Ok(Err(e)) => {
+                degraded.push(format!("storage: {e}; admin writes are refused, tokens are served from memory"))
+            }
+            Err(_) => degraded.push(
+                "storage: no answer within 2s; admin writes are refused, tokens are served from memory".to_owned(),
+            ),
         }
-        Readiness { problems }
+        Readiness { problems, degraded }
     }
 }

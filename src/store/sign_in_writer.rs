@@ -2,7 +2,8 @@
 //! background task gathers them for a flush interval (or until a batch is full), merges identical
 //! requests into one entry with a count, and writes the batch in one transaction. When the queue is
 //! full, entries are dropped and counted (`ficus_signin_log_dropped_total`) rather than slowing
-//! requests down. `ficus_signin_log_written_total` counts requests written, not rows.
+//! requests down. While the database is unavailable the writer holds its batch and retries, so
+//! the queue fills and only what overflows it is lost. `ficus_signin_log_written_total` counts requests written, not rows.
 //! Every entry is also counted in `ficus_token_requests_total{kind,result,error_code}`, so
 //! failures show in metrics even when the log drops them.
 
@@ -26,6 +27,16 @@ pub trait SignInStore: Send + Sync {
 impl<T: Registry + ?Sized> SignInStore for T {
     async fn append(&self, entries: &[SignIn]) -> Result<(), StoreError> {
         self.append_sign_ins(entries).await
+    }
+}
+
+/// The registry's sign-in log as the writer's store.
+pub struct RegistrySignIns(pub Arc<dyn Registry>);
+
+#[async_trait]
+impl SignInStore for RegistrySignIns {
+    async fn append(&self, entries: &[SignIn]) -> Result<(), StoreError> {
+        self.0.append_sign_ins(entries).await
     }
 }
 
@@ -73,16 +84,44 @@ impl BatchedSignInLog {
                 }
                 let count = batch.len() as u64;
                 let rows = aggregate(std::mem::take(&mut batch));
-                match store.append(&rows).await {
-                    Ok(()) => written.inc_by(count),
-                    Err(e) => {
-                        tracing::error!(error = %e, entries = count, "sign-in log batch lost");
-                        lost.inc_by(count);
-                    }
+                if write_with_retry(store.as_ref(), &rows, count).await {
+                    written.inc_by(count);
+                } else {
+                    lost.inc_by(count);
                 }
             }
         });
         Ok((Arc::new(Self { queue, dropped, requests }), writer))
+    }
+}
+
+/// Writes one batch. While the store is unavailable (the database is down) it retries with
+/// backoff, holding this batch; meanwhile new entries wait in the bounded queue, and are dropped
+/// and counted beyond it. A batch the store refuses for any other reason is lost (and counted).
+async fn write_with_retry(store: &dyn SignInStore, rows: &[SignIn], count: u64) -> bool {
+    let mut backoff = std::time::Duration::from_millis(100);
+    let mut warned = false;
+    loop {
+        match store.append(rows).await {
+            Ok(()) => {
+                if warned {
+                    tracing::info!(entries = count, "sign-in log written again after the store came back");
+                }
+                return true;
+            }
+            Err(StoreError::Unavailable(e)) => {
+                if !warned {
+                    tracing::warn!(error = %e, entries = count, "sign-in log store unavailable; holding the batch and retrying");
+                    warned = true;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, entries = count, "sign-in log batch lost");
+                return false;
+            }
+        }
     }
 }
 

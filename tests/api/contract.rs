@@ -1,5 +1,5 @@
-//! The `Registry` port's contract, run against every backend: SQLite in a file and in memory.
-//! (PostgreSQL joins here when it lands.)
+//! The `Registry` port's contract, run against every backend: SQLite in a file and in memory, and
+//! PostgreSQL (a fresh database on the server `scripts/test` starts).
 
 use std::sync::Arc;
 
@@ -13,7 +13,8 @@ use ficus::domain::ports::{Conflict, Registry, StoreError};
 use ficus::domain::resource::{ComputeResource, IdentityHeader, ManagedIdentity, ResourceId, ResourceKind};
 use ficus::domain::role_assignment::{Principal, RoleAssignment};
 use ficus::domain::tenant::{Tenant, TenantId, TenantName};
-use ficus::store::SqliteRegistry;
+use ficus::store::postgres::PoolSettings;
+use ficus::store::{PostgresRegistry, SqliteRegistry};
 use time::macros::datetime;
 
 const SUB: &str = "0b1c2d3e-4f50-4617-8283-94a5b6c7d8e9";
@@ -32,6 +33,12 @@ async fn sqlite_file() -> Fixture {
 
 async fn sqlite_memory() -> Fixture {
     seed(Arc::new(SqliteRegistry::in_memory().await.unwrap()), None).await
+}
+
+async fn postgres() -> Option<Fixture> {
+    let url = crate::pg::fresh_database().await?;
+    let registry = PostgresRegistry::open(&url, PoolSettings::default()).await.unwrap();
+    Some(seed(Arc::new(registry), None).await)
 }
 
 async fn seed(registry: Arc<dyn Registry>, dir: Option<tempfile::TempDir>) -> Fixture {
@@ -114,6 +121,11 @@ macro_rules! contract {
         }
         mod sqlite_memory_backend {
             $(#[tokio::test] async fn $name() { super::$name(super::sqlite_memory().await).await; })*
+        }
+        mod postgres_backend {
+            $(#[tokio::test] async fn $name() {
+                if let Some(fixture) = super::postgres().await { super::$name(fixture).await; }
+            })*
         }
     };
 }
@@ -396,4 +408,43 @@ async fn sign_ins_are_written_in_large_batches_and_read_back_with_filters(f: Fix
     assert_eq!(rest.entries.len(), 200);
     let mine = SignInQuery { principal_id: Some(principal), outcome: Some(Outcome::Failure), ..query };
     assert_eq!(f.registry.query_sign_ins(&mine).await.unwrap().entries.len(), 200, "even and divisible by 3: 1200/6");
+}
+
+#[tokio::test]
+async fn on_postgres_a_role_assignment_racing_the_deletion_of_its_resource_never_outlives_it() {
+    let Some(url) = crate::pg::fresh_database().await else { return };
+    // Two handles with pools of their own: two replicas of one cluster.
+    let a = seed(Arc::new(PostgresRegistry::open(&url, PoolSettings::default()).await.unwrap()), None).await;
+    let b: Arc<dyn Registry> = Arc::new(PostgresRegistry::open(&url, PoolSettings::default()).await.unwrap());
+    let mut assigned = 0;
+    for round in 0..20 {
+        let resource = application(a.tenant, &format!("api://resource-{round}"), &["Data.Read"]);
+        let client = application(a.tenant, &format!("api://client-{round}"), &[]);
+        a.registry.create_application(&resource).await.unwrap();
+        a.registry.create_application(&client).await.unwrap();
+        let assignment = RoleAssignment {
+            id: ObjectId::random(),
+            tenant_id: a.tenant,
+            principal: Principal::Application(client.service_principal_id),
+            resource_id: resource.service_principal_id,
+            app_role_id: resource.app_roles[0].id,
+        };
+        let (deleted, created) = tokio::join!(
+            a.registry.delete_application(a.tenant, resource.object_id),
+            b.create_role_assignment(&assignment)
+        );
+        deleted.unwrap();
+        match created {
+            Ok(()) => assigned += 1,
+            Err(StoreError::NotFound(_)) => {}
+            Err(other) => panic!("round {round}: unexpected error {other:?}"),
+        }
+    }
+    let directory = b.load_directory().await.unwrap();
+    let live: std::collections::HashSet<_> = directory.applications.iter().map(|a| a.service_principal_id).collect();
+    assert!(
+        directory.role_assignments.iter().all(|r| live.contains(&r.resource_id)),
+        "no role assignment names a deleted resource ({assigned} of 20 were created before their resource went)"
+    );
+    assert!(directory.role_assignments.is_empty(), "every resource was deleted, so every assignment went with it");
 }

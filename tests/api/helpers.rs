@@ -17,6 +17,9 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// The public URL replicas of one test cluster share.
+pub const CLUSTER_URL: &str = "https://cluster.test";
+
 pub const DEMO_TENANT_ID: &str = "5e2d1c0a-7f3b-4e8d-9a61-0c4b8f2e9d17";
 
 pub struct TestApp {
@@ -88,8 +91,44 @@ impl TestApp {
         app
     }
 
+    /// Spawns a broker on a fresh PostgreSQL database (cluster mode), or `None` when the test
+    /// server is not running (see `pg::server`).
+    pub async fn spawn_on_postgres(overrides: &str) -> Option<Self> {
+        let url = crate::pg::fresh_database().await?;
+        Some(Self::spawn_on_database(&url, overrides).await)
+    }
+
+    /// Spawns a broker (in a directory of its own) on the PostgreSQL database at `url`.
+    pub async fn spawn_on_database(url: &str, overrides: &str) -> Self {
+        let tempdir = tempfile::tempdir().unwrap();
+        let mut app = Self::spawn_replica(tempdir.path(), url, overrides).await;
+        app._tempdir = Some(tempdir);
+        app
+    }
+
+    /// Spawns a replica on the PostgreSQL database at `url` whose keys directory is `dir/keys`
+    /// (replicas given the same `dir` share it, as a mounted volume would). Replicas share one
+    /// public URL, `https://cluster.test` (the balancer's, so one issuer); this one is reached
+    /// directly at `https://localhost:<its port>`.
+    pub async fn spawn_replica(dir: &Path, url: &str, overrides: &str) -> Self {
+        let settings = test_settings(dir, overrides)
+            .map(|s| Settings {
+                storage: ficus::config::StorageSettings { url: Some(url.to_owned().into()), ..s.storage },
+                server: ficus::config::ServerSettings { public_url: Some(CLUSTER_URL.to_owned()), ..s.server },
+                ..s
+            })
+            .expect("test settings are valid");
+        let mut app = Self::spawn_settings(dir, settings, Overrides::default()).await;
+        app.base = format!("https://localhost:{}", app.addr.port());
+        app
+    }
+
     async fn spawn_in_with(dir: &Path, overrides: &str, adapters: Overrides) -> Self {
         let settings = test_settings(dir, overrides).expect("test settings are valid");
+        Self::spawn_settings(dir, settings, adapters).await
+    }
+
+    async fn spawn_settings(dir: &Path, settings: Settings, adapters: Overrides) -> Self {
         let clock = Arc::new(ManualClock::new(SystemClock.now()));
         let app = Application::build_with(settings, clock.clone(), adapters).await.expect("the broker starts");
         let addr = app.api_addr();

@@ -1,11 +1,13 @@
 //! One integration-test binary: each test spawns the real broker on 127.0.0.1:0 over real TLS,
-//! with its own temporary keys and SQLite database, and talks to it over real HTTP.
+//! with its own temporary keys and SQLite database (or PostgreSQL database, for cluster mode), and
+//! talks to it over real HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod admin_api;
 mod admin_cli;
 mod admin_service;
 mod cli;
+mod cluster;
 mod contract;
 mod crash;
 mod discovery;
@@ -15,6 +17,8 @@ mod helpers;
 mod keys;
 mod managed_identity;
 mod operations;
+mod outage;
+mod pg;
 mod rate_limits;
 mod snapshot;
 mod tls;

@@ -1,6 +1,7 @@
 //! The in-memory directory snapshot is kept current change by change, from the registry's change
 //! log: after every kind of write (cascades included) it equals a view built from a full load of
-//! the same SQLite registry, and it falls back to a full load when the log was pruned.
+//! the same registry (SQLite and PostgreSQL), and it falls back to a full load when the log was
+//! pruned. On PostgreSQL, a write by another replica wakes the snapshot at once (LISTEN/NOTIFY).
 
 use ficus::domain::directory::DirectoryView;
 use ficus::domain::federated_credential::CredentialOwner;
@@ -45,7 +46,17 @@ async fn assert_view_is_current(app: &TestApp, after: &str) {
 
 #[tokio::test]
 async fn the_snapshot_applies_every_kind_of_change_and_equals_a_full_load_after_each() {
-    let app = TestApp::spawn().await;
+    every_kind_of_change_is_applied(TestApp::spawn().await).await;
+}
+
+#[tokio::test]
+async fn on_postgres_the_snapshot_applies_every_kind_of_change_and_equals_a_full_load_after_each() {
+    if let Some(app) = TestApp::spawn_on_postgres("").await {
+        every_kind_of_change_is_applied(app).await;
+    }
+}
+
+async fn every_kind_of_change_is_applied(app: TestApp) {
     let admin = app.admin.clone();
     let who = caller(&app);
     assert_view_is_current(&app, "start-up").await;
@@ -129,7 +140,17 @@ async fn the_snapshot_applies_every_kind_of_change_and_equals_a_full_load_after_
 
 #[tokio::test]
 async fn a_snapshot_behind_a_pruned_change_log_reloads_everything() {
-    let app = TestApp::spawn().await;
+    a_pruned_log_means_a_full_reload(TestApp::spawn().await).await;
+}
+
+#[tokio::test]
+async fn on_postgres_a_snapshot_behind_a_pruned_change_log_reloads_everything() {
+    if let Some(app) = TestApp::spawn_on_postgres("").await {
+        a_pruned_log_means_a_full_reload(app).await;
+    }
+}
+
+async fn a_pruned_log_means_a_full_reload(app: TestApp) {
     let admin = app.admin.clone();
     let who = caller(&app);
     let (_, cursor) = app.registry.load_directory_at().await.unwrap();
@@ -172,4 +193,21 @@ async fn a_write_committed_by_another_process_reaches_the_view_within_the_refres
     })
     .await;
     assert_view_is_current(&app, "following another writer").await;
+}
+
+#[tokio::test]
+async fn on_postgres_another_replicas_write_wakes_the_view_without_waiting_for_the_poll() {
+    let Some(url) = crate::pg::fresh_database().await else { return };
+    // Polling once an hour: only the notification can bring the change in time.
+    let quiet = "[storage]\nrefresh_interval = \"1h\"";
+    let a = TestApp::spawn_on_database(&url, quiet).await;
+    let b = TestApp::spawn_on_database(&url, quiet).await;
+    let who = caller(&a);
+    let input = ApplicationInput { display_name: "written-on-a".into(), ..Default::default() };
+    let written = a.admin.create_application(&who, input).await.unwrap();
+    b.eventually("replica B sees replica A's write", || async {
+        b.directory.view().application(who.tenant, written.object_id).is_some()
+    })
+    .await;
+    assert_view_is_current(&b, "following replica A").await;
 }

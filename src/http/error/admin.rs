@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use super::{ApiError, PendingError};
 use crate::domain::application::ApplicationError;
 use crate::domain::federated_credential::CredentialError;
+use crate::domain::ports::StoreError;
 use crate::domain::role_assignment::RoleAssignmentError;
 use crate::http::context::RequestContext;
 use crate::service::admin::AdminError;
@@ -100,6 +101,18 @@ pub(super) fn admin_error(shape: Shape, e: &AdminError) -> PendingError {
             pending(shape, StatusCode::NOT_FOUND, "Request_ResourceNotFound", "SubscriptionNotFound", message)
         }
         AdminError::Conflict(_) => conflict(message),
+        AdminError::Storage(StoreError::Unavailable(cause)) => {
+            tracing::error!(error = %cause, "admin write refused: the registry's database is unavailable");
+            pending(
+                shape,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "serviceNotAvailable",
+                "ServiceUnavailable",
+                "The registry's database is unavailable, so nothing was changed; retry later. Token requests are \
+                 not affected: they are served from memory."
+                    .into(),
+            )
+        }
         AdminError::Storage(cause) => {
             tracing::error!(error = %cause, "admin storage failure");
             pending(
@@ -160,6 +173,9 @@ pub(super) fn render(
     });
     let body = ErrorEnvelope { error: ErrorBody { code, message, inner_error } };
     let mut response = (status, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+    }
     if status == StatusCode::UNAUTHORIZED
         && let Ok(value) = header::HeaderValue::from_str("Bearer error=\"invalid_token\"")
     {

@@ -26,22 +26,28 @@ pub struct HealthResponse {
     status: &'static str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     problems: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    degraded: Vec<String>,
 }
 
 /// The process is up and serving.
 pub async fn check_liveness() -> Json<HealthResponse> {
-    Json(HealthResponse { status: "ok", problems: vec![] })
+    Json(HealthResponse { status: "ok", problems: vec![], degraded: vec![] })
 }
 
-/// Ready once keys and storage are loaded; 503 with the reasons otherwise.
+/// 200 `ready`, or 200 `degraded` (still serving tokens; the reasons listed), or 503 `not ready`
+/// with the reasons.
 pub async fn check_readiness(State(health): State<Arc<HealthService>>) -> impl IntoResponse {
     let readiness = health.readiness().await;
-    let status = if readiness.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let label = if readiness.is_ready() { "ready" } else { "not ready" };
+    let (status, label) = match (readiness.is_ready(), readiness.degraded.is_empty()) {
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "not ready"),
+        (true, true) => (StatusCode::OK, "ready"),
+        (true, false) => (StatusCode::OK, "degraded"),
+    };
     (
         status,
         [(header::CACHE_CONTROL, "no-store")],
-        Json(HealthResponse { status: label, problems: readiness.problems }),
+        Json(HealthResponse { status: label, problems: readiness.problems, degraded: readiness.degraded }),
     )
 }
 

@@ -6,7 +6,7 @@
 
 mod activity;
 mod directory;
-mod load;
+mod fetch;
 mod sign_ins;
 
 use std::path::Path;
@@ -21,11 +21,15 @@ use crate::domain::activity::{ActivityEntry, ActivityPage, ActivityQuery};
 use crate::domain::application::Application;
 use crate::domain::federated_credential::{CredentialOwner, FederatedCredential};
 use crate::domain::ids::ObjectId;
-use crate::domain::ports::{ChangeCursor, ChangeSet, Conflict, Directory, Registry, StoreError};
+use crate::domain::ports::{
+    BootstrapLock, ChangeCursor, ChangeSet, Conflict, Directory, NoBootstrapLock, Registry, StoreError,
+};
 use crate::domain::resource::{ComputeResource, ManagedIdentity, ResourceId};
 use crate::domain::role_assignment::RoleAssignment;
 use crate::domain::sign_in::{SignIn, SignInPage, SignInQuery};
 use crate::domain::tenant::{Tenant, TenantId, TenantName};
+use crate::store::load::{self, corrupt};
+use fetch::SqliteFetch;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -76,10 +80,6 @@ impl SqliteRegistry {
         Ok(Self { pool })
     }
 
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
-
     /// Runs a `DELETE` bound to `keys`; `NotFound(what)` when it removed nothing.
     async fn delete(&self, sql: &'static str, keys: &[String], what: String) -> Result<(), StoreError> {
         let mut query = sqlx::query(sql);
@@ -126,10 +126,6 @@ pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
         return StoreError::NotFound("a referenced object does not exist".to_owned());
     }
     StoreError::Unavailable(message.to_owned())
-}
-
-pub(crate) fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(e.to_string())
 }
 
 /// Fails with `NotFound(what)` when a statement touched no row.
@@ -188,6 +184,15 @@ impl Registry for SqliteRegistry {
 
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(db_error)
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn lock_bootstrap(&self) -> Result<Box<dyn BootstrapLock>, StoreError> {
+        // One broker per database file: nobody to take turns with.
+        Ok(Box::new(NoBootstrapLock))
     }
 
     async fn upsert_subscription(&self, subscription: uuid::Uuid, tenant: TenantId) -> Result<(), StoreError> {
@@ -331,14 +336,14 @@ impl Registry for SqliteRegistry {
 
     async fn load_directory_at(&self) -> Result<(Directory, ChangeCursor), StoreError> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
-        let loaded = load::load(&mut tx).await?;
+        let loaded = load::load(&mut SqliteFetch(&mut tx)).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(loaded)
     }
 
     async fn load_changes(&self, after: ChangeCursor) -> Result<Option<ChangeSet>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
-        let changes = load::changes(&mut tx, after).await?;
+        let changes = load::changes(&mut SqliteFetch(&mut tx), after).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(changes)
     }

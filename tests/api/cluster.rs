@@ -1,0 +1,223 @@
+//! Cluster mode with real processes: three `ficus serve` replicas on one PostgreSQL database,
+//! started at once, bootstrap the shared state once and hold the registry's rules together.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+use crate::crash::free_port;
+use crate::helpers::CLUSTER_URL;
+
+struct Replica {
+    child: Child,
+    api: u16,
+    mi: u16,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &Path, url: &str) -> Replica {
+    let (api, mi) = (free_port(), free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_ficus"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("FICUS_SERVER__ADDR", format!("127.0.0.1:{api}"))
+        .env("FICUS_SERVER__MI_ADDR", format!("127.0.0.1:{mi}"))
+        .env("FICUS_SERVER__PUBLIC_URL", CLUSTER_URL)
+        .env("FICUS_STORAGE__URL", url)
+        .env("FICUS_KEYS__DIR", dir.join("keys"))
+        .env("FICUS_WORLD__FILE", concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo-world.toml"))
+        .env("FICUS_RATE_LIMITS__APPLICATION", "off")
+        .env("FICUS_RATE_LIMITS__ADDRESS", "off")
+        .env("FICUS_LOG__LEVEL", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Replica { child, api, mi }
+}
+
+/// A client of the whole cluster (one development CA, made once by whichever replica started
+/// first), once every replica is ready.
+async fn ready(dir: &Path, replicas: &[Replica]) -> reqwest::Client {
+    for _ in 0..600 {
+        if let Ok(pem) = std::fs::read(dir.join("keys/dev-ca.pem")) {
+            let client = reqwest::Client::builder()
+                .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap();
+            let mut all = true;
+            for replica in replicas {
+                let answer = client.get(format!("https://localhost:{}/readyz", replica.api)).send().await;
+                all &= answer.is_ok_and(|r| r.status() == 200);
+            }
+            if all {
+                return client;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the replicas did not become ready");
+}
+
+async fn admin_token(client: &reqwest::Client, dir: &Path, replica: &Replica) -> String {
+    let creds: Value = serde_json::from_slice(&std::fs::read(dir.join("keys/admin/demo.json")).unwrap()).unwrap();
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", creds["client_id"].as_str().unwrap()),
+        ("client_secret", creds["client_secret"].as_str().unwrap()),
+        ("scope", "api://ficus-management/.default"),
+    ];
+    let url = format!("https://localhost:{}/demo/oauth2/v2.0/token", replica.api);
+    let response = client.post(url).form(&form).send().await.unwrap();
+    response.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn scalar(url: &str, sql: &str) -> i64 {
+    let mut db = sqlx::PgConnection::connect(url).await.unwrap();
+    let value: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(&mut db).await.unwrap();
+    db.close().await.unwrap();
+    value
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_started_at_once_bootstrap_once_and_enforce_the_registry_rules_together() {
+    let Some(url) = crate::pg::fresh_database().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let replicas: Vec<Replica> = (0..3).map(|_| start(dir.path(), &url)).collect();
+    let client = ready(dir.path(), &replicas).await;
+
+    // Bootstrapped once: one admin client with one secret, the world without duplicates, one key.
+    assert_eq!(scalar(&url, "SELECT count(*) FROM applications WHERE display_name = 'ficus-admin'").await, 1);
+    let admin_secrets = "SELECT count(*) FROM client_secrets s JOIN applications a ON a.object_id = s.application_id \
+                         WHERE a.display_name = 'ficus-admin'";
+    assert_eq!(scalar(&url, admin_secrets).await, 1);
+    let duplicates = "SELECT count(*) FROM (SELECT tenant_id, display_name FROM applications \
+                      GROUP BY 1, 2 HAVING count(*) > 1) d";
+    assert_eq!(scalar(&url, duplicates).await, 0, "the world file was applied once");
+    assert!(scalar(&url, "SELECT count(*) FROM federated_credentials").await >= 1, "the world's credentials exist");
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("keys/signing/manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["keys"].as_array().unwrap().len(), 1, "one initial signing key");
+
+    // 50 concurrent credential creations for one application, spread over the three replicas.
+    let token = admin_token(&client, dir.path(), &replicas[0]).await;
+    let base = |i: usize| format!("https://localhost:{}", replicas[i % 3].api);
+    let created: Value = client
+        .post(format!("{}/v1.0/applications", base(0)))
+        .bearer_auth(&token)
+        .json(&json!({"displayName": "crowded"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let app_id = created["id"].as_str().unwrap().to_owned();
+    let attempts = (0..50).map(|i| {
+        let (client, token, url) = (client.clone(), token.clone(), base(i));
+        let path = format!("{url}/v1.0/applications/{app_id}/federatedIdentityCredentials");
+        // Every fifth pair reuses a name, so names race too.
+        let name = if i % 5 == 0 { "shared-name".to_owned() } else { format!("fic-{i}") };
+        let body = json!({"name": name, "issuer": "https://issuer.example", "subject": format!("s-{i}"), "audiences": ["api://AzureADTokenExchange"]});
+        tokio::spawn(async move { client.post(path).bearer_auth(token).json(&body).send().await.unwrap().status() })
+    });
+    let mut statuses = Vec::new();
+    for attempt in attempts {
+        statuses.push(attempt.await.unwrap().as_u16());
+    }
+    let admitted = statuses.iter().filter(|s| **s == 201).count();
+    assert_eq!(admitted, 20, "exactly 20 admitted: {statuses:?}");
+    assert!(statuses.iter().all(|s| [201, 400, 409].contains(s)), "the others got the documented errors: {statuses:?}");
+    assert!(statuses.contains(&400), "the limit answered 400: {statuses:?}");
+    let stored = format!("SELECT count(*) FROM federated_credentials WHERE application_id = '{app_id}'");
+    assert_eq!(scalar(&url, &stored).await, 20);
+    let named = format!(
+        "SELECT count(*) FROM federated_credentials WHERE application_id = '{app_id}' AND name = 'shared-name'"
+    );
+    assert!(scalar(&url, &named).await <= 1, "names stay unique");
+    for i in 0..3 {
+        let listed: Value = client
+            .get(format!("{}/v1.0/applications/{app_id}/federatedIdentityCredentials", base(i)))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(listed["value"].as_array().unwrap().len(), 20, "replica {i} agrees");
+    }
+
+    // A credential written on replica A reaches replica B's token path.
+    let started = Instant::now();
+    let uami: Value = client
+        .get(format!(
+            "{}/subscriptions/0b1c2d3e-4f50-4617-8283-94a5b6c7d8e9/resourceGroups/rg-demo/providers/Microsoft.ManagedIdentity/userAssignedIdentities/uami-demo",
+            base(0)
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let uami_client = uami["properties"]["clientId"].as_str().unwrap();
+    let uami_principal = uami["properties"]["principalId"].as_str().unwrap();
+    let late: Value = client
+        .post(format!("{}/v1.0/applications", base(0)))
+        .bearer_auth(&token)
+        .json(&json!({"displayName": "late", "identifierUris": ["api://late"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let fic = json!({"name": "trust-uami", "issuer": format!("{CLUSTER_URL}/5e2d1c0a-7f3b-4e8d-9a61-0c4b8f2e9d17/v2.0"),
+                     "subject": uami_principal, "audiences": ["api://AzureADTokenExchange"]});
+    let status = client
+        .post(format!("{}/v1.0/applications/{}/federatedIdentityCredentials", base(0), late["id"].as_str().unwrap()))
+        .bearer_auth(&token)
+        .json(&fic)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 201);
+    let acknowledged = started.elapsed();
+    let imds = format!(
+        "http://127.0.0.1:{}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=api://AzureADTokenExchange&client_id={uami_client}",
+        replicas[1].mi
+    );
+    let assertion: Value = client.get(imds).header("Metadata", "true").send().await.unwrap().json().await.unwrap();
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", late["appId"].as_str().unwrap()),
+        ("scope", "api://late/.default"),
+        ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+        ("client_assertion", assertion["access_token"].as_str().unwrap()),
+    ];
+    let mut answered = None;
+    for _ in 0..100 {
+        let response = client.post(format!("{}/demo/oauth2/v2.0/token", base(1))).form(&form).send().await.unwrap();
+        if response.status() == 200 {
+            answered = Some(started.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let answered = answered.expect("replica B exchanges with the credential written on replica A");
+    eprintln!("written on A in {acknowledged:?}; usable on B after {answered:?}");
+}
