@@ -83,6 +83,15 @@ async fn admin_token(client: &reqwest::Client, dir: &Path, replica: &Replica) ->
     response.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
 }
 
+/// An admin API call's JSON answer (`body` makes it a POST).
+async fn call(client: &reqwest::Client, token: &str, url: String, body: Option<Value>) -> Value {
+    let request = match body {
+        Some(body) => client.post(url).json(&body),
+        None => client.get(url),
+    };
+    request.bearer_auth(token).send().await.unwrap().json().await.unwrap()
+}
+
 async fn scalar(url: &str, sql: &str) -> i64 {
     let mut db = sqlx::PgConnection::connect(url).await.unwrap();
     let value: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(&mut db).await.unwrap();
@@ -113,16 +122,8 @@ async fn three_replicas_started_at_once_bootstrap_once_and_enforce_the_registry_
     // 50 concurrent credential creations for one application, spread over the three replicas.
     let token = admin_token(&client, dir.path(), &replicas[0]).await;
     let base = |i: usize| format!("https://localhost:{}", replicas[i % 3].api);
-    let created: Value = client
-        .post(format!("{}/v1.0/applications", base(0)))
-        .bearer_auth(&token)
-        .json(&json!({"displayName": "crowded"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created =
+        call(&client, &token, format!("{}/v1.0/applications", base(0)), Some(json!({"displayName": "crowded"}))).await;
     let app_id = created["id"].as_str().unwrap().to_owned();
     let attempts = (0..50).map(|i| {
         let (client, token, url) = (client.clone(), token.clone(), base(i));
@@ -147,44 +148,22 @@ async fn three_replicas_started_at_once_bootstrap_once_and_enforce_the_registry_
     );
     assert!(scalar(&url, &named).await <= 1, "names stay unique");
     for i in 0..3 {
-        let listed: Value = client
-            .get(format!("{}/v1.0/applications/{app_id}/federatedIdentityCredentials", base(i)))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let path = format!("{}/v1.0/applications/{app_id}/federatedIdentityCredentials", base(i));
+        let listed = call(&client, &token, path, None).await;
         assert_eq!(listed["value"].as_array().unwrap().len(), 20, "replica {i} agrees");
     }
 
     // A credential written on replica A reaches replica B's token path.
     let started = Instant::now();
-    let uami: Value = client
-        .get(format!(
-            "{}/subscriptions/0b1c2d3e-4f50-4617-8283-94a5b6c7d8e9/resourceGroups/rg-demo/providers/Microsoft.ManagedIdentity/userAssignedIdentities/uami-demo",
-            base(0)
-        ))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let uami_path = format!(
+        "{}/subscriptions/0b1c2d3e-4f50-4617-8283-94a5b6c7d8e9/resourceGroups/rg-demo/providers/Microsoft.ManagedIdentity/userAssignedIdentities/uami-demo",
+        base(0)
+    );
+    let uami = call(&client, &token, uami_path, None).await;
     let uami_client = uami["properties"]["clientId"].as_str().unwrap();
     let uami_principal = uami["properties"]["principalId"].as_str().unwrap();
-    let late: Value = client
-        .post(format!("{}/v1.0/applications", base(0)))
-        .bearer_auth(&token)
-        .json(&json!({"displayName": "late", "identifierUris": ["api://late"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let late_app = json!({"displayName": "late", "identifierUris": ["api://late"]});
+    let late = call(&client, &token, format!("{}/v1.0/applications", base(0)), Some(late_app)).await;
     let fic = json!({"name": "trust-uami", "issuer": format!("{CLUSTER_URL}/5e2d1c0a-7f3b-4e8d-9a61-0c4b8f2e9d17/v2.0"),
                      "subject": uami_principal, "audiences": ["api://AzureADTokenExchange"]});
     let status = client
