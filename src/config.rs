@@ -140,6 +140,34 @@ pub struct KeySettings {
     pub prepublish: Duration,
     #[serde(with = "humantime_serde")]
     pub reload_interval: Duration,
+    /// Cluster mode: a file holding the key-encryption key that seals signing keys in the database.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub kek_file: Option<PathBuf>,
+    /// Cluster mode: the key-encryption key itself (meant for `FICUS_KEYS__KEK`).
+    #[serde(deserialize_with = "empty_as_none")]
+    pub kek: Option<SecretText>,
+}
+
+/// A secret given as a setting; `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretText(String);
+
+impl SecretText {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for SecretText {
+    fn from(raw: String) -> Self {
+        Self(raw)
+    }
+}
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretText(***)")
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -312,6 +340,20 @@ impl Settings {
                 ));
             }
         }
+        match (&self.keys.kek_file, &self.keys.kek) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new("keys.kek", "set keys.kek_file or keys.kek (FICUS_KEYS__KEK), not both"));
+            }
+            (None, None) if self.storage.url.is_some() => {
+                return Err(ConfigError::new(
+                    "keys.kek_file",
+                    "cluster mode (storage.url) keeps the signing keys sealed in the database and needs a \
+                     key-encryption key: set keys.kek_file to a file holding 32 random bytes in base64 \
+                     (`openssl rand -base64 32`), or FICUS_KEYS__KEK to that text, the same on every replica",
+                ));
+            }
+            _ => {}
+        }
         if self.storage.max_connections == 0 {
             return Err(ConfigError::new("storage.max_connections", "must be at least 1"));
         }
@@ -421,6 +463,28 @@ where
     Ok((!raw.trim().is_empty()).then(|| T::from(raw)))
 }
 
+impl Settings {
+    /// The key-encryption key of cluster mode, read and checked (`None` without one).
+    pub fn key_encryption_key(&self) -> Result<Option<crate::signing::Kek>, ConfigError> {
+        use std::os::unix::fs::PermissionsExt;
+        let (setting, text) = match (&self.keys.kek_file, &self.keys.kek) {
+            (Some(path), _) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::new("keys.kek_file", format!("{}: {e}", path.display())))?;
+                if let Ok(meta) = std::fs::metadata(path)
+                    && meta.permissions().mode() & 0o077 != 0
+                {
+                    tracing::warn!(path = %path.display(), "the key-encryption key file is readable by other users; chmod 600 it");
+                }
+                ("keys.kek_file", text)
+            }
+            (None, Some(secret)) => ("keys.kek", secret.expose().to_owned()),
+            (None, None) => return Ok(None),
+        };
+        crate::signing::Kek::parse(&text).map(Some).map_err(|e| ConfigError::new(setting, e.to_string()))
+    }
+}
+
 /// Reads a world file (see `config/demo-world.toml` for its shape).
 pub fn load_world(path: &Path) -> Result<crate::service::world::World, ConfigError> {
     let setting = "world.file";
@@ -494,11 +558,29 @@ mod tests {
     #[test]
     fn storage_url_must_be_postgres_and_never_shows_its_password() {
         assert_eq!(with("[storage]\nurl = \"mysql://x\"").unwrap_err().setting, "storage.url");
-        let settings = with("[storage]\nurl = \"postgres://ficus:hunter2@db:5432/ficus\"").unwrap();
+        let kek = "[keys]\nkek = \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"\n";
+        let settings = with(&format!("{kek}[storage]\nurl = \"postgres://ficus:hunter2@db:5432/ficus\"")).unwrap();
         let url = settings.storage.url.unwrap();
         assert_eq!(url.to_string(), "postgres://ficus:***@db:5432/ficus");
         assert!(!format!("{url:?}").contains("hunter2"));
         assert!(with("").unwrap().storage.url.is_none(), "SQLite by default");
+    }
+
+    #[test]
+    fn cluster_mode_needs_exactly_one_key_encryption_key_and_never_shows_it() {
+        let cluster = "[storage]\nurl = \"postgres://db/ficus\"\n";
+        let missing = with(cluster).unwrap_err();
+        assert_eq!(missing.setting, "keys.kek_file");
+        assert!(missing.problem.contains("openssl rand -base64 32"), "{}", missing.problem);
+        let kek = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        let both = with(&format!("{cluster}[keys]\nkek = \"{kek}\"\nkek_file = \"/etc/kek\"")).unwrap_err();
+        assert_eq!(both.setting, "keys.kek");
+        let settings = with(&format!("{cluster}[keys]\nkek = \"{kek}\"")).unwrap();
+        assert!(!format!("{:?}", settings.keys).contains(kek));
+        assert!(settings.key_encryption_key().unwrap().is_some());
+        let short = with(&format!("{cluster}[keys]\nkek = \"AAEC\"")).unwrap();
+        assert_eq!(short.key_encryption_key().unwrap_err().setting, "keys.kek");
+        assert!(with("").unwrap().key_encryption_key().unwrap().is_none(), "SQLite mode needs none");
     }
 
     #[test]

@@ -32,7 +32,7 @@ use crate::service::managed_identity::ManagedIdentityService;
 use crate::service::mint::TokenMint;
 use crate::service::token::TokenService;
 use crate::service::world::{self, WorldError};
-use crate::signing::{KeyRing, KeyRingHandle, KeyStore, KeyStoreError};
+use crate::signing::{FileKeyStore, KeyRing, KeyRingHandle, KeyStore, KeyStoreError, SealedKeyStore};
 use crate::store::postgres::PoolSettings;
 use crate::store::sign_in_writer::{BatchedSignInLog, RegistrySignIns, SignInStore};
 use crate::store::{DirectorySnapshot, PostgresRegistry, SqliteRegistry};
@@ -115,15 +115,11 @@ impl Application {
         let bootstrap = registry.lock_bootstrap().await.map_err(storage_error)?;
         let directory = Arc::new(DirectorySnapshot::load(registry.clone()).await.map_err(storage_error)?);
 
-        let key_store = KeyStore::new(settings.signing_key_dir());
-        let (alg, now) = (settings.keys.algorithm, clock.now());
-        let store = key_store.clone();
-        // RSA key generation takes up to a second on first start: keep it off the runtime threads.
-        let (entries, created) = tokio::task::spawn_blocking(move || store.load_or_create(alg, now))
-            .await
-            .map_err(|e| StartupError::Serve(std::io::Error::other(e)))??;
+        let key_store = storage.keys.clone();
+        let alg = settings.keys.algorithm;
+        let (entries, created) = key_store.load_or_create(alg, clock.now()).await?;
         if created {
-            tracing::info!(kid = entries[0].key.kid(), %alg, dir = %key_store.dir().display(), "generated the first signing key");
+            tracing::info!(kid = entries[0].key.kid(), %alg, store = %key_store.location(), "generated the first signing key");
         }
         let retire_after = settings.key_retire_after();
         let keys = KeyRingHandle::new(KeyRing::new(entries, retire_after), clock.clone());
@@ -235,7 +231,13 @@ impl Application {
             metrics,
             clock,
         });
-        let reloader = Reloader { key_store, keys: keys.clone(), retire_after, tls: tls.clone() };
+        let reloader = Reloader {
+            key_store,
+            key_notifications: storage.key_notifications.clone(),
+            keys: keys.clone(),
+            retire_after,
+            tls: tls.clone(),
+        };
         Ok(Self {
             sign_in_writer,
             settings,
@@ -357,10 +359,13 @@ impl Application {
     }
 }
 
-/// The registry backend `storage.url` selects, with what else it offers.
+/// The backend `storage.url` selects: the registry, where the signing keys live, and what
+/// announces changes to either.
 struct Storage {
     registry: Arc<dyn Registry>,
     notifications: Option<Arc<dyn ChangeNotifications>>,
+    keys: Arc<dyn KeyStore>,
+    key_notifications: Option<Arc<dyn ChangeNotifications>>,
     /// Where it is, for messages (a PostgreSQL URL without its password).
     location: String,
 }
@@ -374,7 +379,13 @@ impl Storage {
                 let registry = SqliteRegistry::open(&path)
                     .await
                     .map_err(|source| StartupError::Storage { location: location.clone(), source })?;
-                Ok(Self { registry: Arc::new(registry), notifications: None, location })
+                Ok(Self {
+                    registry: Arc::new(registry),
+                    notifications: None,
+                    keys: Arc::new(FileKeyStore::new(settings.signing_key_dir())),
+                    key_notifications: None,
+                    location,
+                })
             }
             Some(url) => {
                 let location = url.to_string();
@@ -383,10 +394,40 @@ impl Storage {
                     max_connections: settings.storage.max_connections,
                     acquire_timeout: settings.storage.acquire_timeout,
                 };
+                let kek = settings.key_encryption_key()?.ok_or_else(|| ConfigError {
+                    setting: "keys.kek_file".into(),
+                    problem: "cluster mode needs a key-encryption key".into(),
+                })?;
                 let registry = PostgresRegistry::open(url.expose(), pool).await.map_err(error)?;
-                let notifications: Arc<dyn ChangeNotifications> = registry.listen().await.map_err(error)?;
-                Ok(Self { registry: Arc::new(registry), notifications: Some(notifications), location })
+                let listening = registry.listen().await.map_err(error)?;
+                let keys = SealedKeyStore::new(Arc::new(registry.sealed_keys()), Arc::new(kek));
+                Ok(Self {
+                    registry: Arc::new(registry),
+                    notifications: Some(listening.directory),
+                    keys: Arc::new(keys),
+                    key_notifications: Some(listening.keys),
+                    location,
+                })
             }
+        }
+    }
+}
+
+/// The key store the settings select, for commands that work on keys without serving
+/// (`keys list`, `keys rotate`): the key directory, or the sealed keys in the cluster's database.
+pub async fn open_key_store(settings: &Settings) -> Result<Arc<dyn KeyStore>, StartupError> {
+    match &settings.storage.url {
+        None => Ok(Arc::new(FileKeyStore::new(settings.signing_key_dir()))),
+        Some(url) => {
+            let kek = settings.key_encryption_key()?.ok_or_else(|| ConfigError {
+                setting: "keys.kek_file".into(),
+                problem: "cluster mode needs a key-encryption key".into(),
+            })?;
+            let pool = PoolSettings { max_connections: 1, acquire_timeout: settings.storage.acquire_timeout };
+            let registry = PostgresRegistry::open(url.expose(), pool)
+                .await
+                .map_err(|source| StartupError::Storage { location: url.to_string(), source })?;
+            Ok(Arc::new(SealedKeyStore::new(Arc::new(registry.sealed_keys()), Arc::new(kek))))
         }
     }
 }
@@ -403,17 +444,7 @@ async fn follow_registry(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     loop {
-        match &notifications {
-            Some(feed) => {
-                tokio::select! {
-                    _ = ticker.tick() => {}
-                    () = feed.changed() => {}
-                }
-            }
-            None => {
-                ticker.tick().await;
-            }
-        }
+        tick_or_announced(&mut ticker, notifications.as_ref()).await;
         match directory.refresh().await {
             Ok(()) if failing => {
                 tracing::info!("reading the registry's change log again; the directory is current");
@@ -426,6 +457,21 @@ async fn follow_registry(
                 }
                 failing = true;
             }
+        }
+    }
+}
+
+/// Waits for the next tick, or for an announced change where the backend announces them.
+async fn tick_or_announced(ticker: &mut tokio::time::Interval, feed: Option<&Arc<dyn ChangeNotifications>>) {
+    match feed {
+        Some(feed) => {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = feed.changed() => {}
+            }
+        }
+        None => {
+            ticker.tick().await;
         }
     }
 }
@@ -513,7 +559,8 @@ fn bind(setting: &'static str, addr: SocketAddr) -> Result<TcpListener, StartupE
 /// Re-reads the key store and TLS files into the running server.
 #[derive(Clone)]
 pub struct Reloader {
-    key_store: KeyStore,
+    key_store: Arc<dyn KeyStore>,
+    key_notifications: Option<Arc<dyn ChangeNotifications>>,
     keys: KeyRingHandle,
     retire_after: Duration,
     tls: Option<(TlsFiles, RustlsConfig)>,
@@ -522,7 +569,7 @@ pub struct Reloader {
 impl Reloader {
     /// Reloads everything; failures are logged and the previous material keeps serving.
     pub async fn reload(&self) {
-        self.reload_keys();
+        self.reload_keys().await;
         if let Some((files, config)) = &self.tls {
             match config.reload_from_pem_file(&files.cert_chain, &files.key).await {
                 Ok(()) => tracing::info!(cert = %files.cert_chain.display(), "reloaded the TLS certificate"),
@@ -532,8 +579,8 @@ impl Reloader {
     }
 
     /// Swaps in the key store's current contents. Returns whether it succeeded.
-    pub fn reload_keys(&self) -> bool {
-        match self.key_store.load() {
+    pub async fn reload_keys(&self) -> bool {
+        match self.key_store.load().await {
             Ok(entries) => {
                 let kids: Vec<String> = entries.iter().map(|e| e.key.kid().to_owned()).collect();
                 self.keys.replace(KeyRing::new(entries, self.retire_after));
@@ -547,15 +594,17 @@ impl Reloader {
         }
     }
 
+    /// Reloads when the store's version moves: checked every `interval`, and at once when the
+    /// store announces a change (cluster mode).
     async fn poll_keys(self, interval: Duration) {
-        let mut last = self.key_store.stamp();
+        let mut last = self.key_store.version().await;
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticker.tick().await;
-            let stamp = self.key_store.stamp();
-            if stamp != last && self.reload_keys() {
-                last = stamp;
+            tick_or_announced(&mut ticker, self.key_notifications.as_ref()).await;
+            let version = self.key_store.version().await;
+            if version.is_some() && version != last && self.reload_keys().await {
+                last = version;
             }
         }
     }

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 
 use crate::config::Settings;
 use crate::domain::clock::{Clock, SystemClock};
-use crate::signing::{KeyRing, KeyStore};
+use crate::signing::{KeyRing, Rotation};
 use crate::startup::{Application, StartupError};
 
 #[derive(Debug, Parser)]
@@ -121,8 +121,8 @@ pub async fn run(command: Command, settings: Settings) -> Result<(), StartupErro
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     match command {
         Command::Serve => serve(settings, clock).await,
-        Command::Keys { command: KeysCommand::List } => list_keys(&settings, clock.now()),
-        Command::Keys { command: KeysCommand::Rotate { now } } => rotate_key(&settings, clock.now(), now),
+        Command::Keys { command: KeysCommand::List } => list_keys(&settings, clock.now()).await,
+        Command::Keys { command: KeysCommand::Rotate { now } } => rotate_key(&settings, clock.now(), now).await,
         Command::Env { tenant, resource } => env::print_env(&settings, tenant.as_deref(), resource.as_deref()).await,
         Command::Admin { command: admin::AdminCommand::Token, target } => {
             run_admin(&settings, &target, admin::AdminCall::Token).await
@@ -223,8 +223,8 @@ pub(crate) fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
-fn list_keys(settings: &Settings, now: OffsetDateTime) -> Result<(), StartupError> {
-    let entries = KeyStore::new(settings.signing_key_dir()).load()?;
+async fn list_keys(settings: &Settings, now: OffsetDateTime) -> Result<(), StartupError> {
+    let entries = crate::startup::open_key_store(settings).await?.load().await?;
     let ring = KeyRing::new(entries, settings.key_retire_after());
     let mut lines = vec![format!("{:<45} {:<6} {:<9} {:<22} PUBLISHED UNTIL", "KID", "ALG", "STATE", "SIGNS FROM")];
     for (entry, state) in ring.states(now) {
@@ -245,16 +245,29 @@ fn list_keys(settings: &Settings, now: OffsetDateTime) -> Result<(), StartupErro
     Ok(())
 }
 
-fn rotate_key(settings: &Settings, now: OffsetDateTime, immediately: bool) -> Result<(), StartupError> {
-    let store = KeyStore::new(settings.signing_key_dir());
-    let activate_at = if immediately { now } else { now + settings.keys.prepublish };
-    let entry = store.rotate(settings.keys.algorithm, now, activate_at, settings.key_retire_after(), immediately)?;
+async fn rotate_key(settings: &Settings, now: OffsetDateTime, immediately: bool) -> Result<(), StartupError> {
+    let store = crate::startup::open_key_store(settings).await?;
+    let rotation = Rotation {
+        alg: settings.keys.algorithm,
+        now,
+        activate_at: if immediately { now } else { now + settings.keys.prepublish },
+        retire_after: settings.key_retire_after(),
+        force: immediately,
+    };
+    let entry = store.rotate(rotation).await?;
+    let reaches = match settings.storage.url {
+        Some(_) => "every replica loads it at once (announced through the database)".to_owned(),
+        None => format!(
+            "running servers pick it up within {} (or at once on SIGHUP)",
+            humantime::format_duration(settings.keys.reload_interval)
+        ),
+    };
     print(&format!(
-        "Added signing key {} ({}).\n  published in the JWKS now; signs from {}\n  running servers pick it up within {} (or at once on SIGHUP)",
+        "Added signing key {} ({}) to {}.\n  published in the JWKS now; signs from {}\n  {reaches}",
         entry.key.kid(),
         entry.key.alg(),
+        store.location(),
         rfc3339(entry.activate_at),
-        humantime::format_duration(settings.keys.reload_interval)
     ));
     Ok(())
 }

@@ -158,6 +158,47 @@ pub trait ChangeNotifications: Send + Sync {
     async fn changed(&self);
 }
 
+/// A signing key as a shared database holds it: the public parts in clear, the private key sealed
+/// (encrypted and authenticated) under a key-encryption key the database never sees.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedKeyRecord {
+    pub kid: String,
+    pub alg: String,
+    pub created_at: time::OffsetDateTime,
+    pub activate_at: time::OffsetDateTime,
+    /// Names the key-encryption key that sealed it (not the key itself).
+    pub kek_id: String,
+    /// `nonce || ciphertext || tag` of the PKCS#8 private key.
+    pub sealed_key: Vec<u8>,
+    /// The key's self-signed certificate, DER.
+    pub certificate: Vec<u8>,
+}
+
+impl std::fmt::Debug for SealedKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedKeyRecord").field("kid", &self.kid).field("alg", &self.alg).finish_non_exhaustive()
+    }
+}
+
+/// The stored key set at one generation (a counter every change advances).
+#[derive(Debug, Clone, Default)]
+pub struct KeyRecords {
+    pub generation: i64,
+    pub keys: Vec<SealedKeyRecord>,
+}
+
+/// Where replicas share their sealed signing keys. Changes are compare-and-set on the generation,
+/// so two rotations racing on different replicas cannot both apply to the same set.
+#[async_trait]
+pub trait SealedKeyStorage: Send + Sync {
+    async fn load(&self) -> Result<KeyRecords, StoreError>;
+    /// The current generation alone, cheap enough to poll.
+    async fn generation(&self) -> Result<i64, StoreError>;
+    /// Adds `add` and deletes the keys named in `remove`, provided the set is still at
+    /// `generation`. Returns `false`, changing nothing, when another writer got there first.
+    async fn replace(&self, generation: i64, add: &SealedKeyRecord, remove: &[String]) -> Result<bool, StoreError>;
+}
+
 /// A position in the registry's change log.
 pub type ChangeCursor = u64;
 

@@ -31,6 +31,10 @@ impl Algorithm {
             Self::ES256 => "ES256",
         }
     }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::RS256, Self::ES256].into_iter().find(|alg| alg.as_str() == name)
+    }
 }
 
 impl fmt::Display for Algorithm {

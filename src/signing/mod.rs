@@ -1,4 +1,5 @@
-//! Token signing keys: generation, the on-disk key store, rotation and the JWKS document.
+//! Token signing keys: generation, the key store port with its file and sealed-database adapters,
+//! rotation and the JWKS document.
 //!
 //! Keys are held parsed (an `aws-lc-rs` key pair per key) so signing never re-parses a private key.
 //! The ring's state is a pure function of the keys' activation times, the clock and the policy:
@@ -9,8 +10,10 @@
 pub mod jwk;
 pub mod key;
 pub mod ring;
+pub mod sealed;
 pub mod store;
 
 pub use key::{Algorithm, KeyError, SigningKey};
 pub use ring::{KeyEntry, KeyRing, KeyRingHandle, KeyState};
-pub use store::{KeyStore, KeyStoreError};
+pub use sealed::{Kek, SealedKeyStore};
+pub use store::{FileKeyStore, KeyStore, KeyStoreError, Rotation};

@@ -1,8 +1,12 @@
-//! The key store on disk: `manifest.json` (kid, algorithm, creation and activation times) beside
-//! one PKCS#8 PEM file per private key (mode 0600) and one certificate PEM per key.
+//! The key store port ([`KeyStore`]: load, create the first key, rotate, notice changes) with the
+//! rotation rules every adapter shares, and its file adapter ([`FileKeyStore`]), the single-node
+//! default: `manifest.json` (kid, algorithm, creation and activation times) beside one PKCS#8 PEM
+//! file per private key (mode 0600) and one certificate PEM per key. The sealed database adapter
+//! for cluster mode is [`super::sealed`]; the key ring does not know which one loaded it.
 //!
-//! The CLI writes it (`keys rotate`) while a server may be reading it, so writes take an exclusive
-//! lock and replace the manifest atomically; a reader never sees half a manifest. Private keys are created with `O_EXCL` and owner-only permissions from the start.
+//! The CLI writes the files (`keys rotate`) while a server may be reading them, so writes take an
+//! exclusive lock and replace the manifest atomically; a reader never sees half a manifest.
+//! Private keys are created with `O_EXCL` and owner-only permissions from the start.
 
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -10,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -48,10 +53,82 @@ pub enum KeyStoreError {
     Key { path: PathBuf, source: KeyError },
     #[error("{path}: the key's thumbprint is {found}, but the manifest names it {expected}")]
     KidMismatch { path: PathBuf, expected: String, found: String },
-    #[error("{path}: no signing keys yet (the server creates the first one at start-up)")]
-    Uninitialised { path: PathBuf },
+    #[error("{location}: no signing keys yet (the server creates the first one at start-up)")]
+    Uninitialised { location: String },
     #[error("a next key {kid} is already scheduled for {activate_at}; use --now to activate a new key at once")]
     NextKeyPending { kid: String, activate_at: OffsetDateTime },
+    #[error("{0}")]
+    Storage(#[from] crate::domain::ports::StoreError),
+    #[error("signing key {kid}: {reason}")]
+    Sealed { kid: String, reason: String },
+    #[error("the key store changed under this rotation several times in a row; try again")]
+    Contended,
+    #[error("key generation was interrupted: {0}")]
+    Interrupted(String),
+}
+
+/// Where the signing keys live. Every adapter applies the same rules: the first key is created
+/// once, a rotation refuses a second pending key unless forced, and keys retired by the new one
+/// are forgotten.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// Where the keys are, for messages (`keys/signing`, `the database, sealed under kek 1a2b...`).
+    fn location(&self) -> String;
+    /// Loads every key; fails if the store has never been initialised.
+    async fn load(&self) -> Result<Vec<KeyEntry>, KeyStoreError>;
+    /// Loads the keys, creating the store with one key active from `now` if it is empty.
+    /// Returns whether a key was created.
+    async fn load_or_create(&self, alg: Algorithm, now: OffsetDateTime)
+    -> Result<(Vec<KeyEntry>, bool), KeyStoreError>;
+    /// Adds a key that signs from `activate_at` and forgets keys retired by then.
+    async fn rotate(&self, rotation: Rotation) -> Result<KeyEntry, KeyStoreError>;
+    /// A value that changes whenever the stored keys do; running servers poll it.
+    async fn version(&self) -> Option<String>;
+}
+
+/// What `keys rotate` asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct Rotation {
+    pub alg: Algorithm,
+    pub now: OffsetDateTime,
+    pub activate_at: OffsetDateTime,
+    /// How long a key stays published after it stops signing.
+    pub retire_after: Duration,
+    /// Add the key even though another one is still waiting to sign.
+    pub force: bool,
+}
+
+impl Rotation {
+    /// Refuses while another scheduled key has not started signing, unless forced.
+    pub fn check(&self, entries: &[KeyEntry]) -> Result<(), KeyStoreError> {
+        match entries.iter().find(|e| e.activate_at > self.now) {
+            Some(pending) if !self.force => Err(KeyStoreError::NextKeyPending {
+                kid: pending.key.kid().to_owned(),
+                activate_at: pending.activate_at,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The kids of `entries` that are retired once `added` joins them.
+    pub fn retired(&self, entries: &[KeyEntry], added: &KeyEntry) -> Vec<String> {
+        let mut all = entries.to_vec();
+        all.push(added.clone());
+        KeyRing::new(all, self.retire_after)
+            .states(self.now)
+            .into_iter()
+            .filter(|(_, state)| *state == KeyState::Retired)
+            .map(|(entry, _)| entry.key.kid().to_owned())
+            .collect()
+    }
+}
+
+/// Runs key generation (RSA takes up to a second) off the async runtime's threads.
+pub(super) async fn generate(alg: Algorithm, now: OffsetDateTime) -> Result<super::key::GeneratedKey, KeyStoreError> {
+    tokio::task::spawn_blocking(move || SigningKey::generate(alg, now))
+        .await
+        .map_err(|e| KeyStoreError::Interrupted(e.to_string()))?
+        .map_err(|source| KeyStoreError::Key { path: PathBuf::from("(new key)"), source })
 }
 
 /// Identifies a version of the manifest cheaply, so a server can poll for rotations.
@@ -61,12 +138,49 @@ pub struct Stamp {
     len: u64,
 }
 
+/// The file adapter: one directory per broker.
 #[derive(Debug, Clone)]
-pub struct KeyStore {
+pub struct FileKeyStore {
     dir: PathBuf,
 }
 
-impl KeyStore {
+#[async_trait]
+impl KeyStore for FileKeyStore {
+    fn location(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    async fn load(&self) -> Result<Vec<KeyEntry>, KeyStoreError> {
+        let store = self.clone();
+        blocking(move || store.load_files()).await
+    }
+
+    async fn load_or_create(
+        &self,
+        alg: Algorithm,
+        now: OffsetDateTime,
+    ) -> Result<(Vec<KeyEntry>, bool), KeyStoreError> {
+        let store = self.clone();
+        blocking(move || store.load_or_create_files(alg, now)).await
+    }
+
+    async fn rotate(&self, rotation: Rotation) -> Result<KeyEntry, KeyStoreError> {
+        let store = self.clone();
+        blocking(move || store.rotate_files(rotation)).await
+    }
+
+    async fn version(&self) -> Option<String> {
+        self.stamp().map(|s| format!("{:?}:{}", s.modified, s.len))
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, KeyStoreError> + Send + 'static,
+) -> Result<T, KeyStoreError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| KeyStoreError::Interrupted(e.to_string()))?
+}
+
+impl FileKeyStore {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self { dir: dir.into() }
     }
@@ -81,57 +195,45 @@ impl KeyStore {
     }
 
     /// Loads every key; fails if the store has never been initialised.
-    pub fn load(&self) -> Result<Vec<KeyEntry>, KeyStoreError> {
-        let manifest =
-            self.read_manifest()?.ok_or_else(|| KeyStoreError::Uninitialised { path: self.dir.join(MANIFEST) })?;
+    pub fn load_files(&self) -> Result<Vec<KeyEntry>, KeyStoreError> {
+        let manifest = self
+            .read_manifest()?
+            .ok_or_else(|| KeyStoreError::Uninitialised { location: self.dir.join(MANIFEST).display().to_string() })?;
         manifest.keys.iter().map(|entry| self.load_entry(entry)).collect()
     }
 
     /// Loads the keys, creating the store with one key active from `now` if it is empty.
     /// Returns whether a key was created.
-    pub fn load_or_create(&self, alg: Algorithm, now: OffsetDateTime) -> Result<(Vec<KeyEntry>, bool), KeyStoreError> {
+    pub fn load_or_create_files(
+        &self,
+        alg: Algorithm,
+        now: OffsetDateTime,
+    ) -> Result<(Vec<KeyEntry>, bool), KeyStoreError> {
         self.ensure_dir()?;
         let _lock = self.lock()?;
         if self.read_manifest()?.is_some() {
-            return Ok((self.load()?, false));
+            return Ok((self.load_files()?, false));
         }
         let entry = self.create_key(alg, now, now)?;
         self.write_manifest(std::slice::from_ref(&entry))?;
         Ok((vec![entry], true))
     }
 
-    /// Adds a key that signs from `activate_at` and forgets keys retired by then.
-    /// Refuses while another scheduled key has not started signing, unless `force` is set.
-    pub fn rotate(
-        &self,
-        alg: Algorithm,
-        now: OffsetDateTime,
-        activate_at: OffsetDateTime,
-        retire_after: Duration,
-        force: bool,
-    ) -> Result<KeyEntry, KeyStoreError> {
+    /// Adds a key under the store's lock, by the rules of [`Rotation`].
+    pub fn rotate_files(&self, rotation: Rotation) -> Result<KeyEntry, KeyStoreError> {
         self.ensure_dir()?;
         let _lock = self.lock()?;
-        let mut entries = self.load()?;
-        if let Some(pending) = entries.iter().find(|e| e.activate_at > now)
-            && !force
-        {
-            return Err(KeyStoreError::NextKeyPending {
-                kid: pending.key.kid().to_owned(),
-                activate_at: pending.activate_at,
-            });
-        }
-        let entry = self.create_key(alg, now, activate_at)?;
+        let mut entries = self.load_files()?;
+        rotation.check(&entries)?;
+        let entry = self.create_key(rotation.alg, rotation.now, rotation.activate_at)?;
+        let retired = rotation.retired(&entries, &entry);
         entries.push(entry.clone());
-        let ring = KeyRing::new(entries, retire_after);
-        let (kept, retired): (Vec<_>, Vec<_>) =
-            ring.states(now).into_iter().partition(|(_, state)| *state != KeyState::Retired);
-        let kept: Vec<KeyEntry> = kept.into_iter().map(|(e, _)| e.clone()).collect();
-        self.write_manifest(&kept)?;
-        for (old, _) in retired {
+        entries.retain(|e| !retired.iter().any(|kid| kid == e.key.kid()));
+        self.write_manifest(&entries)?;
+        for kid in retired {
             // The manifest no longer names these; a failed delete leaves only an unused file.
-            let _ = fs::remove_file(self.key_path(old.key.kid()));
-            let _ = fs::remove_file(self.cert_path(old.key.kid()));
+            let _ = fs::remove_file(self.key_path(&kid));
+            let _ = fs::remove_file(self.cert_path(&kid));
         }
         Ok(entry)
     }
@@ -260,11 +362,11 @@ mod tests {
     #[test]
     fn first_load_creates_one_owner_only_key_and_later_loads_reuse_it() {
         let dir = tempfile::tempdir().unwrap();
-        let store = KeyStore::new(dir.path().join("signing"));
+        let store = FileKeyStore::new(dir.path().join("signing"));
         let t0 = datetime!(2026-01-01 00:00 UTC);
-        let (first, created) = store.load_or_create(Algorithm::ES256, t0).unwrap();
+        let (first, created) = store.load_or_create_files(Algorithm::ES256, t0).unwrap();
         assert!(created);
-        let (again, created) = store.load_or_create(Algorithm::ES256, t0).unwrap();
+        let (again, created) = store.load_or_create_files(Algorithm::ES256, t0).unwrap();
         assert!(!created);
         assert_eq!(first[0].key.kid(), again[0].key.kid());
         let mode = fs::metadata(store.key_path(first[0].key.kid())).unwrap().permissions().mode();
@@ -274,15 +376,37 @@ mod tests {
     #[test]
     fn rotation_refuses_a_second_pending_key_and_prunes_retired_ones() {
         let dir = tempfile::tempdir().unwrap();
-        let store = KeyStore::new(dir.path());
+        let store = FileKeyStore::new(dir.path());
         let t0 = datetime!(2026-01-01 00:00 UTC);
-        let (first, _) = store.load_or_create(Algorithm::ES256, t0).unwrap();
-        store.rotate(Algorithm::ES256, t0, t0 + HOUR, HOUR, false).unwrap();
-        let refused = store.rotate(Algorithm::ES256, t0, t0 + HOUR, HOUR, false);
+        let (first, _) = store.load_or_create_files(Algorithm::ES256, t0).unwrap();
+        store
+            .rotate_files(Rotation {
+                alg: Algorithm::ES256,
+                now: t0,
+                activate_at: t0 + HOUR,
+                retire_after: HOUR,
+                force: false,
+            })
+            .unwrap();
+        let refused = store.rotate_files(Rotation {
+            alg: Algorithm::ES256,
+            now: t0,
+            activate_at: t0 + HOUR,
+            retire_after: HOUR,
+            force: false,
+        });
         assert!(matches!(refused, Err(KeyStoreError::NextKeyPending { .. })));
         // Two hours after the second key took over, the first is retired and pruned.
-        store.rotate(Algorithm::ES256, t0 + 2 * HOUR, t0 + 2 * HOUR, HOUR, false).unwrap();
-        let kids: Vec<String> = store.load().unwrap().iter().map(|e| e.key.kid().to_owned()).collect();
+        store
+            .rotate_files(Rotation {
+                alg: Algorithm::ES256,
+                now: t0 + 2 * HOUR,
+                activate_at: t0 + 2 * HOUR,
+                retire_after: HOUR,
+                force: false,
+            })
+            .unwrap();
+        let kids: Vec<String> = store.load_files().unwrap().iter().map(|e| e.key.kid().to_owned()).collect();
         assert_eq!(kids.len(), 2);
         assert!(!kids.contains(&first[0].key.kid().to_owned()));
         assert!(!store.key_path(first[0].key.kid()).exists());
@@ -291,14 +415,14 @@ mod tests {
     #[test]
     fn a_key_file_that_does_not_match_its_kid_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let store = KeyStore::new(dir.path());
+        let store = FileKeyStore::new(dir.path());
         let t0 = datetime!(2026-01-01 00:00 UTC);
-        let (first, _) = store.load_or_create(Algorithm::ES256, t0).unwrap();
+        let (first, _) = store.load_or_create_files(Algorithm::ES256, t0).unwrap();
         let kid = first[0].key.kid().to_owned();
         let other = SigningKey::generate(Algorithm::ES256, t0).unwrap();
         fs::remove_file(store.key_path(&kid)).unwrap();
         let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", other.pkcs8_der));
         write_new_file(&store.key_path(&kid), pem.as_bytes(), 0o600).unwrap();
-        assert!(matches!(store.load(), Err(KeyStoreError::KidMismatch { .. })));
+        assert!(matches!(store.load_files(), Err(KeyStoreError::KidMismatch { .. })));
     }
 }

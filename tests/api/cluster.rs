@@ -1,5 +1,6 @@
 //! Cluster mode with real processes: three `ficus serve` replicas on one PostgreSQL database,
-//! started at once, bootstrap the shared state once and hold the registry's rules together.
+//! started at once, bootstrap the shared state once, hold the registry's rules together and sign
+//! with one sealed key set that `ficus keys rotate` changes for all of them.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -9,7 +10,7 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 
 use crate::crash::free_port;
-use crate::helpers::CLUSTER_URL;
+use crate::helpers::{CLUSTER_URL, cluster_kek};
 
 struct Replica {
     child: Child,
@@ -25,8 +26,19 @@ impl Drop for Replica {
 }
 
 fn start(dir: &Path, url: &str) -> Replica {
+    start_with(dir, url, &[])
+}
+
+/// A replica with some settings of its own (`FICUS_*` variables).
+fn start_with(dir: &Path, url: &str, extra: &[(&str, &str)]) -> Replica {
     let (api, mi) = (free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_ficus"))
+    let child = replica_command(dir, url, api, mi).envs(extra.iter().copied()).spawn().unwrap();
+    Replica { child, api, mi }
+}
+
+fn replica_command(dir: &Path, url: &str, api: u16, mi: u16) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ficus"));
+    command
         .arg("serve")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -34,16 +46,15 @@ fn start(dir: &Path, url: &str) -> Replica {
         .env("FICUS_SERVER__MI_ADDR", format!("127.0.0.1:{mi}"))
         .env("FICUS_SERVER__PUBLIC_URL", CLUSTER_URL)
         .env("FICUS_STORAGE__URL", url)
+        .env("FICUS_KEYS__KEK", cluster_kek())
         .env("FICUS_KEYS__DIR", dir.join("keys"))
         .env("FICUS_WORLD__FILE", concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo-world.toml"))
         .env("FICUS_RATE_LIMITS__APPLICATION", "off")
         .env("FICUS_RATE_LIMITS__ADDRESS", "off")
         .env("FICUS_LOG__LEVEL", "error")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Replica { child, api, mi }
+        .stderr(Stdio::null());
+    command
 }
 
 /// A client of the whole cluster (one development CA, made once by whichever replica started
@@ -115,9 +126,8 @@ async fn three_replicas_started_at_once_bootstrap_once_and_enforce_the_registry_
                       GROUP BY 1, 2 HAVING count(*) > 1) d";
     assert_eq!(scalar(&url, duplicates).await, 0, "the world file was applied once");
     assert!(scalar(&url, "SELECT count(*) FROM federated_credentials").await >= 1, "the world's credentials exist");
-    let manifest: Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("keys/signing/manifest.json")).unwrap()).unwrap();
-    assert_eq!(manifest["keys"].as_array().unwrap().len(), 1, "one initial signing key");
+    assert_eq!(scalar(&url, "SELECT count(*) FROM signing_keys").await, 1, "one initial signing key");
+    assert!(!dir.path().join("keys/signing").exists(), "no signing key on local disk in cluster mode");
 
     // 50 concurrent credential creations for one application, spread over the three replicas.
     let token = admin_token(&client, dir.path(), &replicas[0]).await;
@@ -199,4 +209,129 @@ async fn three_replicas_started_at_once_bootstrap_once_and_enforce_the_registry_
     }
     let answered = answered.expect("replica B exchanges with the credential written on replica A");
     eprintln!("written on A in {acknowledged:?}; usable on B after {answered:?}");
+}
+
+/// The JWKS a replica publishes.
+async fn jwks(client: &reqwest::Client, replica: &Replica) -> Value {
+    let url = format!("https://localhost:{}/demo/discovery/v2.0/keys", replica.api);
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+fn kids(jwks: &Value) -> Vec<String> {
+    jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect()
+}
+
+/// A managed-identity token for vm-demo from a replica's IMDS endpoint.
+async fn imds_token(client: &reqwest::Client, replica: &Replica) -> String {
+    let url = format!(
+        "http://127.0.0.1:{}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=api://vault",
+        replica.mi
+    );
+    let answer: Value = client.get(url).header("Metadata", "true").send().await.unwrap().json().await.unwrap();
+    answer["access_token"].as_str().unwrap().to_owned()
+}
+
+/// Whether `token` verifies through `jwks`; the kid it names.
+fn verify(token: &str, jwks: &Value) -> (bool, String) {
+    let kid = jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
+    let Some(jwk) = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == kid.as_str()) else {
+        return (false, kid);
+    };
+    let key =
+        jsonwebtoken::DecodingKey::from_rsa_components(jwk["n"].as_str().unwrap(), jwk["e"].as_str().unwrap()).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&["api://vault"]);
+    (jsonwebtoken::decode::<Value>(token, &key, &validation).is_ok(), kid)
+}
+
+fn ficus_keys(url: &str, kek: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ficus"))
+        .arg("keys")
+        .args(args)
+        .env_clear()
+        .env("FICUS_STORAGE__URL", url)
+        .env("FICUS_KEYS__KEK", kek)
+        .env("FICUS_LOG__LEVEL", "error")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_sign_with_one_sealed_key_set_that_a_rotation_changes_for_all_of_them_without_a_restart() {
+    let Some(url) = crate::pg::fresh_database().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // No issued-token cache: every token is signed afresh, by whichever key is current.
+    let uncached = [("FICUS_CACHE__ISSUED_TOKENS_CAPACITY", "0")];
+    let replicas: Vec<Replica> = (0..3).map(|_| start_with(dir.path(), &url, &uncached)).collect();
+    let client = ready(dir.path(), &replicas).await;
+
+    // One key set: every replica publishes the same JWKS, and a token signed by any replica
+    // verifies through the JWKS fetched from any other.
+    let published = jwks(&client, &replicas[0]).await;
+    assert_eq!(kids(&published).len(), 1);
+    for replica in &replicas[1..] {
+        assert_eq!(jwks(&client, replica).await, published, "every replica publishes the same JWKS");
+    }
+    for (i, signer) in replicas.iter().enumerate() {
+        let token = imds_token(&client, signer).await;
+        let other = jwks(&client, &replicas[(i + 1) % 3]).await;
+        assert!(verify(&token, &other).0, "a token of replica {i} verifies through replica {}'s JWKS", (i + 1) % 3);
+    }
+
+    // The database alone yields no usable key: the stored bytes are no private key, and a replica
+    // holding another key-encryption key refuses to start, saying why.
+    let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
+    let (sealed, kek_id): (Vec<u8>, String) =
+        sqlx::query_as("SELECT sealed_key, kek_id FROM signing_keys").fetch_one(&mut db).await.unwrap();
+    db.close().await.unwrap();
+    assert!(aws_lc_rs::rsa::KeyPair::from_pkcs8(&sealed).is_err());
+    assert!(aws_lc_rs::rsa::KeyPair::from_pkcs8(&sealed[12..]).is_err());
+    assert!(!kek_id.is_empty() && !cluster_kek().contains(&kek_id));
+    let (api, mi) = (free_port(), free_port());
+    let mut stranger = replica_command(dir.path(), &url, api, mi)
+        .env("FICUS_KEYS__KEK", "//////////////////////////////////////////8=")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = stranger.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "a replica with the wrong key-encryption key must not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(stranger.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("sealed under key-encryption key"), "{stderr}");
+
+    // `ficus keys rotate` against the database reaches every running replica.
+    let old_kid = kids(&published).remove(0);
+    let rotated = ficus_keys(&url, cluster_kek(), &["rotate", "--now"]);
+    let output = String::from_utf8_lossy(&rotated.stdout);
+    assert!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
+    let new_kid = output.split_whitespace().nth(3).unwrap().to_owned();
+    assert_ne!(new_kid, old_kid);
+    let started = Instant::now();
+    for (i, replica) in replicas.iter().enumerate() {
+        let mut signed_by_new = false;
+        for _ in 0..250 {
+            let token = imds_token(&client, replica).await;
+            let (verified, kid) = verify(&token, &jwks(&client, &replicas[(i + 2) % 3]).await);
+            assert!(verified, "replica {i}'s token verifies through another replica's JWKS during the rotation");
+            if kid == new_kid {
+                signed_by_new = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(signed_by_new, "replica {i} signs with the rotated key without a restart");
+        let now_published = kids(&jwks(&client, replica).await);
+        assert!(now_published.contains(&new_kid) && now_published.contains(&old_kid), "{now_published:?}");
+    }
+    eprintln!("every replica signed with the new key {:?} after the rotation", started.elapsed());
+    let listing = String::from_utf8(ficus_keys(&url, cluster_kek(), &["list"]).stdout).unwrap();
+    assert!(listing.lines().any(|l| l.starts_with(&new_kid) && l.contains("current")), "{listing}");
+    assert!(listing.lines().any(|l| l.starts_with(&old_kid) && l.contains("previous")), "{listing}");
 }

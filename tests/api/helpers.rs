@@ -20,6 +20,18 @@ use tokio::task::JoinHandle;
 /// The public URL replicas of one test cluster share.
 pub const CLUSTER_URL: &str = "https://cluster.test";
 
+/// The key-encryption key every test replica shares: random, made once per test run.
+pub fn cluster_kek() -> &'static str {
+    static KEK: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEK.get_or_init(|| {
+        use aws_lc_rs::rand::SecureRandom;
+        use base64::Engine;
+        let mut bytes = [0u8; 32];
+        aws_lc_rs::rand::SystemRandom::new().fill(&mut bytes).unwrap();
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    })
+}
+
 pub const DEMO_TENANT_ID: &str = "5e2d1c0a-7f3b-4e8d-9a61-0c4b8f2e9d17";
 
 pub struct TestApp {
@@ -115,6 +127,7 @@ impl TestApp {
             .map(|s| Settings {
                 storage: ficus::config::StorageSettings { url: Some(url.to_owned().into()), ..s.storage },
                 server: ficus::config::ServerSettings { public_url: Some(CLUSTER_URL.to_owned()), ..s.server },
+                keys: ficus::config::KeySettings { kek: Some(cluster_kek().to_owned().into()), ..s.keys },
                 ..s
             })
             .expect("test settings are valid");

@@ -10,11 +10,15 @@
 //! run in one `REPEATABLE READ` transaction, so a load is one consistent state.
 //!
 //! Committed changes are announced on the `ficus_directory` channel (`NOTIFY`, from the change
-//! trigger); [`PostgresRegistry::listen`] turns that into wake-ups for the snapshot's follower.
+//! trigger), key changes on `ficus_keys`; [`PostgresRegistry::listen`] turns both into wake-ups,
+//! for the snapshot's follower and the key reloader. The sealed signing keys are [`PgSealedKeys`].
 
 mod directory;
 mod fetch;
+mod keys;
 mod logs;
+
+pub use keys::PgSealedKeys;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -80,31 +84,39 @@ impl PostgresRegistry {
         Ok(Self { pool })
     }
 
-    /// The pool, for adapters that share it (the sealed key store).
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// Starts listening for committed changes. The listener reconnects by itself after the
-    /// database comes back, and then wakes the follower too (notifications sent while it was
-    /// away are lost; the change log is not).
-    pub async fn listen(&self) -> Result<Arc<PgChangeNotifications>, StoreError> {
+    /// Starts listening for committed registry and key changes. The listener reconnects by
+    /// itself after the database comes back, and then wakes both followers (notifications sent
+    /// while it was away are lost; the change log and the key set's generation are not).
+    pub async fn listen(&self) -> Result<PgNotifications, StoreError> {
         let mut listener = PgListener::connect_with(&self.pool).await.map_err(db_error)?;
-        listener.listen(CHANNEL).await.map_err(db_error)?;
-        let notifications = Arc::new(PgChangeNotifications { wake: tokio::sync::Notify::new() });
-        let wake = Arc::downgrade(&notifications);
+        listener.listen_all([CHANNEL, keys::KEYS_CHANNEL]).await.map_err(db_error)?;
+        let directory = Arc::new(PgChangeNotifications { wake: tokio::sync::Notify::new() });
+        let keys = Arc::new(PgChangeNotifications { wake: tokio::sync::Notify::new() });
+        let (weak_directory, weak_keys) = (Arc::downgrade(&directory), Arc::downgrade(&keys));
         tokio::spawn(async move {
             let mut failing = false;
             loop {
                 let received = listener.recv().await;
-                let Some(target) = wake.upgrade() else { return };
+                let (directory, keys) = (weak_directory.upgrade(), weak_keys.upgrade());
+                if directory.is_none() && keys.is_none() {
+                    return;
+                }
+                let wake = |target: &Option<Arc<PgChangeNotifications>>| {
+                    if let Some(target) = target {
+                        target.wake.notify_one();
+                    }
+                };
                 match received {
-                    Ok(_) => {
+                    Ok(notification) => {
                         if failing {
                             tracing::info!("listening for registry changes again");
                             failing = false;
                         }
-                        target.wake.notify_one();
+                        if notification.channel() == keys::KEYS_CHANNEL {
+                            wake(&keys);
+                        } else {
+                            wake(&directory);
+                        }
                     }
                     Err(e) => {
                         if !failing {
@@ -112,13 +124,20 @@ impl PostgresRegistry {
                             failing = true;
                         }
                         // Whatever was announced meanwhile is in the change log: read it.
-                        target.wake.notify_one();
+                        wake(&directory);
+                        wake(&keys);
+                        drop((directory, keys));
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                 }
             }
         });
-        Ok(notifications)
+        Ok(PgNotifications { directory, keys })
+    }
+
+    /// The sealed signing keys in this database.
+    pub fn sealed_keys(&self) -> PgSealedKeys {
+        PgSealedKeys::new(self.pool.clone())
     }
 
     /// A write transaction holding the registry's write lock.
@@ -175,7 +194,15 @@ impl Drop for PgBootstrapLock {
     }
 }
 
-/// Wake-ups from `LISTEN ficus_directory`.
+/// The wake-ups of one listening connection, per channel.
+pub struct PgNotifications {
+    /// Registry changes (`ficus_directory`).
+    pub directory: Arc<PgChangeNotifications>,
+    /// Signing key changes (`ficus_keys`).
+    pub keys: Arc<PgChangeNotifications>,
+}
+
+/// Wake-ups from one channel.
 pub struct PgChangeNotifications {
     wake: tokio::sync::Notify,
 }
