@@ -23,6 +23,8 @@ use std::time::Duration;
 use clap::Parser;
 use serde_json::{Value, json};
 
+use crate::setup::Observer;
+
 #[derive(Debug, Parser)]
 #[command(name = "loadtest", about = "Load generator for ficus (closed loop, HDR histograms, in-run baselines)")]
 pub struct Args {
@@ -66,6 +68,10 @@ pub struct Args {
     /// token path right after the write (needs exchange-miss or external)
     #[arg(long, default_value_t = 0)]
     pub measure_changes: usize,
+    /// With --measure-changes: write each change through --target but watch for it on this
+    /// replica's token endpoint (another replica of the same cluster), polling until it shows
+    #[arg(long, value_name = "URL", requires = "measure_changes")]
+    pub changes_on: Option<String>,
     /// Give exchange-hit's client application its own rate limit in the registry (N/s), and
     /// report the accepted throughput as a ratio to it
     #[arg(long, value_name = "N/s")]
@@ -305,7 +311,11 @@ async fn run_all(
         }
     }
     let changes = if args.measure_changes > 0 {
-        let measured = admin.measure_changes(fixture, &scenarios.exchanger, args.measure_changes).await?;
+        let observer = match &args.changes_on {
+            Some(url) => Observer::Poll(scenarios.exchanger.on(url, &args.tenant)),
+            None => Observer::Once(scenarios.exchanger.clone()),
+        };
+        let measured = admin.measure_changes(fixture, &observer, args.measure_changes).await?;
         println!("{:<14} {measured}", "changes");
         Some(measured)
     } else {

@@ -68,6 +68,11 @@ pub struct Exchanger {
 }
 
 impl Exchanger {
+    /// The same exchanges against another broker (a replica of the same cluster).
+    pub fn on(&self, target: &str, tenant: &str) -> Self {
+        Self { url: format!("{}/{tenant}/oauth2/v2.0/token", target.trim_end_matches('/')), ..self.clone() }
+    }
+
     fn form(&self, client_id: &str, assertion: &str) -> reqwest::RequestBuilder {
         let form = [
             ("grant_type", "client_credentials"),

@@ -46,6 +46,32 @@ pub struct Fixture {
     created_arm: Vec<String>,
 }
 
+/// Where a change is checked on the token path.
+pub enum Observer {
+    /// Once, on the broker that took the write (which answers only after applying it).
+    Once(crate::scenarios::Exchanger),
+    /// Repeatedly, on another replica, until it agrees (for at most five seconds).
+    Poll(crate::scenarios::Exchanger),
+}
+
+impl Observer {
+    /// The first status that satisfies `done`, or the last one seen.
+    async fn wait_for(&self, client_id: &str, subject: &str, done: impl Fn(u16) -> bool) -> u16 {
+        match self {
+            Self::Once(exchanger) => exchanger.exchange_once(client_id, subject).await,
+            Self::Poll(exchanger) => {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+                loop {
+                    let status = exchanger.exchange_once(client_id, subject).await;
+                    if done(status) || std::time::Instant::now() > deadline {
+                        return status;
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl Admin {
     pub async fn sign_in(http: &reqwest::Client, args: &Args) -> Result<Self, String> {
         let path = format!("{}/admin/{}.json", args.keys_dir, args.tenant);
@@ -202,7 +228,7 @@ impl Admin {
     pub async fn measure_changes(
         &self,
         fixture: &Fixture,
-        exchange: &crate::scenarios::Exchanger,
+        observer: &Observer,
         rounds: usize,
     ) -> Result<Value, String> {
         let issuer = fixture.issuer.as_ref().ok_or("no fake issuer (run exchange-miss or external)")?;
@@ -211,28 +237,40 @@ impl Admin {
         // Make room: the application holds the maximum.
         self.call(Method::DELETE, &format!("{path}/env-0"), None).await?;
         let (mut added, mut removed) = (Vec::new(), Vec::new());
+        let (mut added_seen, mut removed_seen) = (Vec::new(), Vec::new());
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
         for round in 0..rounds {
             let subject = format!("repo:loadtest/{}-change:run-{round}", fixture.run);
             let body = json!({ "name": "change-probe", "issuer": issuer.url, "subject": subject, "audiences": [EXCHANGE_AUDIENCE] });
             let started = std::time::Instant::now();
             self.call(Method::POST, &path, Some(body)).await?;
-            let status = exchange.exchange_once(&app.client_id, &subject).await;
-            added.push(started.elapsed().as_secs_f64() * 1000.0);
+            let acknowledged = std::time::Instant::now();
+            let status = observer.wait_for(&app.client_id, &subject, |s| s == 200).await;
+            added.push(ms(started.elapsed()));
+            added_seen.push(ms(acknowledged.elapsed()));
             if status != 200 {
                 return Err(format!("a credential just added was refused on the token path ({status})"));
             }
             let started = std::time::Instant::now();
             self.call(Method::DELETE, &format!("{path}/change-probe"), None).await?;
-            let status = exchange.exchange_once(&app.client_id, &subject).await;
-            removed.push(started.elapsed().as_secs_f64() * 1000.0);
+            let acknowledged = std::time::Instant::now();
+            let status = observer.wait_for(&app.client_id, &subject, |s| s == 400 || s == 401).await;
+            removed.push(ms(started.elapsed()));
+            removed_seen.push(ms(acknowledged.elapsed()));
             if status != 400 && status != 401 {
                 return Err(format!("a credential just removed was still accepted ({status})"));
             }
         }
         let stats = |v: &mut Vec<f64>| {
             v.sort_by(f64::total_cmp);
-            json!({ "p50": v[v.len() / 2], "max": v[v.len() - 1], "rounds": v.len() })
+            let p99 = v[(v.len() * 99).div_ceil(100).saturating_sub(1)];
+            json!({ "p50": v[v.len() / 2], "p99": p99, "max": v[v.len() - 1], "rounds": v.len() })
         };
-        Ok(json!({ "add_then_exchange_ms": stats(&mut added), "remove_then_exchange_ms": stats(&mut removed) }))
+        Ok(json!({
+            "add_then_exchange_ms": stats(&mut added),
+            "remove_then_exchange_ms": stats(&mut removed),
+            "add_visible_after_ack_ms": stats(&mut added_seen),
+            "remove_visible_after_ack_ms": stats(&mut removed_seen),
+        }))
     }
 }

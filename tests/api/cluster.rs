@@ -335,3 +335,17 @@ async fn replicas_sign_with_one_sealed_key_set_that_a_rotation_changes_for_all_o
     assert!(listing.lines().any(|l| l.starts_with(&new_kid) && l.contains("current")), "{listing}");
     assert!(listing.lines().any(|l| l.starts_with(&old_kid) && l.contains("previous")), "{listing}");
 }
+
+#[tokio::test]
+async fn a_replica_on_postgresql_stops_when_told_to_releasing_its_connections() {
+    let Some(url) = crate::pg::fresh_database().await else { return };
+    let app = crate::helpers::TestApp::spawn_on_database(&url, "").await;
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    // Closing the pool waits for every connection, the change listener's included; the listener
+    // must let go of it (it once held it forever and shutdown hung).
+    let stopped = tokio::time::timeout(Duration::from_secs(60), app.stop()).await;
+    assert!(matches!(stopped, Ok(Ok(()))), "the replica stopped: {stopped:?}");
+    let sessions =
+        format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{}'", url.rsplit('/').next().unwrap());
+    assert_eq!(scalar(&crate::pg::server().unwrap(), &sessions).await, 0, "no session left open");
+}

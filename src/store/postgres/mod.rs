@@ -93,12 +93,14 @@ impl PostgresRegistry {
         let directory = Arc::new(PgChangeNotifications { wake: tokio::sync::Notify::new() });
         let keys = Arc::new(PgChangeNotifications { wake: tokio::sync::Notify::new() });
         let (weak_directory, weak_keys) = (Arc::downgrade(&directory), Arc::downgrade(&keys));
+        let pool = self.pool.clone();
         tokio::spawn(async move {
             let mut failing = false;
             loop {
                 let received = listener.recv().await;
                 let (directory, keys) = (weak_directory.upgrade(), weak_keys.upgrade());
-                if directory.is_none() && keys.is_none() {
+                // Closing the pool waits for every connection, the listener's too: let it go.
+                if pool.is_closed() || (directory.is_none() && keys.is_none()) {
                     return;
                 }
                 let wake = |target: &Option<Arc<PgChangeNotifications>>| {
