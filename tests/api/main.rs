@@ -14,6 +14,7 @@ mod discovery;
 mod fake_issuer;
 mod federation;
 mod helpers;
+mod key_store;
 mod keys;
 mod managed_identity;
 mod operations;
