@@ -109,6 +109,9 @@ pub struct ServerSettings {
     pub public_url: Option<String>,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// How long a stopping server keeps serving, with readiness failing, before it stops accepting.
+    #[serde(with = "humantime_serde")]
+    pub drain_delay: Duration,
     pub max_body_bytes: usize,
 }
 
@@ -300,6 +303,9 @@ impl Settings {
         }
         if self.server.addr.port() != 0 && self.server.addr == self.server.mi_addr {
             return Err(ConfigError::new("server.mi_addr", "must differ from server.addr"));
+        }
+        if self.server.drain_delay > Duration::from_secs(60) {
+            return Err(ConfigError::new("server.drain_delay", "must be at most 60s"));
         }
         if self.server.max_body_bytes < 1024 {
             return Err(ConfigError::new("server.max_body_bytes", "must be at least 1024"));

@@ -337,8 +337,15 @@ impl Application {
         ));
 
         shutdown.await;
-        tracing::info!(grace = ?grace, "shutting down: finishing in-flight requests");
         self.state.health.start_draining();
+        let drain = self.settings.server.drain_delay;
+        if !drain.is_zero() {
+            // Still serving: the balancer sees /readyz fail and moves new work elsewhere, and
+            // keep-alive clients are told to reconnect (Connection: close) before we stop accepting.
+            tracing::info!(drain = ?drain, "draining: /readyz answers 503 while requests are still served");
+            tokio::time::sleep(drain).await;
+        }
+        tracing::info!(grace = ?grace, "shutting down: finishing in-flight requests");
         api_handle.graceful_shutdown(Some(grace));
         mi_handle.graceful_shutdown(Some(grace));
         poller.abort();

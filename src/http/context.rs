@@ -1,6 +1,7 @@
 //! Per-request context: a trace id (ours) and a correlation id (the client's `client-request-id`
 //! when it sends one, as MSAL does), echoed in headers and in every error body; one log line per
-//! request naming the route, never the query or body (they may carry tokens).
+//! request naming the route, never the query or body (they may carry tokens). While the server
+//! drains for shutdown, responses ask HTTP/1.1 clients to close their connection.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -71,6 +72,22 @@ pub async fn attach(State(rendering): State<ErrorRendering>, mut request: Reques
         tracing::info!(%method, route, status, latency_ms, trace_id, refusal, "request refused");
     } else {
         tracing::debug!(%method, route, status, latency_ms, trace_id, "request served");
+    }
+    response
+}
+
+/// While the server drains for shutdown, asks HTTP/1.1 clients to close their connection after
+/// this response, so keep-alive clients reconnect (through the balancer, to another replica)
+/// instead of sending their next request to a server about to stop accepting.
+pub async fn close_when_draining(
+    State(health): State<Arc<crate::service::health::HealthService>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let http1 = request.version() == axum::http::Version::HTTP_11;
+    let mut response = next.run(request).await;
+    if http1 && health.is_draining() {
+        response.headers_mut().insert(axum::http::header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
 }

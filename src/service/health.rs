@@ -43,6 +43,11 @@ impl HealthService {
         self.draining.store(true, Ordering::SeqCst);
     }
 
+    /// Whether the server is shutting down.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
     pub async fn readiness(&self) -> Readiness {
         let mut problems = Vec::new();
         let mut degraded = Vec::new();

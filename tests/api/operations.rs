@@ -57,6 +57,38 @@ async fn metrics_count_requests_per_route_and_time_them() {
 }
 
 #[tokio::test]
+async fn a_draining_server_fails_readiness_yet_keeps_serving_and_sends_keep_alive_clients_elsewhere() {
+    let app = TestApp::spawn_with("[server]\ndrain_delay = \"2s\"").await;
+    let (client, base, mi) = (app.client.clone(), app.base.clone(), app.mi_base.clone());
+    let discovery = format!("{base}/demo/v2.0/.well-known/openid-configuration");
+    let before = client.get(&discovery).send().await.unwrap();
+    assert_eq!(before.version(), reqwest::Version::HTTP_11);
+    assert!(before.headers().get("connection").is_none(), "keep-alive while serving normally");
+
+    let stopping = tokio::spawn(app.stop());
+    let mut readiness = 200;
+    for _ in 0..200 {
+        readiness = client.get(format!("{base}/readyz")).send().await.unwrap().status().as_u16();
+        if readiness == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(readiness, 503, "readiness fails as soon as the drain starts");
+    // Requests are still served, each telling its client to reconnect elsewhere.
+    let during = client.get(&discovery).send().await.unwrap();
+    assert_eq!(during.status(), 200);
+    assert_eq!(during.headers()["connection"], "close");
+    let imds = format!("{mi}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=api://vault");
+    let token = client.get(imds).header("Metadata", "true").send().await.unwrap();
+    assert_eq!(token.status(), 200);
+    assert_eq!(token.headers()["connection"], "close");
+
+    stopping.await.unwrap().expect("the broker stops without error after the drain");
+    assert!(client.get(&discovery).send().await.is_err(), "no listener after shutdown");
+}
+
+#[tokio::test]
 async fn graceful_shutdown_stops_cleanly_and_refuses_new_connections() {
     let app = TestApp::spawn().await;
     let (client, base) = (app.client.clone(), app.base.clone());
