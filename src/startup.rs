@@ -30,7 +30,7 @@ use crate::service::assertion_check::{AssertionChecker, AssertionPolicy};
 use crate::service::health::HealthService;
 use crate::service::managed_identity::ManagedIdentityService;
 use crate::service::mint::TokenMint;
-use crate::service::token::TokenService;
+use crate::service::token::{TokenService, secret_matches};
 use crate::service::world::{self, WorldError};
 use crate::signing::{FileKeyStore, KeyRing, KeyRingHandle, KeyStore, KeyStoreError, SealedKeyStore};
 use crate::store::postgres::PoolSettings;
@@ -511,9 +511,12 @@ fn external_issuers(settings: &Settings, metrics: &prometheus::Registry) -> Resu
     ExternalIssuerKeys::new(upstream, metrics).map_err(|e| StartupError::Admin(e.to_string()))
 }
 
-/// Ensures each tenant has its admin client; writes a fresh secret to `keys/admin/<tenant>.json`
-/// (mode 0600) where that file does not exist yet. The secret exists in clear only there. In
-/// cluster mode a secret already issued (by another replica) is never replaced.
+/// Ensures each tenant has its admin client, and that `keys/admin/<tenant>.json` (mode 0600) holds
+/// a secret this registry accepts: a file that does (a later start, or another replica's file
+/// on a shared keys directory) is kept; otherwise a fresh secret is issued and written there (a
+/// file left from another database, say after `data/` was removed or after a cluster run, is
+/// replaced). The secret exists in clear only in that file. In cluster mode a secret already
+/// issued by another replica is never replaced.
 async fn write_admin_credentials(
     settings: &Settings,
     admin: &AdminService,
@@ -527,10 +530,16 @@ async fn write_admin_credentials(
         let caller = Caller { tenant: tenant.id, actor: Actor::system() };
         let client = admin.ensure_admin_client(&caller).await.map_err(|e| StartupError::Admin(e.to_string()))?;
         let path = dir.join(format!("{}.json", tenant.name));
-        if path.exists() {
+        let hashes = admin.directory().view().secret_hashes(client.object_id).to_vec();
+        let on_file =
+            std::fs::read(&path).ok().and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
+        if let Some(file) = &on_file
+            && file["client_id"].as_str() == Some(client.app_id.to_string().as_str())
+            && file["client_secret"].as_str().is_some_and(|secret| secret_matches(&hashes, secret))
+        {
             continue;
         }
-        if settings.storage.url.is_some() && !admin.directory().view().secret_hashes(client.object_id).is_empty() {
+        if settings.storage.url.is_some() && !hashes.is_empty() {
             // Another replica issued the secret and wrote it to its own keys.dir; a new one here
             // would lock that replica's operators out.
             tracing::warn!(
@@ -551,7 +560,10 @@ async fn write_admin_credentials(
             "token_endpoint": discovery.tenant_endpoints(tenant.id.to_string().as_str()).map(|e| e.token_endpoint).unwrap_or_default(),
         });
         let bytes = serde_json::to_vec_pretty(&credentials).map_err(|e| io(std::io::Error::other(e)))?;
-        crate::files::write_new(&path, &bytes, 0o600).map_err(io)?;
+        if path.exists() {
+            tracing::warn!(path = %path.display(), "the admin credentials on file are not accepted by this registry (written for another database); replacing them with a new secret");
+        }
+        crate::files::replace(&path, &bytes, 0o600).map_err(io)?;
         tracing::info!(path = %path.display(), tenant = tenant.name.as_str(), "wrote the admin client's credentials");
     }
     Ok(())

@@ -390,7 +390,8 @@ pub fn hash_secret(secret: &str) -> String {
     digest::digest(&digest::SHA256, secret.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn secret_matches(hashes: &[String], secret: &str) -> bool {
+/// Whether `secret` is one of the secrets whose hashes are `hashes` (constant-time comparison).
+pub fn secret_matches(hashes: &[String], secret: &str) -> bool {
     let presented = hash_secret(secret);
     hashes.iter().any(|h| constant_time::verify_slices_are_equal(h.as_bytes(), presented.as_bytes()).is_ok())
 }

@@ -367,3 +367,26 @@ async fn a_user_assigned_identity_takes_at_most_twenty_credentials_too() {
     let (_, list) = admin.call(Method::GET, &format!("{uami}/federatedIdentityCredentials"), None).await;
     assert_eq!(list["value"].as_array().unwrap().len(), 20);
 }
+
+#[tokio::test]
+async fn admin_credentials_on_file_are_kept_across_restarts_and_replaced_when_written_for_another_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_in(dir.path(), "").await;
+    let first = app.admin_credentials();
+    app.stop().await.unwrap();
+
+    let again = TestApp::spawn_in(dir.path(), "").await;
+    assert_eq!(again.admin_credentials(), first, "a file this registry accepts is kept");
+    again.stop().await.unwrap();
+
+    // The registry is gone (data/ removed, or the keys directory served another database): the
+    // file's secret means nothing to the new one, so it is replaced by one that works.
+    std::fs::remove_dir_all(dir.path().join("data")).unwrap();
+    let fresh = TestApp::spawn_in(dir.path(), "").await;
+    assert_ne!(fresh.admin_credentials()["client_secret"], first["client_secret"]);
+    assert!(!fresh.admin_token().await.is_empty(), "the replaced credentials are accepted");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.path().join("keys/admin/demo.json")).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+}
