@@ -270,6 +270,26 @@ impl ConfigError {
 }
 
 impl Settings {
+    /// The key-encryption key of cluster mode, read and checked (`None` without one).
+    pub fn key_encryption_key(&self) -> Result<Option<crate::signing::Kek>, ConfigError> {
+        use std::os::unix::fs::PermissionsExt;
+        let (setting, text) = match (&self.keys.kek_file, &self.keys.kek) {
+            (Some(path), _) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::new("keys.kek_file", format!("{}: {e}", path.display())))?;
+                if let Ok(meta) = std::fs::metadata(path)
+                    && meta.permissions().mode() & 0o077 != 0
+                {
+                    tracing::warn!(path = %path.display(), "the key-encryption key file is readable by other users; chmod 600 it");
+                }
+                ("keys.kek_file", text)
+            }
+            (None, Some(secret)) => ("keys.kek", secret.expose().to_owned()),
+            (None, None) => return Ok(None),
+        };
+        crate::signing::Kek::parse(&text).map(Some).map_err(|e| ConfigError::new(setting, e.to_string()))
+    }
+
     /// Reads the layers and validates the result. `file` is the `--config` argument.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
@@ -467,28 +487,6 @@ where
 {
     let raw = String::deserialize(deserializer)?;
     Ok((!raw.trim().is_empty()).then(|| T::from(raw)))
-}
-
-impl Settings {
-    /// The key-encryption key of cluster mode, read and checked (`None` without one).
-    pub fn key_encryption_key(&self) -> Result<Option<crate::signing::Kek>, ConfigError> {
-        use std::os::unix::fs::PermissionsExt;
-        let (setting, text) = match (&self.keys.kek_file, &self.keys.kek) {
-            (Some(path), _) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| ConfigError::new("keys.kek_file", format!("{}: {e}", path.display())))?;
-                if let Ok(meta) = std::fs::metadata(path)
-                    && meta.permissions().mode() & 0o077 != 0
-                {
-                    tracing::warn!(path = %path.display(), "the key-encryption key file is readable by other users; chmod 600 it");
-                }
-                ("keys.kek_file", text)
-            }
-            (None, Some(secret)) => ("keys.kek", secret.expose().to_owned()),
-            (None, None) => return Ok(None),
-        };
-        crate::signing::Kek::parse(&text).map(Some).map_err(|e| ConfigError::new(setting, e.to_string()))
-    }
 }
 
 /// Reads a world file (see `config/demo-world.toml` for its shape).

@@ -401,13 +401,10 @@ impl Storage {
                     max_connections: settings.storage.max_connections,
                     acquire_timeout: settings.storage.acquire_timeout,
                 };
-                let kek = settings.key_encryption_key()?.ok_or_else(|| ConfigError {
-                    setting: "keys.kek_file".into(),
-                    problem: "cluster mode needs a key-encryption key".into(),
-                })?;
+                let kek = cluster_kek(settings)?;
                 let registry = PostgresRegistry::open(url.expose(), pool).await.map_err(error)?;
+                let keys = SealedKeyStore::new(Arc::new(registry.sealed_keys()), kek);
                 let listening = registry.listen().await.map_err(error)?;
-                let keys = SealedKeyStore::new(Arc::new(registry.sealed_keys()), Arc::new(kek));
                 Ok(Self {
                     registry: Arc::new(registry),
                     notifications: Some(listening.directory),
@@ -426,17 +423,24 @@ pub async fn open_key_store(settings: &Settings) -> Result<Arc<dyn KeyStore>, St
     match &settings.storage.url {
         None => Ok(Arc::new(FileKeyStore::new(settings.signing_key_dir()))),
         Some(url) => {
-            let kek = settings.key_encryption_key()?.ok_or_else(|| ConfigError {
-                setting: "keys.kek_file".into(),
-                problem: "cluster mode needs a key-encryption key".into(),
-            })?;
+            let kek = cluster_kek(settings)?;
             let pool = PoolSettings { max_connections: 1, acquire_timeout: settings.storage.acquire_timeout };
             let registry = PostgresRegistry::open(url.expose(), pool)
                 .await
                 .map_err(|source| StartupError::Storage { location: url.to_string(), source })?;
-            Ok(Arc::new(SealedKeyStore::new(Arc::new(registry.sealed_keys()), Arc::new(kek))))
+            Ok(Arc::new(SealedKeyStore::new(Arc::new(registry.sealed_keys()), kek)))
         }
     }
+}
+
+/// The key-encryption key cluster mode seals signing keys under, read before connecting so a
+/// bad one fails fast (settings validation already refused cluster mode without one).
+fn cluster_kek(settings: &Settings) -> Result<Arc<crate::signing::Kek>, StartupError> {
+    let kek = settings.key_encryption_key()?.ok_or_else(|| ConfigError {
+        setting: "keys.kek_file".into(),
+        problem: "cluster mode needs a key-encryption key".into(),
+    })?;
+    Ok(Arc::new(kek))
 }
 
 /// Applies changes other processes commit to the registry: at once when the backend announces

@@ -185,17 +185,13 @@ impl FileKeyStore {
         Self { dir: dir.into() }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    pub fn stamp(&self) -> Option<Stamp> {
+    fn stamp(&self) -> Option<Stamp> {
         let meta = fs::metadata(self.dir.join(MANIFEST)).ok()?;
         Some(Stamp { modified: meta.modified().ok()?, len: meta.len() })
     }
 
     /// Loads every key; fails if the store has never been initialised.
-    pub fn load_files(&self) -> Result<Vec<KeyEntry>, KeyStoreError> {
+    fn load_files(&self) -> Result<Vec<KeyEntry>, KeyStoreError> {
         let manifest = self
             .read_manifest()?
             .ok_or_else(|| KeyStoreError::Uninitialised { location: self.dir.join(MANIFEST).display().to_string() })?;
@@ -204,7 +200,7 @@ impl FileKeyStore {
 
     /// Loads the keys, creating the store with one key active from `now` if it is empty.
     /// Returns whether a key was created.
-    pub fn load_or_create_files(
+    fn load_or_create_files(
         &self,
         alg: Algorithm,
         now: OffsetDateTime,
@@ -220,7 +216,7 @@ impl FileKeyStore {
     }
 
     /// Adds a key under the store's lock, by the rules of [`Rotation`].
-    pub fn rotate_files(&self, rotation: Rotation) -> Result<KeyEntry, KeyStoreError> {
+    fn rotate_files(&self, rotation: Rotation) -> Result<KeyEntry, KeyStoreError> {
         self.ensure_dir()?;
         let _lock = self.lock()?;
         let mut entries = self.load_files()?;
