@@ -14,8 +14,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, Row, Sqlite, SqlitePool, Transaction};
 
 use crate::domain::activity::{ActivityEntry, ActivityPage, ActivityQuery};
 use crate::domain::application::Application;
@@ -54,6 +54,11 @@ impl SqliteRegistry {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        // Switching a new file to WAL takes an exclusive lock that `busy_timeout` cannot wait
+        // for, so pooled connections racing to open a fresh database could fail with "database
+        // is locked": switch it once, on one connection, before the pool opens several.
+        let first = SqliteConnection::connect_with(&options).await.map_err(|e| unavailable(e.to_string()))?;
+        first.close().await.map_err(|e| unavailable(e.to_string()))?;
         Self::connect(options, 8).await
     }
 
