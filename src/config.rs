@@ -26,6 +26,7 @@ pub struct Settings {
     pub keys: KeySettings,
     pub tokens: TokenSettings,
     pub storage: StorageSettings,
+    pub cluster: ClusterSettings,
     pub log: LogSettings,
     pub world: WorldSettings,
     pub federation: FederationSettings,
@@ -112,7 +113,28 @@ pub struct ServerSettings {
     /// How long a stopping server keeps serving, with readiness failing, before it stops accepting.
     #[serde(with = "humantime_serde")]
     pub drain_delay: Duration,
+    /// Networks whose connections carry a PROXY protocol header.
+    pub proxy_protocol_from: Vec<String>,
     pub max_body_bytes: usize,
+}
+
+impl ServerSettings {
+    /// `proxy_protocol_from`, parsed: CIDRs, or single addresses (a /32 or /128).
+    pub fn proxy_networks(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.proxy_protocol_from
+            .iter()
+            .map(|raw| {
+                raw.parse::<ipnet::IpNet>()
+                    .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        ConfigError::new(
+                            "server.proxy_protocol_from",
+                            format!("'{raw}' is not a network (10.0.0.0/8) or an address"),
+                        )
+                    })
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -196,6 +218,17 @@ pub struct StorageSettings {
     pub acquire_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub refresh_interval: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// Empty: `<hostname>:<port of server.addr>`.
+    pub replica: String,
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub replica_expiry: Duration,
 }
 
 /// A database URL; its password never shows in `Debug` or `Display`.
@@ -327,6 +360,7 @@ impl Settings {
         if self.server.drain_delay > Duration::from_secs(60) {
             return Err(ConfigError::new("server.drain_delay", "must be at most 60s"));
         }
+        self.server.proxy_networks()?;
         if self.server.max_body_bytes < 1024 {
             return Err(ConfigError::new("server.max_body_bytes", "must be at least 1024"));
         }
@@ -385,6 +419,18 @@ impl Settings {
         }
         if self.storage.refresh_interval < Duration::from_millis(10) {
             return Err(ConfigError::new("storage.refresh_interval", "must be at least 10ms"));
+        }
+        if !(Duration::from_millis(50)..=Duration::from_secs(60)).contains(&self.cluster.heartbeat_interval) {
+            return Err(ConfigError::new("cluster.heartbeat_interval", "must be between 50ms and 60s"));
+        }
+        if self.cluster.replica_expiry < 2 * self.cluster.heartbeat_interval {
+            return Err(ConfigError::new(
+                "cluster.replica_expiry",
+                "must be at least twice cluster.heartbeat_interval, or a late heartbeat counts a live replica gone",
+            ));
+        }
+        if self.cluster.replica.len() > 200 {
+            return Err(ConfigError::new("cluster.replica", "must be at most 200 characters"));
         }
         if self.signin_log.flush_interval > Duration::from_secs(60) {
             return Err(ConfigError::new("signin_log.flush_interval", "must be at most 60s"));

@@ -5,11 +5,13 @@
 //!
 //! - [`domain`]: vocabulary, rules and ports (traits); no framework imports.
 //! - [`service`]: use cases over the ports: discovery, health, applying the world.
-//! - [`store`]: registry adapters: SQLite and the in-memory snapshot request paths read.
+//! - [`store`]: registry adapters: SQLite, PostgreSQL and the in-memory snapshot request paths read.
 //! - [`signing`]: signing keys, the on-disk key store, rotation and the JWKS.
 //! - [`upstream`]: external issuers' discovery documents and keys.
 //! - [`http`]: every axum type: routers, state, errors, metrics middleware.
 //! - [`cache`]: the token path's in-memory caches (moka) and their counters.
+//! - [`rate_limit`]: the token path's rate limits (governor), divided between live replicas.
+//! - [`cluster`]: replica membership: the heartbeat, the live-replica count, the cluster gauges.
 //! - [`tls`]: development CA, server certificates, rustls configuration.
 //! - [`config`]: layered, validated settings.
 //! - [`startup`]: the composition root.
@@ -17,6 +19,7 @@
 
 pub mod cache;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod files;

@@ -5,6 +5,11 @@
 //!
 //! An application may have its own limit in the registry (`Application::rate_limit`), with a burst
 //! of one unit's worth (`"500/s"`: 500); its bucket is rebuilt when that limit changes.
+//!
+//! Limits are the cluster's: with N live replicas (`cluster::LiveReplicas`, from the heartbeat)
+//! each replica's bucket refills at 1/N of the rate with 1/N of the burst (rounded up), so a
+//! balancer spreading the load sees the configured limit in total. Buckets are rebuilt when N
+//! changes.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -14,32 +19,40 @@ use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota};
 use prometheus::{IntCounterVec, Opts, Registry};
 
+use crate::cluster::LiveReplicas;
 pub use crate::domain::rate_limit::Rate;
 use crate::domain::rate_limit::{LimitScope, RateLimiter};
 
-fn quota(rate: Rate, burst: NonZeroU32) -> Option<Quota> {
-    let quota = match rate {
+/// This replica's share of `rate` with `burst` when `replicas` share it; `None` when off.
+fn quota(rate: Rate, burst: NonZeroU32, replicas: NonZeroU32) -> Option<Quota> {
+    let (count, unit) = match rate {
         Rate::Off => return None,
-        Rate::PerSecond(n) => Quota::per_second(n),
-        Rate::PerMinute(n) => Quota::per_minute(n),
-        Rate::PerHour(n) => Quota::per_hour(n),
+        Rate::PerSecond(n) => (n, Duration::from_secs(1)),
+        Rate::PerMinute(n) => (n, Duration::from_secs(60)),
+        Rate::PerHour(n) => (n, Duration::from_secs(3600)),
     };
-    Some(quota.allow_burst(burst))
+    let period = unit * replicas.get() / count.get();
+    let burst = NonZeroU32::new(burst.get().div_ceil(replicas.get())).unwrap_or(NonZeroU32::MIN);
+    Quota::with_period(period).map(|quota| quota.allow_burst(burst))
 }
 
-/// A key's bucket, with the key's own rate it was built for (`None`: the scope's).
+/// A key's bucket, with what it was built for: the key's own rate (`None`: the scope's) and the
+/// number of replicas sharing the limit.
 struct Bucket {
     own: Option<Rate>,
-    limiter: DefaultDirectRateLimiter,
+    replicas: NonZeroU32,
+    limiter: Option<DefaultDirectRateLimiter>,
 }
 
 struct Scope {
-    quota: Option<Quota>,
+    rate: Rate,
+    burst: NonZeroU32,
     buckets: moka::sync::Cache<String, Arc<Bucket>>,
 }
 
 pub struct TokenRateLimits {
     scopes: [Scope; 3],
+    replicas: Arc<LiveReplicas>,
     limited: IntCounterVec,
     clock: DefaultClock,
 }
@@ -53,18 +66,25 @@ fn index(scope: LimitScope) -> usize {
 }
 
 impl TokenRateLimits {
-    /// `limits`: (rate, burst) for applications, identities, addresses.
-    pub fn new(limits: [(Rate, NonZeroU32); 3], max_keys: u64, metrics: &Registry) -> Result<Self, prometheus::Error> {
+    /// `limits`: (rate, burst) for applications, identities, addresses, for the whole cluster;
+    /// `replicas`: how many replicas share them.
+    pub fn new(
+        limits: [(Rate, NonZeroU32); 3],
+        max_keys: u64,
+        replicas: Arc<LiveReplicas>,
+        metrics: &Registry,
+    ) -> Result<Self, prometheus::Error> {
         let limited = IntCounterVec::new(
             Opts::new("ficus_rate_limited_total", "Token requests refused by a rate limit, by scope"),
             &["scope"],
         )?;
         metrics.register(Box::new(limited.clone()))?;
         let scopes = limits.map(|(rate, burst)| Scope {
-            quota: quota(rate, burst),
+            rate,
+            burst,
             buckets: moka::sync::Cache::builder().max_capacity(max_keys).build(),
         });
-        Ok(Self { scopes, limited, clock: DefaultClock::default() })
+        Ok(Self { scopes, replicas, limited, clock: DefaultClock::default() })
     }
 
     /// Buckets currently tracked in `scope` (after pending evictions).
@@ -78,20 +98,27 @@ impl TokenRateLimits {
 impl RateLimiter for TokenRateLimits {
     fn check(&self, scope: LimitScope, key: &str, own: Option<Rate>) -> Result<(), Duration> {
         let state = &self.scopes[index(scope)];
-        let wanted = match own {
-            Some(rate) => quota(rate, rate.unit_count()),
-            None => state.quota,
+        let (rate, burst) = match own {
+            Some(rate) => (rate, rate.unit_count()),
+            None => (state.rate, state.burst),
         };
-        let Some(wanted) = wanted else {
+        if rate == Rate::Off {
             return Ok(());
+        }
+        let replicas = NonZeroU32::new(self.replicas.get()).unwrap_or(NonZeroU32::MIN);
+        let build = || {
+            let limiter = quota(rate, burst, replicas).map(DefaultDirectRateLimiter::direct);
+            Arc::new(Bucket { own, replicas, limiter })
         };
-        let build = || Arc::new(Bucket { own, limiter: DefaultDirectRateLimiter::direct(wanted) });
         let mut bucket = state.buckets.get_with_by_ref(key, build);
-        if bucket.own != own {
+        if bucket.own != own || bucket.replicas != replicas {
             bucket = build();
             state.buckets.insert(key.to_owned(), Arc::clone(&bucket));
         }
-        bucket.limiter.check().map_err(|not_until| {
+        let Some(limiter) = &bucket.limiter else {
+            return Ok(());
+        };
+        limiter.check().map_err(|not_until| {
             self.limited.with_label_values(&[scope.as_str()]).inc();
             not_until.wait_time_from(self.clock.now())
         })
@@ -118,7 +145,7 @@ mod tests {
     #[test]
     fn a_key_past_its_burst_is_told_when_to_retry_and_others_are_not_affected() {
         let limits = [(Rate::PerHour(nz(1)), nz(2)), (Rate::Off, nz(1)), (Rate::Off, nz(1))];
-        let limiter = TokenRateLimits::new(limits, 100, &Registry::new()).unwrap();
+        let limiter = TokenRateLimits::new(limits, 100, Arc::new(LiveReplicas::alone()), &Registry::new()).unwrap();
         assert!(limiter.check(LimitScope::Application, "a", None).is_ok());
         assert!(limiter.check(LimitScope::Application, "a", None).is_ok());
         let wait = limiter.check(LimitScope::Application, "a", None).unwrap_err();
@@ -130,7 +157,7 @@ mod tests {
     #[test]
     fn a_key_with_its_own_rate_gets_its_own_bucket_rebuilt_when_the_rate_changes() {
         let limits = [(Rate::PerHour(nz(1000)), nz(1000)), (Rate::Off, nz(1)), (Rate::Off, nz(1))];
-        let limiter = TokenRateLimits::new(limits, 100, &Registry::new()).unwrap();
+        let limiter = TokenRateLimits::new(limits, 100, Arc::new(LiveReplicas::alone()), &Registry::new()).unwrap();
         let own = Some(Rate::PerHour(nz(2)));
         assert!(limiter.check(LimitScope::Application, "a", own).is_ok());
         assert!(limiter.check(LimitScope::Application, "a", own).is_ok());
@@ -141,9 +168,31 @@ mod tests {
     }
 
     #[test]
+    fn each_of_n_replicas_refills_at_one_nth_of_the_rate_with_one_nth_of_the_burst() {
+        let share = quota(Rate::PerSecond(nz(300)), nz(400), nz(3)).unwrap();
+        assert_eq!(share.replenish_interval(), Duration::from_millis(10), "100/s each");
+        assert_eq!(share.burst_size(), nz(134), "400 / 3, rounded up");
+        let alone = quota(Rate::PerMinute(nz(6)), nz(1), nz(1)).unwrap();
+        assert_eq!(alone.replenish_interval(), Duration::from_secs(10));
+        assert_eq!(quota(Rate::PerSecond(nz(2)), nz(1), nz(5)).unwrap().burst_size(), nz(1), "never below one");
+    }
+
+    #[test]
+    fn a_cluster_wide_limit_is_divided_between_the_live_replicas_and_rebuilt_when_their_number_changes() {
+        let limits = [(Rate::PerHour(nz(6)), nz(6)), (Rate::Off, nz(1)), (Rate::Off, nz(1))];
+        let replicas = Arc::new(LiveReplicas::alone());
+        replicas.set(3);
+        let limiter = TokenRateLimits::new(limits, 100, replicas.clone(), &Registry::new()).unwrap();
+        let accepted = |n| (0..n).filter(|_| limiter.check(LimitScope::Application, "a", None).is_ok()).count();
+        assert_eq!(accepted(10), 2, "a third of the burst of 6 while three replicas are alive");
+        replicas.set(1);
+        assert_eq!(accepted(10), 6, "alone again: the whole burst");
+    }
+
+    #[test]
     fn spraying_many_keys_keeps_memory_bounded() {
         let limits = [(Rate::Off, nz(1)), (Rate::Off, nz(1)), (Rate::PerSecond(nz(10)), nz(10))];
-        let limiter = TokenRateLimits::new(limits, 1_000, &Registry::new()).unwrap();
+        let limiter = TokenRateLimits::new(limits, 1_000, Arc::new(LiveReplicas::alone()), &Registry::new()).unwrap();
         for i in 0..100_000u32 {
             let address = std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string();
             assert!(limiter.check(LimitScope::Address, &address, None).is_ok());

@@ -13,13 +13,15 @@ use axum_server::tls_rustls::RustlsConfig;
 use url::Url;
 
 use crate::cache::{CacheMetrics, IssuedTokens, VerifiedAssertions};
+use crate::cluster::{self, LiveReplicas, Membership};
 use crate::config::{ConfigError, Settings};
 use crate::domain::activity::Actor;
 use crate::domain::clock::Clock;
 use crate::domain::federated_credential::IssuerPolicy;
-use crate::domain::ports::{ChangeNotifications, Registry, StoreError};
+use crate::domain::ports::{ChangeNotifications, Registry, ReplicaBeat, ReplicaRoster, StoreError};
 use crate::domain::rate_limit::RateLimiter;
 use crate::domain::tenant::Tenant;
+use crate::http::proxy_protocol::ProxyProtocolAcceptor;
 use crate::http::{self, AppState, metrics::HttpMetrics};
 use crate::rate_limit::TokenRateLimits;
 use crate::service::DiscoveryService;
@@ -83,6 +85,7 @@ pub struct Application {
     admin: Arc<AdminService>,
     state: AppState,
     reloader: Reloader,
+    membership: Arc<Membership>,
     sign_in_writer: tokio::task::JoinHandle<()>,
 }
 
@@ -176,9 +179,28 @@ impl Application {
             settings.signin_log.flush_interval,
             metrics.registry(),
         )?;
+        let live_replicas = Arc::new(LiveReplicas::alone());
+        let membership = Arc::new(Membership::new(
+            storage.roster.clone(),
+            ReplicaBeat {
+                replica: match settings.cluster.replica.as_str() {
+                    "" => cluster::default_replica_name(api_listener.local_addr()?.port()),
+                    name => name.to_owned(),
+                },
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                started_at: clock.now(),
+            },
+            settings.cluster.replica_expiry,
+            live_replicas.clone(),
+            directory.clone(),
+            metrics.registry(),
+        )?);
+        // Counted before the first request, so the first limits are already the right share.
+        membership.beat().await.map_err(storage_error)?;
         let limits: Arc<dyn RateLimiter> = Arc::new(TokenRateLimits::new(
             settings.rate_limits.limits()?,
             settings.rate_limits.max_tracked_keys,
+            live_replicas,
             metrics.registry(),
         )?);
         let mint = Arc::new(TokenMint::new(
@@ -240,6 +262,7 @@ impl Application {
         };
         Ok(Self {
             sign_in_writer,
+            membership,
             settings,
             api_listener,
             mi_listener,
@@ -320,21 +343,29 @@ impl Application {
         let api_app =
             http::api_router(self.state.clone(), max_body).into_make_service_with_connect_info::<SocketAddr>();
         let mi_app = http::mi_router(self.state.clone(), max_body).into_make_service_with_connect_info::<SocketAddr>();
+        let proxied = ProxyProtocolAcceptor::new(&self.settings.server.proxy_networks()?);
         let api_server = match &self.tls {
             Some((_, config)) => {
-                let server =
-                    axum_server::from_tcp_rustls(self.api_listener, config.clone())?.handle(api_handle.clone());
+                let server = axum_server::from_tcp_rustls(self.api_listener, config.clone())?
+                    .map(|tls| tls.acceptor(proxied.clone()))
+                    .handle(api_handle.clone());
                 tokio::spawn(server.serve(api_app))
             }
-            None => tokio::spawn(axum_server::from_tcp(self.api_listener)?.handle(api_handle.clone()).serve(api_app)),
+            None => {
+                let server =
+                    axum_server::from_tcp(self.api_listener)?.acceptor(proxied.clone()).handle(api_handle.clone());
+                tokio::spawn(server.serve(api_app))
+            }
         };
-        let mi_server = tokio::spawn(axum_server::from_tcp(self.mi_listener)?.handle(mi_handle.clone()).serve(mi_app));
+        let mi_server = axum_server::from_tcp(self.mi_listener)?.acceptor(proxied).handle(mi_handle.clone());
+        let mi_server = tokio::spawn(mi_server.serve(mi_app));
         let poller = tokio::spawn(self.reloader.clone().poll_keys(self.settings.keys.reload_interval));
         let follower = tokio::spawn(follow_registry(
             self.directory.clone(),
             self.notifications.clone(),
             self.settings.storage.refresh_interval,
         ));
+        let heartbeat = tokio::spawn(self.membership.clone().run(self.settings.cluster.heartbeat_interval));
 
         shutdown.await;
         self.state.health.start_draining();
@@ -351,6 +382,8 @@ impl Application {
         poller.abort();
         follower.abort();
         let joined = tokio::join!(api_server, mi_server);
+        heartbeat.abort();
+        self.membership.leave().await;
         // The routers held the last sign-in sinks; with the state dropped too, the writer drains
         // its queue and ends.
         drop(self.state);
@@ -373,6 +406,8 @@ struct Storage {
     notifications: Option<Arc<dyn ChangeNotifications>>,
     keys: Arc<dyn KeyStore>,
     key_notifications: Option<Arc<dyn ChangeNotifications>>,
+    /// The replicas sharing it (this process alone with SQLite).
+    roster: Arc<dyn ReplicaRoster>,
     /// Where it is, for messages (a PostgreSQL URL without its password).
     location: String,
 }
@@ -386,8 +421,10 @@ impl Storage {
                 let registry = SqliteRegistry::open(&path)
                     .await
                     .map_err(|source| StartupError::Storage { location: location.clone(), source })?;
+                let registry = Arc::new(registry);
                 Ok(Self {
-                    registry: Arc::new(registry),
+                    roster: registry.clone(),
+                    registry,
                     notifications: None,
                     keys: Arc::new(FileKeyStore::new(settings.signing_key_dir())),
                     key_notifications: None,
@@ -406,6 +443,7 @@ impl Storage {
                 let keys = SealedKeyStore::new(Arc::new(registry.sealed_keys()), kek);
                 let listening = registry.listen().await.map_err(error)?;
                 Ok(Self {
+                    roster: Arc::new(registry.roster()),
                     registry: Arc::new(registry),
                     notifications: Some(listening.directory),
                     keys: Arc::new(keys),

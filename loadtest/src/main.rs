@@ -99,6 +99,10 @@ pub struct Args {
     /// Write the results as JSON
     #[arg(long)]
     pub json: Option<String>,
+    /// Write every measured request of each scenario to DIR/<scenario>.csv (unix_ms, latency_ms,
+    /// status): for latency in windows picked afterwards, such as each replica's restart
+    #[arg(long, value_name = "DIR")]
+    pub samples: Option<std::path::PathBuf>,
     /// Write an HTML report (summary, latency over time, latency histograms)
     #[arg(long)]
     pub html: Option<String>,
@@ -300,6 +304,10 @@ async fn run_all(
             }
         }
         let last = outcomes.len() - 1;
+        if let Some(dir) = &args.samples {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            outcomes[last].write_samples(&dir.join(format!("{name}.csv")))?;
+        }
         for (i, outcome) in outcomes.into_iter().enumerate() {
             if i == last {
                 print_row(&outcome, floors.of(name));

@@ -66,6 +66,10 @@ pub struct Outcome {
     errors: BTreeMap<String, u64>,
     /// (milliseconds since measurement began, latency in microseconds) of each success.
     pub timeline: Vec<(u32, u32)>,
+    /// (milliseconds since measurement began, status or 0) of each failure.
+    failures: Vec<(u32, u16)>,
+    /// When measurement began, in milliseconds since the Unix epoch.
+    measured_from_unix_ms: u128,
     pub notes: Vec<String>,
 }
 
@@ -92,6 +96,23 @@ impl Outcome {
 
     pub fn histogram(&self) -> &Histogram<u64> {
         &self.histogram
+    }
+
+    /// Every measured request as CSV (`unix_ms,latency_ms,status`; status 0 for a transport
+    /// error, latency empty for a failure), in time order: for windows the caller picks, such as
+    /// the seconds around each replica's restart.
+    pub fn write_samples(&self, path: &std::path::Path) -> Result<(), String> {
+        use std::fmt::Write as _;
+        let mut rows: Vec<(u32, Option<u32>, u16)> =
+            self.timeline.iter().map(|&(at, us)| (at, Some(us), 200)).collect();
+        rows.extend(self.failures.iter().map(|&(at, status)| (at, None, status)));
+        rows.sort_unstable_by_key(|row| row.0);
+        let mut text = String::from("unix_ms,latency_ms,status\n");
+        for (at, micros, status) in rows {
+            let latency = micros.map(|us| format!("{:.3}", f64::from(us) / 1000.0)).unwrap_or_default();
+            let _ = writeln!(text, "{},{latency},{status}", self.measured_from_unix_ms + u128::from(at));
+        }
+        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
     pub fn to_json(&self) -> Value {
@@ -126,13 +147,20 @@ fn empty_histogram() -> Result<Histogram<u64>, String> {
 struct Recorder {
     histogram: Histogram<u64>,
     timeline: Vec<(u32, u32)>,
+    failures: Vec<(u32, u16)>,
     errors: BTreeMap<String, u64>,
     measured_from: Instant,
 }
 
 impl Recorder {
     fn new(measured_from: Instant) -> Result<Self, String> {
-        Ok(Self { histogram: empty_histogram()?, timeline: Vec::new(), errors: BTreeMap::new(), measured_from })
+        Ok(Self {
+            histogram: empty_histogram()?,
+            timeline: Vec::new(),
+            failures: Vec::new(),
+            errors: BTreeMap::new(),
+            measured_from,
+        })
     }
 
     fn record(&mut self, started: Instant, answer: &Answer, done: Instant) {
@@ -145,12 +173,13 @@ impl Recorder {
         if intended < self.measured_from {
             return;
         }
+        let at = u32::try_from(done.duration_since(self.measured_from).as_millis()).unwrap_or(u32::MAX);
         if answer.ok() {
             let micros = u64::try_from(done.duration_since(from).as_micros()).unwrap_or(u64::MAX).max(1);
             let _ = self.histogram.record(micros.min(60_000_000));
-            let at = u32::try_from(done.duration_since(self.measured_from).as_millis()).unwrap_or(u32::MAX);
             self.timeline.push((at, u32::try_from(micros).unwrap_or(u32::MAX)));
         } else {
+            self.failures.push((at, answer.status));
             *self.errors.entry(answer.key()).or_default() += 1;
         }
     }
@@ -158,6 +187,7 @@ impl Recorder {
     fn merge(&mut self, other: Recorder) {
         let _ = self.histogram.add(&other.histogram);
         self.timeline.extend(other.timeline);
+        self.failures.extend(other.failures);
         for (key, count) in other.errors {
             *self.errors.entry(key).or_default() += count;
         }
@@ -165,7 +195,14 @@ impl Recorder {
 
     fn finish(mut self, name: &str, mode: Mode, elapsed: Duration) -> Outcome {
         self.timeline.sort_unstable();
+        // The wall clock at the measurement's start, from the monotonic one's distance to it
+        // (the load generator has no Clock port: it only stamps its own samples).
+        #[allow(clippy::disallowed_methods)]
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let since = Instant::now().saturating_duration_since(self.measured_from);
         Outcome {
+            failures: self.failures,
+            measured_from_unix_ms: now.saturating_sub(since).as_millis(),
             name: name.to_owned(),
             mode,
             histogram: self.histogram,

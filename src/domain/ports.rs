@@ -202,6 +202,35 @@ pub trait SealedKeyStorage: Send + Sync {
 /// A position in the registry's change log.
 pub type ChangeCursor = u64;
 
+/// What a replica records about itself in each heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaBeat {
+    /// Unique among the replicas sharing the registry (`<hostname>:<port>` by default).
+    pub replica: String,
+    pub version: String,
+    pub started_at: time::OffsetDateTime,
+}
+
+/// What a heartbeat learns about the replicas sharing the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterView {
+    /// Replicas whose last heartbeat is younger than the expiry, the caller included (at least 1).
+    pub live_replicas: u32,
+    /// The newest change in the registry's change log (0 when it is empty).
+    pub newest_change: ChangeCursor,
+}
+
+/// Where replicas sharing a registry record that they are alive: each beats every second or so
+/// and learns how many others did recently, to divide cluster-wide limits between the live ones.
+/// Timestamps come from the store's own clock, so replicas' clocks need not agree.
+#[async_trait]
+pub trait ReplicaRoster: Send + Sync {
+    /// Records `beat` now and returns the replicas alive within `expiry`, and the newest change.
+    async fn beat(&self, beat: &ReplicaBeat, expiry: std::time::Duration) -> Result<ClusterView, StoreError>;
+    /// Takes `replica` off the roster (a clean stop): the others stop counting it at once.
+    async fn leave(&self, replica: &str) -> Result<(), StoreError>;
+}
+
 /// What changed after a cursor, up to `cursor`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChangeSet {

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod context;
 pub mod error;
 pub mod metrics;
+pub mod proxy_protocol;
 pub mod routes;
 pub mod state;
 
@@ -59,5 +60,6 @@ fn finish(routes: Router<AppState>, state: AppState, max_body_bytes: usize) -> R
             context::ErrorRendering { clock: state.clock.clone(), base_url: state.discovery.base_url().into() },
             context::attach,
         ))
+        .layer(axum::middleware::map_request(proxy_protocol::use_proxied_client))
         .with_state(state)
 }

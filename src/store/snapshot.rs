@@ -11,6 +11,7 @@
 //! `storage.refresh_interval`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -28,6 +29,8 @@ pub struct DirectorySnapshot {
     // The cursor of the view in place; the lock serialises refreshes so an older read can never
     // replace a newer one.
     cursor: tokio::sync::Mutex<Cursor>,
+    /// `cursor.at`, readable without the lock (for the lag gauge).
+    applied: AtomicU64,
 }
 
 struct Cursor {
@@ -43,7 +46,13 @@ impl DirectorySnapshot {
             view: ArcSwap::from_pointee(DirectoryView::new(directory)),
             registry,
             cursor: tokio::sync::Mutex::new(Cursor { at, pruned_through: 0 }),
+            applied: AtomicU64::new(at),
         })
+    }
+
+    /// The newest change of the registry's log the view in place reflects.
+    pub fn applied(&self) -> ChangeCursor {
+        self.applied.load(Ordering::Relaxed)
     }
 }
 
@@ -71,6 +80,7 @@ impl DirectorySource for DirectorySnapshot {
                 cursor.at = at;
             }
         }
+        self.applied.store(cursor.at, Ordering::Relaxed);
         // Pruning is housekeeping, off the write's path: a failure leaves a longer log, never a
         // wrong view.
         let through = cursor.at.saturating_sub(RETAINED_CHANGES);

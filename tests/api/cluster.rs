@@ -349,3 +349,85 @@ async fn a_replica_on_postgresql_stops_when_told_to_releasing_its_connections() 
         format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{}'", url.rsplit('/').next().unwrap());
     assert_eq!(scalar(&crate::pg::server().unwrap(), &sessions).await, 0, "no session left open");
 }
+
+/// A replica's `/metrics` text.
+async fn metrics(client: &reqwest::Client, replica: &Replica) -> String {
+    let url = format!("https://localhost:{}/metrics", replica.api);
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
+/// The value of an unlabelled gauge in a metrics text.
+fn gauge(text: &str, name: &str) -> Option<i64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Waits until `replica` counts `live` replicas, and returns its metrics then.
+async fn until_live(client: &reqwest::Client, replica: &Replica, live: i64) -> String {
+    let started = Instant::now();
+    loop {
+        let text = metrics(client, replica).await;
+        if gauge(&text, "ficus_cluster_live_replicas") == Some(live) {
+            eprintln!("{live} live replicas counted after {:?}", started.elapsed());
+            return text;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "never counted {live} live replicas:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// How many of `n` IMDS token requests a replica accepts (the rest are throttled).
+async fn imds_accepted(client: &reqwest::Client, replica: &Replica, n: usize) -> usize {
+    let url = format!(
+        "http://127.0.0.1:{}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=api://vault",
+        replica.mi
+    );
+    let mut accepted = 0;
+    for _ in 0..n {
+        let status = client.get(&url).header("Metadata", "true").send().await.unwrap().status();
+        assert!(status == 200 || status == 429, "{status}");
+        accepted += usize::from(status == 200);
+    }
+    accepted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_count_each_other_by_heartbeat_and_divide_a_cluster_wide_limit_between_the_live_ones() {
+    let Some(url) = crate::pg::fresh_database().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let settings = [
+        ("FICUS_CLUSTER__HEARTBEAT_INTERVAL", "100ms"),
+        ("FICUS_CLUSTER__REPLICA_EXPIRY", "500ms"),
+        // Six an hour for the cluster: a burst of two per replica while three are alive.
+        ("FICUS_RATE_LIMITS__IDENTITY", "6/h"),
+        ("FICUS_RATE_LIMITS__IDENTITY_BURST", "6"),
+    ];
+    let mut replicas: Vec<Replica> = (0..3).map(|_| start_with(dir.path(), &url, &settings)).collect();
+    let client = ready(dir.path(), &replicas).await;
+
+    let text = until_live(&client, &replicas[0], 3).await;
+    let name = format!(
+        "ficus_replica_info{{replica=\"{}:{}\"",
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim(),
+        replicas[0].api
+    );
+    assert!(text.contains(&name), "names itself <hostname>:<port>:\n{text}");
+    assert_eq!(gauge(&text, "ficus_storage_up"), Some(1));
+    assert_eq!(gauge(&text, "ficus_directory_changes_behind"), Some(0), "its directory is current");
+    assert_eq!(scalar(&url, "SELECT count(*) FROM replica_heartbeats").await, 3, "one heartbeat row per replica");
+    assert_eq!(imds_accepted(&client, &replicas[0], 5).await, 2, "a third of the cluster's burst of 6");
+
+    // One replica dies without a word and is counted gone after the expiry; one stops cleanly
+    // and leaves the roster at once.
+    replicas[2].child.kill().unwrap();
+    let signal = Command::new("kill").args(["-TERM", &replicas[1].child.id().to_string()]).status().unwrap();
+    assert!(signal.success());
+    assert!(replicas[1].child.wait().unwrap().success(), "the replica told to stop exits cleanly");
+    until_live(&client, &replicas[0], 1).await;
+    assert_eq!(
+        scalar(&url, "SELECT count(*) FROM replica_heartbeats").await,
+        2,
+        "the one that stopped left the roster"
+    );
+    assert_eq!(imds_accepted(&client, &replicas[0], 8).await, 6, "alone, the replica enforces the whole burst");
+    replicas.truncate(1);
+}

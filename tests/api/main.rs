@@ -20,6 +20,7 @@ mod managed_identity;
 mod operations;
 mod outage;
 mod pg;
+mod proxy_protocol;
 mod rate_limits;
 mod snapshot;
 mod tls;

@@ -57,6 +57,17 @@ async fn metrics_count_requests_per_route_and_time_them() {
 }
 
 #[tokio::test]
+async fn metrics_name_the_replica_and_show_a_single_sqlite_broker_as_a_cluster_of_one_with_storage_up() {
+    let app = TestApp::spawn_with("[cluster]\nreplica = \"laptop-1\"").await;
+    let text = app.metrics().await;
+    let info = format!("ficus_replica_info{{replica=\"laptop-1\",version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+    assert!(text.lines().any(|l| l == info), "{text}");
+    assert_eq!(app.metric("ficus_cluster_live_replicas").await, 1.0, "{text}");
+    assert_eq!(app.metric("ficus_storage_up").await, 1.0, "{text}");
+    assert_eq!(app.metric("ficus_directory_changes_behind").await, 0.0, "{text}");
+}
+
+#[tokio::test]
 async fn a_draining_server_fails_readiness_yet_keeps_serving_and_sends_keep_alive_clients_elsewhere() {
     let app = TestApp::spawn_with("[server]\ndrain_delay = \"2s\"").await;
     let (client, base, mi) = (app.client.clone(), app.base.clone(), app.mi_base.clone());

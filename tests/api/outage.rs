@@ -113,6 +113,10 @@ async fn with_postgres_down_tokens_flow_from_memory_writes_get_503_and_replicas_
     let (status, ready) = a.get_json("/readyz").await;
     assert_eq!((status.as_u16(), ready["status"].as_str()), (200, Some("degraded")), "{ready}");
     assert!(ready["degraded"][0].as_str().unwrap().starts_with("storage"), "{ready}");
+    a.eventually("A's heartbeat shows storage down in /metrics", || async {
+        a.metric("ficus_storage_up").await == 0.0
+    })
+    .await;
     b.eventually("B's full queue drops and counts", || async {
         b.metric("ficus_signin_log_dropped_total").await > 0.0
     })
@@ -138,6 +142,7 @@ async fn with_postgres_down_tokens_flow_from_memory_writes_get_503_and_replicas_
     .await;
     let (status, ready) = a.get_json("/readyz").await;
     assert_eq!((status.as_u16(), ready["status"].as_str()), (200, Some("ready")), "{ready}");
+    a.eventually("A's heartbeat shows storage up again", || async { a.metric("ficus_storage_up").await == 1.0 }).await;
 
     // A's sign-ins from the outage waited in its queue and are in the shared log now.
     let mut logged = 0;

@@ -11,14 +11,17 @@
 //!
 //! Committed changes are announced on the `ficus_directory` channel (`NOTIFY`, from the change
 //! trigger), key changes on `ficus_keys`; [`PostgresRegistry::listen`] turns both into wake-ups,
-//! for the snapshot's follower and the key reloader. The sealed signing keys are [`PgSealedKeys`].
+//! for the snapshot's follower and the key reloader. The sealed signing keys are [`PgSealedKeys`];
+//! the replicas' heartbeats, [`PgReplicaRoster`].
 
 mod directory;
 mod fetch;
 mod keys;
 mod logs;
+mod roster;
 
 pub use keys::PgSealedKeys;
+pub use roster::PgReplicaRoster;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -140,6 +143,11 @@ impl PostgresRegistry {
     /// The sealed signing keys in this database.
     pub fn sealed_keys(&self) -> PgSealedKeys {
         PgSealedKeys::new(self.pool.clone())
+    }
+
+    /// The replicas sharing this database, as their heartbeats record them.
+    pub fn roster(&self) -> PgReplicaRoster {
+        PgReplicaRoster::new(self.pool.clone())
     }
 
     /// A write transaction holding the registry's write lock.

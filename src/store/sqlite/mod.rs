@@ -22,7 +22,8 @@ use crate::domain::application::Application;
 use crate::domain::federated_credential::{CredentialOwner, FederatedCredential};
 use crate::domain::ids::ObjectId;
 use crate::domain::ports::{
-    BootstrapLock, ChangeCursor, ChangeSet, Conflict, Directory, NoBootstrapLock, Registry, StoreError,
+    BootstrapLock, ChangeCursor, ChangeSet, ClusterView, Conflict, Directory, NoBootstrapLock, Registry, ReplicaBeat,
+    ReplicaRoster, StoreError,
 };
 use crate::domain::resource::{ComputeResource, ManagedIdentity, ResourceId};
 use crate::domain::role_assignment::RoleAssignment;
@@ -367,5 +368,22 @@ impl Registry for SqliteRegistry {
             .await
             .map_err(db_error)?;
         tx.commit().await.map_err(db_error)
+    }
+}
+
+/// One file, one process: the roster is this replica alone; the beat still reads the change log's
+/// head (for the lag gauge) and so shows whether the file answers.
+#[async_trait]
+impl ReplicaRoster for SqliteRegistry {
+    async fn beat(&self, _beat: &ReplicaBeat, _expiry: Duration) -> Result<ClusterView, StoreError> {
+        let newest: i64 = sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM directory_changes")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(ClusterView { live_replicas: 1, newest_change: u64::try_from(newest).map_err(corrupt)? })
+    }
+
+    async fn leave(&self, _replica: &str) -> Result<(), StoreError> {
+        Ok(())
     }
 }
