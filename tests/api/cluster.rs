@@ -431,3 +431,28 @@ async fn replicas_count_each_other_by_heartbeat_and_divide_a_cluster_wide_limit_
     assert_eq!(imds_accepted(&client, &replicas[0], 8).await, 6, "alone, the replica enforces the whole burst");
     replicas.truncate(1);
 }
+
+#[tokio::test]
+async fn a_replica_refuses_a_database_whose_schema_is_newer_than_it_knows() {
+    let Some(url) = crate::pg::fresh_database().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let first = start(dir.path(), &url);
+    ready(dir.path(), std::slice::from_ref(&first)).await;
+    drop(first);
+    // As a later version would leave it: a migration this binary does not have.
+    let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (20991231000000, 'from a later version', true, '\\x00', 1)",
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+    db.close().await.unwrap();
+
+    let (api, mi) = (free_port(), free_port());
+    let output = replica_command(dir.path(), &url, api, mi).stderr(Stdio::piped()).output().unwrap();
+    assert!(!output.status.success(), "an older replica must not start on a newer schema");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("20991231000000"), "names the unknown migration: {stderr}");
+}

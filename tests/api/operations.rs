@@ -110,3 +110,17 @@ async fn graceful_shutdown_stops_cleanly_and_refuses_new_connections() {
     let after = client.get(format!("{base}/healthz")).send().await;
     assert!(after.is_err(), "no listener after shutdown");
 }
+
+#[test]
+fn the_deployment_examples_settings_file_is_valid_with_every_setting_known() {
+    use figment::providers::{Format as _, Toml};
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/kubernetes/ficus.toml");
+    // Its certificate files exist only in a pod; everything else must validate as written.
+    let figment = ficus::config::Settings::default_figment()
+        .merge(Toml::file_exact(file))
+        .merge(Toml::string("[tls]\nmode = \"dev\""));
+    let settings = ficus::config::Settings::from_figment(figment).unwrap();
+    assert_eq!(settings.server.drain_delay, Duration::from_secs(3));
+    assert_eq!(settings.cluster.replica_expiry, Duration::from_secs(3));
+    assert!(settings.world.file.is_none(), "no world file in production");
+}
