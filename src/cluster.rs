@@ -3,8 +3,8 @@
 //! `cluster.replica_expiry`; [`LiveReplicas`] carries that count to the rate limiter, which divides
 //! each cluster-wide limit between the live replicas. The heartbeat also feeds the cluster's gauges
 //! in `/metrics`: the replica's identity, the live count, how many changes its in-memory directory
-//! is behind the database, and whether storage answers. With SQLite the roster is this process
-//! alone and only the gauges move.
+//! is behind the database, and whether storage answers (which readiness reports too, without a
+//! query of its own). With SQLite the roster is this process alone and only the gauges move.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use prometheus::{IntGauge, IntGaugeVec, Opts, Registry};
 
-use crate::domain::ports::{ClusterView, ReplicaBeat, ReplicaRoster, StoreError};
+use crate::domain::ports::{ClusterView, ReplicaBeat, ReplicaRoster, StorageStatus, StoreError};
 use crate::store::DirectorySnapshot;
 
 /// How many replicas share the cluster-wide limits, as the last heartbeat counted (at least 1).
@@ -45,6 +45,8 @@ pub struct Membership {
     live_gauge: IntGauge,
     behind_gauge: IntGauge,
     storage_up: IntGauge,
+    /// Why the last heartbeat failed; `None` after one that succeeded.
+    storage_problem: std::sync::Mutex<Option<String>>,
 }
 
 impl Membership {
@@ -73,7 +75,17 @@ impl Membership {
         }
         metrics.register(Box::new(info))?;
         live_gauge.set(i64::from(live.get()));
-        Ok(Self { roster, beat, expiry, live, directory, live_gauge, behind_gauge, storage_up })
+        Ok(Self {
+            roster,
+            beat,
+            expiry,
+            live,
+            directory,
+            live_gauge,
+            behind_gauge,
+            storage_up,
+            storage_problem: std::sync::Mutex::default(),
+        })
     }
 
     /// This replica's name in the cluster.
@@ -83,16 +95,23 @@ impl Membership {
 
     /// One heartbeat: records this replica, then updates the live count and the gauges.
     pub async fn beat(&self) -> Result<ClusterView, StoreError> {
-        let view = match self.roster.beat(&self.beat, self.expiry).await {
+        // Bounded like the expiry, so a database that does not answer at all is reported as
+        // such before another beat is due.
+        let answered = tokio::time::timeout(self.expiry, self.roster.beat(&self.beat, self.expiry)).await;
+        let view = match answered.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(format!("no answer within {}", humantime::format_duration(self.expiry))))
+        }) {
             Ok(view) => view,
             Err(e) => {
                 // The last count stands: every replica loses the database together, and the
                 // limits should not jump while it is away.
                 self.storage_up.set(0);
+                self.set_problem(Some(e.to_string()));
                 return Err(e);
             }
         };
         self.storage_up.set(1);
+        self.set_problem(None);
         let before = self.live.set(view.live_replicas);
         if before != view.live_replicas {
             tracing::info!(
@@ -107,6 +126,12 @@ impl Membership {
         let behind = view.newest_change.saturating_sub(self.directory.applied());
         self.behind_gauge.set(i64::try_from(behind).unwrap_or(i64::MAX));
         Ok(view)
+    }
+
+    fn set_problem(&self, problem: Option<String>) {
+        if let Ok(mut slot) = self.storage_problem.lock() {
+            *slot = problem;
+        }
     }
 
     /// Beats every `interval`, for as long as the task runs.
@@ -137,6 +162,12 @@ impl Membership {
         if let Err(e) = self.roster.leave(&self.beat.replica).await {
             tracing::warn!(error = %e, "could not take this replica off the roster; the others count it gone after cluster.replica_expiry");
         }
+    }
+}
+
+impl StorageStatus for Membership {
+    fn problem(&self) -> Option<String> {
+        self.storage_problem.lock().ok().and_then(|slot| slot.clone())
     }
 }
 

@@ -148,7 +148,25 @@ impl Application {
                 other => ConfigError { setting: "world.file".into(), problem: other.to_string() }.into(),
             })?;
         }
-        let health = Arc::new(HealthService::new(Arc::new(keys.clone()), registry.clone()));
+        let live_replicas = Arc::new(LiveReplicas::alone());
+        let membership = Arc::new(Membership::new(
+            storage.roster.clone(),
+            ReplicaBeat {
+                replica: match settings.cluster.replica.as_str() {
+                    "" => cluster::default_replica_name(api_listener.local_addr()?.port()),
+                    name => name.to_owned(),
+                },
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                started_at: clock.now(),
+            },
+            settings.cluster.replica_expiry,
+            live_replicas.clone(),
+            directory.clone(),
+            metrics.registry(),
+        )?);
+        // Counted before the first request, so the first limits are already the right share.
+        membership.beat().await.map_err(storage_error)?;
+        let health = Arc::new(HealthService::new(Arc::new(keys.clone()), membership.clone()));
         write_admin_credentials(&settings, &admin, &discovery).await?;
         bootstrap.release().await;
         let admin_auth = Arc::new(AdminAuthenticator::new(
@@ -179,24 +197,6 @@ impl Application {
             settings.signin_log.flush_interval,
             metrics.registry(),
         )?;
-        let live_replicas = Arc::new(LiveReplicas::alone());
-        let membership = Arc::new(Membership::new(
-            storage.roster.clone(),
-            ReplicaBeat {
-                replica: match settings.cluster.replica.as_str() {
-                    "" => cluster::default_replica_name(api_listener.local_addr()?.port()),
-                    name => name.to_owned(),
-                },
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-                started_at: clock.now(),
-            },
-            settings.cluster.replica_expiry,
-            live_replicas.clone(),
-            directory.clone(),
-            metrics.registry(),
-        )?);
-        // Counted before the first request, so the first limits are already the right share.
-        membership.beat().await.map_err(storage_error)?;
         let limits: Arc<dyn RateLimiter> = Arc::new(TokenRateLimits::new(
             settings.rate_limits.limits()?,
             settings.rate_limits.max_tracked_keys,

@@ -192,13 +192,18 @@ async fn execute(args: &Args) -> Result<Value, String> {
     };
     let ca = std::fs::read(&args.ca_file).map_err(|e| format!("{}: {e}", args.ca_file))?;
     let certificate = reqwest::Certificate::from_pem(&ca).map_err(|e| e.to_string())?;
-    let http = reqwest::Client::builder().tls_certs_only([certificate.clone()]).build().map_err(|e| e.to_string())?;
-    let mi_http = reqwest::Client::builder()
-        .tls_certs_only([certificate])
-        .local_address(args.mi_address)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let admin = setup::Admin::sign_in(&http, args).await?;
+    // One client per connection the scenarios may use (see `Clients`); setup uses the first.
+    let clients = |from: Option<std::net::IpAddr>| {
+        (0..args.concurrency.max(1))
+            .map(|_| {
+                let builder = reqwest::Client::builder().tls_certs_only([certificate.clone()]);
+                builder.local_address(from).build().map_err(|e| e.to_string())
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map(scenarios::Clients::new)
+    };
+    let (http, mi_http) = (clients(None)?, clients(Some(args.mi_address))?);
+    let admin = setup::Admin::sign_in(http.next(), args).await?;
     let fixture = admin.prepare(args, &args.scenarios).await?;
     let scenarios = scenarios::Scenarios::new(&http, &mi_http, args, &fixture);
     let outcome = tokio::select! {

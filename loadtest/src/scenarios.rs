@@ -57,10 +57,31 @@ pub fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// Clients with connection pools of their own, taken in turn: the load travels over as many TCP
+/// connections as there are clients, as separate callers' would. A balancer in TCP mode spreads
+/// connections, not requests; one shared pool would carry a light load on two or three
+/// connections, which a balancer can hand to fewer replicas than it has.
+#[derive(Clone)]
+pub struct Clients {
+    pool: Arc<[reqwest::Client]>,
+    next: Arc<AtomicUsize>,
+}
+
+impl Clients {
+    pub fn new(pool: Vec<reqwest::Client>) -> Self {
+        Self { pool: pool.into(), next: Arc::default() }
+    }
+
+    /// The next client in turn.
+    pub fn next(&self) -> &reqwest::Client {
+        &self.pool[self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len()]
+    }
+}
+
 /// Exchanges fake-issuer assertions at the token endpoint.
 #[derive(Clone)]
 pub struct Exchanger {
-    http: reqwest::Client,
+    http: Clients,
     url: String,
     scope: String,
     issuer: Option<Arc<FakeIssuer>>,
@@ -81,7 +102,7 @@ impl Exchanger {
             ("client_assertion_type", ASSERTION_TYPE),
             ("client_assertion", assertion),
         ];
-        self.http.post(&self.url).form(&form)
+        self.http.next().post(&self.url).form(&form)
     }
 
     /// One exchange of a freshly signed assertion for `subject`: the HTTP status.
@@ -95,8 +116,8 @@ impl Exchanger {
 }
 
 pub struct Scenarios {
-    http: reqwest::Client,
-    mi_http: reqwest::Client,
+    http: Clients,
+    mi_http: Clients,
     target: String,
     mi: String,
     tenant: String,
@@ -128,7 +149,7 @@ impl RepeatCounter {
 }
 
 impl Scenarios {
-    pub fn new(http: &reqwest::Client, mi_http: &reqwest::Client, args: &Args, fixture: &Fixture) -> Self {
+    pub fn new(http: &Clients, mi_http: &Clients, args: &Args, fixture: &Fixture) -> Self {
         let target = args.target.trim_end_matches('/').to_owned();
         let exchanger = Exchanger {
             http: http.clone(),
@@ -167,21 +188,21 @@ impl Scenarios {
                     format!("{}/{}/v2.0/.well-known/openid-configuration", self.target, self.tenant),
                 );
                 Ok(Arc::new(move || {
-                    let request = http.get(&url);
+                    let request = http.next().get(&url);
                     Box::pin(async move { answer_of(request, false).await.0 })
                 }))
             }
             "mi-token" => {
                 let (http, url) = (self.mi_http.clone(), self.imds_url(&fixture.resource, None));
                 Ok(Arc::new(move || {
-                    let request = http.get(&url).header("Metadata", "true");
+                    let request = http.next().get(&url).header("Metadata", "true");
                     Box::pin(async move { answer_of(request, false).await.0 })
                 }))
             }
             "exchange-hit" => {
                 let (uami, client) = fixture.mi_client.clone().ok_or("the fixture has no managed identity")?;
                 let imds = self.imds_url("api://AzureADTokenExchange", Some(&uami));
-                let (answer, body) = answer_of(self.mi_http.get(&imds).header("Metadata", "true"), true).await;
+                let (answer, body) = answer_of(self.mi_http.next().get(&imds).header("Metadata", "true"), true).await;
                 let assertion = body
                     .as_ref()
                     .and_then(|b| b["access_token"].as_str())

@@ -64,8 +64,13 @@ pub enum FicCommand {
         name: String,
         #[arg(long)]
         issuer: String,
+        /// The assertion's subject, exactly
+        #[arg(long, required_unless_present = "expression", conflicts_with = "expression")]
+        subject: Option<String>,
+        /// A flexible credential: a claims-matching expression (language version 1), e.g.
+        /// "claims['sub'] matches 'repo:octo/app:*' and claims['environment'] eq 'prod'"
         #[arg(long)]
-        subject: String,
+        expression: Option<String>,
         #[arg(long, default_value = "api://AzureADTokenExchange")]
         audience: String,
         #[arg(long)]
@@ -276,9 +281,14 @@ pub async fn fic(client: &AdminClient, command: FicCommand) -> Result<Value, Cli
             let path = format!("{}/federatedIdentityCredentials", client.app_path(&app).await?);
             client.call(Method::GET, &path, None).await
         }
-        FicCommand::Add { app, name, issuer, subject, audience, description } => {
+        FicCommand::Add { app, name, issuer, subject, expression, audience, description } => {
             let path = format!("{}/federatedIdentityCredentials", client.app_path(&app).await?);
-            let body = json!({ "name": name, "issuer": issuer, "subject": subject, "audiences": [audience], "description": description });
+            let mut body =
+                json!({ "name": name, "issuer": issuer, "audiences": [audience], "description": description });
+            match (subject, expression) {
+                (_, Some(value)) => body["claimsMatchingExpression"] = json!({ "value": value, "languageVersion": 1 }),
+                (subject, None) => body["subject"] = json!(subject),
+            }
             client.call(Method::POST, &path, Some(body)).await
         }
         FicCommand::Delete { app, credential } => {

@@ -132,6 +132,9 @@ pub struct VerifiedAssertion {
     pub subject: String,
     pub audiences: Vec<String>,
     pub expires_at: i64,
+    /// Every verified claim, for flexible credentials' expressions (shared, not copied, by the
+    /// verified-assertion cache).
+    pub claims: std::sync::Arc<Claims>,
 }
 
 /// Verified assertions by the SHA-256 of their text: a reused assertion costs no signature check.

@@ -498,13 +498,15 @@ mod tests {
 
     #[test]
     fn trusted_issuers_are_counted_so_the_last_credential_naming_one_removes_it() {
-        use crate::domain::federated_credential::{Audience, CredentialName, Issuer, IssuerPolicy, Subject};
+        use crate::domain::federated_credential::{
+            Audience, CredentialName, Issuer, IssuerPolicy, Subject, SubjectMatch,
+        };
         let fic = |owner: ObjectId, name: &str| FederatedCredential {
             id: ObjectId::random(),
             owner: CredentialOwner::Application(owner),
             name: CredentialName::parse(name).unwrap(),
             issuer: Issuer::parse("https://issuer.example", IssuerPolicy::default()).unwrap(),
-            subject: Subject::parse(name).unwrap(),
+            matching: SubjectMatch::Exact(Subject::parse(name).unwrap()),
             audience: Audience::parse("api://AzureADTokenExchange").unwrap(),
             description: None,
         };

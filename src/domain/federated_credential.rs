@@ -7,12 +7,19 @@
 //! characters; `audiences` exactly one value of at most 600 characters; `description` at most 600;
 //! at most [`MAX_PER_OWNER`] per owner; (issuer, subject) unique per owner. Matching is exact and
 //! case-sensitive.
+//!
+//! A *flexible* credential carries a claims-matching expression instead of a subject (Entra's
+//! `claimsMatchingExpression`, language version 1: [`super::claims_expression`]): never both, never
+//! neither. Issuer and audience still match exactly; the expression is compiled when the
+//! credential is written or loaded, and the 20-per-owner limit counts flexible credentials too.
 
 use std::fmt;
 
 use url::Url;
 
+use super::claims_expression::{ClaimsExpression, ExpressionError};
 use super::ids::ObjectId;
+use super::token::Claims;
 
 /// At most this many federated credentials per application or user-assigned identity.
 pub const MAX_PER_OWNER: usize = 20;
@@ -45,6 +52,12 @@ pub enum CredentialError {
     DuplicateIssuerSubject,
     #[error("the name of a federated identity credential cannot be changed")]
     NameIsImmutable,
+    #[error("give either subject or claimsMatchingExpression, not both")]
+    SubjectAndExpression,
+    #[error("give subject or claimsMatchingExpression")]
+    NoSubjectOrExpression,
+    #[error("{0}")]
+    InvalidExpression(#[from] ExpressionError),
 }
 
 fn is_clean(value: &str) -> bool {
@@ -184,14 +197,57 @@ impl CredentialOwner {
     }
 }
 
-/// The fields a credential is created from.
+/// What a credential asks of an assertion besides its issuer and audience.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewFederatedCredential {
-    pub name: CredentialName,
-    pub issuer: Issuer,
-    pub subject: Subject,
-    pub audience: Audience,
-    pub description: Option<String>,
+pub enum SubjectMatch {
+    /// The `sub` claim, exactly.
+    Exact(Subject),
+    /// Every clause of a compiled claims-matching expression (a flexible credential).
+    Expression(ClaimsExpression),
+}
+
+impl SubjectMatch {
+    /// From a request that gives a subject or an expression (text and language version).
+    pub fn parse(subject: Option<&str>, expression: Option<(&str, u32)>) -> Result<Self, CredentialError> {
+        match (subject, expression) {
+            (Some(_), Some(_)) => Err(CredentialError::SubjectAndExpression),
+            (Some(subject), None) => Ok(Self::Exact(Subject::parse(subject)?)),
+            (None, Some((text, version))) => Ok(Self::Expression(ClaimsExpression::parse(text, version)?)),
+            (None, None) => Err(CredentialError::NoSubjectOrExpression),
+        }
+    }
+
+    /// The subject, for an exact credential.
+    pub fn subject(&self) -> Option<&str> {
+        match self {
+            Self::Exact(subject) => Some(subject.as_str()),
+            Self::Expression(_) => None,
+        }
+    }
+
+    /// The expression, for a flexible credential.
+    pub fn expression(&self) -> Option<&ClaimsExpression> {
+        match self {
+            Self::Exact(_) => None,
+            Self::Expression(expression) => Some(expression),
+        }
+    }
+
+    /// What the registry stores: the subject or the expression's text, and the expression's
+    /// language version (`None` for a subject).
+    pub fn stored(&self) -> (&str, Option<u32>) {
+        match self {
+            Self::Exact(subject) => (subject.as_str(), None),
+            Self::Expression(expression) => (expression.text(), Some(super::claims_expression::LANGUAGE_VERSION)),
+        }
+    }
+
+    fn holds(&self, subject: &str, claims: &Claims) -> bool {
+        match self {
+            Self::Exact(expected) => expected.as_str() == subject,
+            Self::Expression(expression) => expression.is_match(|name| claims.get(name).and_then(|v| v.as_str())),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,18 +256,64 @@ pub struct FederatedCredential {
     pub owner: CredentialOwner,
     pub name: CredentialName,
     pub issuer: Issuer,
-    pub subject: Subject,
+    pub matching: SubjectMatch,
     pub audience: Audience,
     pub description: Option<String>,
 }
 
 impl FederatedCredential {
-    /// Exact, case-sensitive match on issuer and subject; `audiences` (the assertion's `aud`)
-    /// must contain this credential's audience.
-    pub fn matches(&self, issuer: &str, subject: &str, audiences: &[&str]) -> bool {
+    /// Exact, case-sensitive match on the issuer; `audiences` (the assertion's `aud`) must
+    /// contain this credential's audience; then the subject, exactly, or every clause of the
+    /// expression against the assertion's (verified) `claims`.
+    pub fn matches(&self, issuer: &str, subject: &str, claims: &Claims, audiences: &[&str]) -> bool {
         self.issuer.as_str() == issuer
-            && self.subject.as_str() == subject
             && audiences.iter().any(|a| *a == self.audience.as_str())
+            && self.matching.holds(subject, claims)
+    }
+}
+
+/// Why none of an owner's credentials matched an assertion, as precisely as Entra says it. The
+/// fields are weighed in the order Entra names them: issuer, then audience, then subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mismatch {
+    /// No credential names the assertion's issuer.
+    Issuer,
+    /// Credentials name the issuer, but none of them one of the assertion's audiences.
+    Audience,
+    /// A credential names the issuer and an audience, but no such credential the subject.
+    Subject,
+    /// As `Subject`, but one such credential's subject differs from the assertion's only in
+    /// letter case (matching is case-sensitive).
+    SubjectCase,
+}
+
+impl Mismatch {
+    /// Why `credentials` (none of which matches) refuse the presented issuer, subject and audiences.
+    pub fn of(credentials: &[FederatedCredential], issuer: &str, subject: &str, audiences: &[&str]) -> Self {
+        let same_issuer: Vec<&FederatedCredential> =
+            credentials.iter().filter(|c| c.issuer.as_str() == issuer).collect();
+        if same_issuer.is_empty() {
+            return Self::Issuer;
+        }
+        let same_audience = same_issuer.iter().filter(|c| audiences.contains(&c.audience.as_str()));
+        let mut found = None;
+        for credential in same_audience {
+            if credential.matching.subject().is_some_and(|s| s.to_lowercase() == subject.to_lowercase()) {
+                return Self::SubjectCase;
+            }
+            found = Some(Self::Subject);
+        }
+        found.unwrap_or(Self::Audience)
+    }
+
+    /// Entra's AADSTS code for it.
+    pub fn aadsts(self) -> u32 {
+        match self {
+            Self::Issuer => 700211,
+            Self::Audience => 700212,
+            Self::Subject => 700213,
+            Self::SubjectCase => 7002138,
+        }
     }
 }
 
@@ -255,20 +357,81 @@ mod tests {
         assert_eq!(Audience::parse_list(Some(&["a".into(), "b".into()])), Err(CredentialError::AudienceCount(2)));
     }
 
-    #[test]
-    fn matching_is_exact_and_case_sensitive() {
-        let fic = FederatedCredential {
+    fn credential(issuer: &str, subject: &str, audience: &str) -> FederatedCredential {
+        FederatedCredential {
             id: ObjectId::random(),
             owner: CredentialOwner::Application(ObjectId::random()),
-            name: CredentialName::parse("gh").unwrap_or_else(|_| CredentialName("gh".into())),
-            issuer: Issuer::parse("https://issuer.example", STRICT).unwrap(),
-            subject: Subject::parse("repo:Octo/App").unwrap(),
-            audience: Audience::parse(DEFAULT_AUDIENCE).unwrap(),
+            name: CredentialName("gh".into()),
+            issuer: Issuer::parse(issuer, STRICT).unwrap(),
+            matching: SubjectMatch::Exact(Subject::parse(subject).unwrap()),
+            audience: Audience::parse(audience).unwrap(),
             description: None,
+        }
+    }
+
+    #[test]
+    fn a_mismatch_names_the_first_field_that_no_credential_accepts() {
+        let credentials = [
+            credential("https://issuer.example", "repo:Octo/App", DEFAULT_AUDIENCE),
+            credential("https://issuer.example", "repo:Octo/Other", "api://other"),
+        ];
+        let of = |issuer, subject, audiences: &[&str]| Mismatch::of(&credentials, issuer, subject, audiences);
+        assert_eq!(of("https://elsewhere.example", "repo:Octo/App", &[DEFAULT_AUDIENCE]), Mismatch::Issuer);
+        assert_eq!(of("https://issuer.example", "repo:Octo/App", &["api://unknown"]), Mismatch::Audience);
+        assert_eq!(of("https://issuer.example", "repo:Octo/Nope", &[DEFAULT_AUDIENCE]), Mismatch::Subject);
+        assert_eq!(of("https://issuer.example", "repo:octo/app", &[DEFAULT_AUDIENCE]), Mismatch::SubjectCase);
+        assert_eq!(
+            of("https://issuer.example", "repo:octo/other", &[DEFAULT_AUDIENCE]),
+            Mismatch::Subject,
+            "a case-insensitive equal under another audience does not count"
+        );
+        assert_eq!(Mismatch::of(&[], "https://issuer.example", "s", &[DEFAULT_AUDIENCE]), Mismatch::Issuer);
+        assert_eq!(
+            [Mismatch::Issuer, Mismatch::Audience, Mismatch::Subject, Mismatch::SubjectCase].map(Mismatch::aadsts),
+            [700211, 700212, 700213, 7002138]
+        );
+    }
+
+    #[test]
+    fn matching_is_exact_and_case_sensitive() {
+        let fic = credential("https://issuer.example", "repo:Octo/App", DEFAULT_AUDIENCE);
+        let none = Claims::new();
+        assert!(fic.matches("https://issuer.example", "repo:Octo/App", &none, &["other", DEFAULT_AUDIENCE]));
+        assert!(!fic.matches("https://issuer.example", "repo:octo/app", &none, &[DEFAULT_AUDIENCE]));
+        assert!(!fic.matches("https://issuer.example/", "repo:Octo/App", &none, &[DEFAULT_AUDIENCE]));
+        assert!(!fic.matches("https://issuer.example", "repo:Octo/App", &none, &["api://azureadtokenexchange"]));
+    }
+
+    #[test]
+    fn a_credential_takes_a_subject_or_an_expression_never_both_and_never_neither() {
+        let expression = Some(("claims['sub'] matches 'repo:octo/*'", 1));
+        assert!(matches!(SubjectMatch::parse(Some("s"), None), Ok(SubjectMatch::Exact(_))));
+        assert!(matches!(SubjectMatch::parse(None, expression), Ok(SubjectMatch::Expression(_))));
+        assert_eq!(SubjectMatch::parse(Some("s"), expression), Err(CredentialError::SubjectAndExpression));
+        assert_eq!(SubjectMatch::parse(None, None), Err(CredentialError::NoSubjectOrExpression));
+        let bad = SubjectMatch::parse(None, Some(("claims['sub'] is 'x'", 1))).unwrap_err();
+        assert!(bad.to_string().contains("at position 14"), "{bad}");
+    }
+
+    #[test]
+    fn a_flexible_credential_matches_the_verified_claims_and_its_mismatch_is_the_subject() {
+        let mut fic = credential("https://issuer.example", "unused", DEFAULT_AUDIENCE);
+        fic.matching = SubjectMatch::parse(
+            None,
+            Some(("claims['sub'] matches 'repo:octo/*' and claims['environment'] eq 'prod'", 1)),
+        )
+        .unwrap();
+        let claims = |environment: &str| {
+            let mut claims = Claims::new();
+            claims.insert("sub".into(), "repo:octo/app:environment:prod".into());
+            claims.insert("environment".into(), environment.into());
+            claims
         };
-        assert!(fic.matches("https://issuer.example", "repo:Octo/App", &["other", DEFAULT_AUDIENCE]));
-        assert!(!fic.matches("https://issuer.example", "repo:octo/app", &[DEFAULT_AUDIENCE]));
-        assert!(!fic.matches("https://issuer.example/", "repo:Octo/App", &[DEFAULT_AUDIENCE]));
-        assert!(!fic.matches("https://issuer.example", "repo:Octo/App", &["api://azureadtokenexchange"]));
+        let sub = "repo:octo/app:environment:prod";
+        assert!(fic.matches("https://issuer.example", sub, &claims("prod"), &[DEFAULT_AUDIENCE]));
+        assert!(!fic.matches("https://issuer.example", sub, &claims("dev"), &[DEFAULT_AUDIENCE]));
+        assert!(!fic.matches("https://issuer.example", sub, &claims("prod"), &["api://other"]));
+        let credentials = [fic];
+        assert_eq!(Mismatch::of(&credentials, "https://issuer.example", sub, &[DEFAULT_AUDIENCE]), Mismatch::Subject);
     }
 }

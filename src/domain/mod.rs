@@ -8,6 +8,7 @@
 pub mod activity;
 pub mod application;
 pub mod assertion;
+pub mod claims_expression;
 pub mod clock;
 pub mod directory;
 pub mod federated_credential;

@@ -62,8 +62,6 @@ pub trait Registry: Send + Sync {
     /// Creates the tenant or updates its display name; the pair (id, name) is immutable once made.
     async fn upsert_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
     async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError>;
-    /// Cheap liveness check for readiness probes.
-    async fn ping(&self) -> Result<(), StoreError>;
     /// Closes connections once in-flight work is done (shutdown).
     async fn close(&self) {}
 
@@ -218,6 +216,13 @@ pub struct ClusterView {
     pub live_replicas: u32,
     /// The newest change in the registry's change log (0 when it is empty).
     pub newest_change: ChangeCursor,
+}
+
+/// Whether the registry's storage answered lately, as a background check last found it (read on
+/// request paths such as readiness, which must never wait for the database).
+pub trait StorageStatus: Send + Sync {
+    /// Why storage did not answer the last check; `None` when it did.
+    fn problem(&self) -> Option<String>;
 }
 
 /// Where replicas sharing a registry record that they are alive: each beats every second or so

@@ -120,6 +120,7 @@ impl AssertionChecker {
             subject: text("sub").ok_or(AssertionError::MissingClaim("sub"))?,
             audiences: audiences(&claims),
             expires_at,
+            claims: std::sync::Arc::new(claims),
         })
     }
 }

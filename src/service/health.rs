@@ -2,13 +2,17 @@
 //! is draining for shutdown. A registry database that stops answering makes the broker *degraded*,
 //! not unready: token requests are served from memory and keep succeeding, only admin writes
 //! fail (503) until it returns, so a load balancer should keep sending traffic to it.
+//!
+//! Readiness never waits for the database: it reads what the last heartbeat found
+//! ([`StorageStatus`], refreshed every `cluster.heartbeat_interval`). A balancer's check that
+//! waited on an unreachable database would time out on every replica at once, and the balancer
+//! would take them all out while they could still serve tokens.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use crate::domain::keys::KeyPublisher;
-use crate::domain::ports::Registry;
+use crate::domain::ports::StorageStatus;
 
 /// The parts of readiness, each with a reason when not ready.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,15 +31,13 @@ impl Readiness {
 
 pub struct HealthService {
     keys: Arc<dyn KeyPublisher>,
-    registry: Arc<dyn Registry>,
+    storage: Arc<dyn StorageStatus>,
     draining: AtomicBool,
 }
 
 impl HealthService {
-    const STORAGE_TIMEOUT: Duration = Duration::from_secs(2);
-
-    pub fn new(keys: Arc<dyn KeyPublisher>, registry: Arc<dyn Registry>) -> Self {
-        Self { keys, registry, draining: AtomicBool::new(false) }
+    pub fn new(keys: Arc<dyn KeyPublisher>, storage: Arc<dyn StorageStatus>) -> Self {
+        Self { keys, storage, draining: AtomicBool::new(false) }
     }
 
     /// Marks the server as shutting down: readiness fails so balancers stop sending new work.
@@ -57,14 +59,8 @@ impl HealthService {
         if !self.keys.can_sign() {
             problems.push("no signing key is active".to_owned());
         }
-        match tokio::time::timeout(Self::STORAGE_TIMEOUT, self.registry.ping()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                degraded.push(format!("storage: {e}; admin writes are refused, tokens are served from memory"))
-            }
-            Err(_) => degraded.push(
-                "storage: no answer within 2s; admin writes are refused, tokens are served from memory".to_owned(),
-            ),
+        if let Some(problem) = self.storage.problem() {
+            degraded.push(format!("storage: {problem}; admin writes are refused, tokens are served from memory"));
         }
         Readiness { problems, degraded }
     }

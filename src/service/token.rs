@@ -19,7 +19,7 @@ use crate::domain::activity::Outcome;
 use crate::domain::application::Application;
 use crate::domain::assertion::{AssertionError, VerifiedAssertion};
 use crate::domain::clock::Clock;
-use crate::domain::federated_credential::CredentialOwner;
+use crate::domain::federated_credential::{CredentialOwner, Mismatch};
 use crate::domain::ids::{ClientId, ObjectId};
 use crate::domain::issued_token::TokenCacheKey;
 use crate::domain::ports::{DirectorySource, SignError};
@@ -101,7 +101,7 @@ pub enum TokenError {
     #[error("application '{client_id}' has no federated identity credentials")]
     NoFederatedCredentials { client_id: String, exchange: bool },
     #[error("no federated identity credential matches")]
-    NoMatch { issuer: String, subject: String, audiences: Vec<String>, exchange: bool },
+    NoMatch { issuer: String, subject: String, audiences: Vec<String>, mismatch: Mismatch, exchange: bool },
     #[error("too many requests; retry after {} seconds", .0.as_secs().max(1))]
     Throttled(Duration),
     #[error("signing failed: {0}")]
@@ -125,12 +125,12 @@ impl TokenError {
             Self::Assertion { error, .. } => match error {
                 AssertionError::TooLarge(_) | AssertionError::Malformed(_) | AssertionError::MissingClaim(_) => 50027,
                 AssertionError::Algorithm(_) | AssertionError::UnknownKey(_) | AssertionError::BadSignature => 700027,
-                AssertionError::UntrustedIssuer { .. } => 70021,
+                AssertionError::UntrustedIssuer { .. } => Mismatch::Issuer.aadsts(),
                 AssertionError::IssuerUnavailable(_) => 50166,
                 AssertionError::TimeRange { .. } | AssertionError::TooLong => 700024,
             },
             Self::NoFederatedCredentials { .. } => 70025,
-            Self::NoMatch { .. } => 70021,
+            Self::NoMatch { mismatch, .. } => mismatch.aadsts(),
             Self::Throttled(_) | Self::Signing(_) => return None,
         })
     }
@@ -259,7 +259,7 @@ impl TokenService {
     ) -> Result<Authenticated, TokenError> {
         let assertion: VerifiedAssertion = self.assertions.check(raw).await.map_err(|error| match error {
             AssertionError::UntrustedIssuer { issuer, subject, audiences } => {
-                TokenError::NoMatch { issuer, subject, audiences, exchange }
+                TokenError::NoMatch { issuer, subject, audiences, mismatch: Mismatch::Issuer, exchange }
             }
             error => TokenError::Assertion { error, exchange },
         })?;
@@ -269,12 +269,16 @@ impl TokenService {
             return Err(TokenError::NoFederatedCredentials { client_id: client.app_id.to_string(), exchange });
         }
         let audiences: Vec<&str> = assertion.audiences.iter().map(String::as_str).collect();
-        let matched = credentials.iter().find(|c| c.matches(&assertion.issuer, &assertion.subject, &audiences));
+        let matched = credentials
+            .iter()
+            .find(|c| c.matches(&assertion.issuer, &assertion.subject, &assertion.claims, &audiences));
         let Some(credential) = matched else {
+            let mismatch = Mismatch::of(credentials, &assertion.issuer, &assertion.subject, &audiences);
             return Err(TokenError::NoMatch {
                 issuer: assertion.issuer,
                 subject: assertion.subject,
                 audiences: assertion.audiences,
+                mismatch,
                 exchange,
             });
         };

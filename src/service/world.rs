@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::admin::{AdminError, AdminService, AppRoleInput, ApplicationInput, Caller, CredentialInput, ResourceSpec};
 use crate::domain::activity::Actor;
 use crate::domain::application::parse_rate_limit;
+use crate::domain::claims_expression;
 use crate::domain::federated_credential::CredentialOwner;
 use crate::domain::ids::{ClientId, ObjectId, derived_id};
 use crate::domain::ports::{Registry, StoreError};
@@ -56,14 +57,16 @@ pub struct WorldApplication {
     pub rate_limit: Option<String>,
 }
 
-/// Either `issuer` + `subject`, or `trust_identity` (a user-assigned identity of this world:
-/// issuer = this tenant's issuer, subject = the identity's principal id).
+/// Either `issuer` + `subject`, `issuer` + `claims_matching_expression` (a flexible credential,
+/// language version 1), or `trust_identity` (a user-assigned identity of this world: issuer = this
+/// tenant's issuer, subject = the identity's principal id).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorldCredential {
     pub name: String,
     pub issuer: Option<String>,
     pub subject: Option<String>,
+    pub claims_matching_expression: Option<String>,
     pub trust_identity: Option<String>,
     pub audiences: Option<Vec<String>>,
     pub description: Option<String>,
@@ -290,17 +293,24 @@ async fn apply_tenant(
     for app in &spec.applications {
         let owner = CredentialOwner::Application(app_ids(tenant.id, &app.name).0);
         for credential in &app.federated_credentials {
-            let (issuer, subject) = match (&credential.trust_identity, &credential.issuer, &credential.subject) {
-                (Some(name), None, None) => {
+            let expression = credential.claims_matching_expression.as_ref();
+            let (issuer, subject) = match (
+                &credential.trust_identity,
+                &credential.issuer,
+                &credential.subject,
+                expression,
+            ) {
+                (Some(name), None, None, None) => {
                     let (principal, _) = identity_ids_by_name.get(name).ok_or_else(|| {
                         WorldError::Invalid(format!("credential {}: unknown identity '{name}'", credential.name))
                     })?;
-                    (issuer_of(tenant), principal.to_string())
+                    (issuer_of(tenant), Some(principal.to_string()))
                 }
-                (None, Some(issuer), Some(subject)) => (issuer.clone(), subject.clone()),
+                (None, Some(issuer), Some(subject), None) => (issuer.clone(), Some(subject.clone())),
+                (None, Some(issuer), None, Some(_)) => (issuer.clone(), None),
                 _ => {
                     return Err(WorldError::Invalid(format!(
-                        "credential {}: give either trust_identity or issuer and subject",
+                        "credential {}: give either trust_identity, or issuer with subject or claims_matching_expression",
                         credential.name
                     )));
                 }
@@ -309,13 +319,15 @@ async fn apply_tenant(
                 name: credential.name.clone(),
                 issuer,
                 subject,
+                expression: expression.map(|text| (text.clone(), claims_expression::LANGUAGE_VERSION)),
                 audiences: credential.audiences.clone(),
                 description: credential.description.clone(),
             };
             match admin.credential(owner, &credential.name) {
                 Ok(existing)
                     if existing.issuer.as_str() == input.issuer
-                        && existing.subject.as_str() == input.subject
+                        && existing.matching.subject() == input.subject.as_deref()
+                        && existing.matching.expression().map(|e| e.text()) == expression.map(String::as_str)
                         && existing.description == input.description => {}
                 Ok(_) => {
                     admin.update_credential(caller, owner, &credential.name, input).await.map_err(admin_err)?;

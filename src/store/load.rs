@@ -10,7 +10,7 @@ use std::future::Future;
 use crate::domain::application::{AppRole, Application, DisplayName, IdentifierUri, RoleValue};
 use crate::domain::directory::Change;
 use crate::domain::federated_credential::{
-    Audience, CredentialName, CredentialOwner, FederatedCredential, Issuer, IssuerPolicy, Subject,
+    Audience, CredentialName, CredentialOwner, FederatedCredential, Issuer, IssuerPolicy, SubjectMatch,
 };
 use crate::domain::ids::{ClientId, ObjectId};
 use crate::domain::ports::{ChangeCursor, ChangeSet, Directory, StoreError};
@@ -282,7 +282,8 @@ async fn load_credentials(tx: &mut impl Fetch, scope: Scope<'_>) -> Result<Vec<F
     // Stored values were validated when written; loopback http issuers may have been allowed then.
     // In insertion order: the table's own order, so a full load sorts nothing.
     let lenient = IssuerPolicy { allow_http_loopback: true };
-    let sql = "SELECT id, application_id, identity_id, name, issuer, subject, audience, description \
+    let sql = "SELECT id, application_id, identity_id, name, issuer, subject, audience, description, \
+               CAST(claims_expression_version AS TEXT) AS expression_version \
                FROM federated_credentials WHERE {where} ORDER BY {insertion}";
     tx.each(sql, "owner_id", scope, |row| {
         let application = row.opt_text("application_id")?;
@@ -295,12 +296,22 @@ async fn load_credentials(tx: &mut impl Fetch, scope: Scope<'_>) -> Result<Vec<F
             owner,
             name: CredentialName::parse(row.text("name")?).map_err(corrupt)?,
             issuer: Issuer::parse(row.text("issuer")?, lenient).map_err(corrupt)?,
-            subject: Subject::parse(row.text("subject")?).map_err(corrupt)?,
+            matching: stored_matching(row.text("subject")?, row.opt_text("expression_version")?)?,
             audience: Audience::parse(row.text("audience")?).map_err(corrupt)?,
             description: row.opt_text("description")?.map(str::to_owned),
         })
     })
     .await
+}
+
+/// A credential's subject, or its expression compiled again (from text validated when written).
+fn stored_matching(subject: &str, version: Option<&str>) -> Result<SubjectMatch, StoreError> {
+    let version = version.map(|v| v.parse::<u32>().map_err(corrupt)).transpose()?;
+    let (subject, expression) = match version {
+        Some(version) => (None, Some((subject, version))),
+        None => (Some(subject), None),
+    };
+    SubjectMatch::parse(subject, expression).map_err(corrupt)
 }
 
 async fn load_role_assignments(tx: &mut impl Fetch, scope: Scope<'_>) -> Result<Vec<RoleAssignment>, StoreError> {

@@ -240,6 +240,21 @@ async fn arm_identities_and_resources_follow_their_lifecycles() {
     let body = json!({"properties": {"issuer": "https://token.actions.githubusercontent.com", "subject": "repo:o/r:ref:refs/heads/main", "audiences": ["api://AzureADTokenExchange"]}});
     let (status, _) = admin.call(Method::PUT, &fic_path, Some(body)).await;
     assert_eq!(status, 201);
+    // ARM's 2025-01-31-preview shape: a flexible credential on a user-assigned identity.
+    let expression = "claims['sub'] matches 'repo:o/r:environment:*'";
+    let flexible = json!({"properties": {"issuer": "https://token.actions.githubusercontent.com",
+        "claimsMatchingExpression": {"value": expression, "languageVersion": 1}, "audiences": ["api://AzureADTokenExchange"]}});
+    let (status, created) =
+        admin.call(Method::PUT, &format!("{uami}/federatedIdentityCredentials/gh-env"), Some(flexible)).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["properties"]["claimsMatchingExpression"]["value"], expression, "{created}");
+    assert_eq!(created["properties"]["subject"], Value::Null, "{created}");
+    let faulty = json!({"properties": {"issuer": "https://token.actions.githubusercontent.com",
+        "claimsMatchingExpression": {"value": "claims['sub'] matches", "languageVersion": 1}}});
+    let (status, refused) =
+        admin.call(Method::PUT, &format!("{uami}/federatedIdentityCredentials/bad"), Some(faulty)).await;
+    assert_eq!((status.as_u16(), refused["error"]["code"].as_str()), (400, Some("BadRequest")), "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("position 21"), "{refused}");
 
     let vm = format!("{ARM_RG}/Microsoft.Compute/virtualMachines/vm-ci");
     let block = json!({"location": "westeurope", "identity": {"type": "SystemAssigned, UserAssigned", "userAssignedIdentities": {uami.clone(): {}}}});

@@ -47,6 +47,17 @@ async fn admin_commands_manage_the_registry_through_the_admin_api() {
     let fics = json(&app, &["fic", "list", &app_id]).await;
     assert_eq!(fics["value"][0]["subject"], subject);
     assert_eq!(fics["value"][0]["audiences"][0], "api://AzureADTokenExchange");
+    let expression = "claims['sub'] matches 'repo:octo/orders:environment:*'";
+    let flexible =
+        json(&app, &["fic", "add", &app_id, "--name", "gh-envs", "--issuer", issuer, "--expression", expression]).await;
+    assert_eq!(flexible["claimsMatchingExpression"]["value"], expression, "{flexible}");
+    assert!(flexible["subject"].is_null(), "{flexible}");
+    let both = run(
+        &app,
+        &["fic", "add", &app_id, "--name", "x", "--issuer", issuer, "--subject", "s", "--expression", expression],
+    )
+    .await;
+    assert!(!both.status.success(), "a subject and an expression together are refused by the CLI itself");
 
     let uami = json(&app, &["identity", "create", "uami-cli", "--resource-group", "rg-demo"]).await;
     assert!(uami["properties"]["clientId"].is_string());

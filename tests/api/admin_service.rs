@@ -26,7 +26,8 @@ fn fic(i: usize) -> CredentialInput {
     CredentialInput {
         name: format!("fic-{i}"),
         issuer: "https://token.actions.githubusercontent.com".into(),
-        subject: format!("repo:octo/app:environment:env-{i}"),
+        subject: Some(format!("repo:octo/app:environment:env-{i}")),
+        expression: None,
         audiences: None,
         description: None,
     }
@@ -81,8 +82,8 @@ async fn each_credential_rule_is_refused_and_leaves_the_registry_unchanged() {
         (CredentialInput { subject: fic(0).subject, ..fic(1) }, "with this issuer and subject already exists"),
         (CredentialInput { issuer: "http://issuer.example".into(), ..fic(1) }, "issuer is invalid: it must use https"),
         (CredentialInput { issuer: "not a url".into(), ..fic(1) }, "issuer is invalid: not a URL"),
-        (CredentialInput { subject: String::new(), ..fic(1) }, "subject is invalid"),
-        (CredentialInput { subject: "s".repeat(601), ..fic(1) }, "subject is invalid"),
+        (CredentialInput { subject: Some(String::new()), ..fic(1) }, "subject is invalid"),
+        (CredentialInput { subject: Some("s".repeat(601)), ..fic(1) }, "subject is invalid"),
         (CredentialInput { audiences: Some(vec![]), ..fic(1) }, "exactly one value, found 0"),
         (CredentialInput { audiences: Some(vec!["a".into(), "b".into()]), ..fic(1) }, "exactly one value, found 2"),
         (CredentialInput { description: Some("d".repeat(601)), ..fic(1) }, "description is longer than 600"),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ficus::domain::activity::{ActivityEntry, ActivityQuery, Actor, Outcome};
 use ficus::domain::application::{AppRole, Application, DisplayName, IdentifierUri, RoleValue};
 use ficus::domain::federated_credential::{
-    Audience, CredentialName, CredentialOwner, FederatedCredential, Issuer, IssuerPolicy, Subject,
+    Audience, CredentialName, CredentialOwner, FederatedCredential, Issuer, IssuerPolicy, Subject, SubjectMatch,
 };
 use ficus::domain::ids::{ClientId, ObjectId};
 use ficus::domain::ports::{Conflict, Registry, StoreError};
@@ -79,7 +79,7 @@ fn credential(owner: CredentialOwner, name: &str, subject: &str) -> FederatedCre
         owner,
         name: CredentialName::parse(name).unwrap(),
         issuer: Issuer::parse("https://issuer.example", IssuerPolicy::default()).unwrap(),
-        subject: Subject::parse(subject).unwrap(),
+        matching: SubjectMatch::Exact(Subject::parse(subject).unwrap()),
         audience: Audience::parse_list(None).unwrap(),
         description: None,
     }
@@ -190,7 +190,12 @@ async fn credential_update_changes_everything_but_the_name(f: Fixture) {
     f.registry.create_application(&app).await.unwrap();
     let mut fic = credential(CredentialOwner::Application(app.object_id), "main", "repo:x");
     f.registry.add_credential(&fic).await.unwrap();
-    fic.subject = Subject::parse("repo:y").unwrap();
+    fic.matching = SubjectMatch::Exact(Subject::parse("repo:y").unwrap());
+    f.registry.update_credential(&fic).await.unwrap();
+    assert_eq!(f.registry.load_directory().await.unwrap().credentials, vec![fic.clone()]);
+    // A flexible credential is stored as its expression and compiled again when loaded.
+    fic.matching =
+        SubjectMatch::parse(None, Some(("claims['sub'] matches 'repo:*' and claims['env'] eq 'p'", 1))).unwrap();
     f.registry.update_credential(&fic).await.unwrap();
     assert_eq!(f.registry.load_directory().await.unwrap().credentials, vec![fic.clone()]);
     fic.name = CredentialName::parse("renamed").unwrap();

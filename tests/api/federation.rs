@@ -143,21 +143,29 @@ async fn a_reused_assertion_is_answered_from_the_verified_assertion_cache() {
 }
 
 #[tokio::test]
-async fn wrong_subject_issuer_or_audience_is_refused_with_70021_naming_what_was_presented() {
+async fn a_wrong_issuer_audience_or_subject_gets_entras_code_for_that_field_and_names_what_was_presented() {
     let s = setup("").await;
     let wrong_subject = s.assertion_with(|c| c["sub"] = json!("repo:octo/app:ref:refs/heads/evil"));
     s.refused(
         &wrong_subject,
-        70021,
-        &format!("Assertion Issuer: '{}'. Assertion Subject: 'repo:octo/app:ref:refs/heads/evil'. Assertion Audience: '{AUDIENCE}'.", s.issuer.url),
+        700213,
+        &format!(
+            "No matching federated identity record found for presented assertion subject 'repo:octo/app:ref:refs/heads/evil'. \
+             Check your federated identity credential Subject, Audience and Issuer against the presented assertion. \
+             Assertion Issuer: '{}'. Assertion Subject: 'repo:octo/app:ref:refs/heads/evil'. Assertion Audience: '{AUDIENCE}'.",
+            s.issuer.url
+        ),
     )
     .await;
+    let shouting = s.assertion_with(|c| c["sub"] = json!(c["sub"].as_str().unwrap().to_uppercase()));
+    s.refused(&shouting, 7002138, "The subject matches with case-insensitive comparison, but not with case-sensitive")
+        .await;
     let wrong_audience = s.assertion_with(|c| c["aud"] = json!(["api://somewhere-else"]));
-    s.refused(&wrong_audience, 70021, "Assertion Audience: 'api://somewhere-else'").await;
+    s.refused(&wrong_audience, 700212, "presented assertion audience 'api://somewhere-else'").await;
 
     let before = s.issuer.jwks_fetches();
     let wrong_issuer = s.assertion_with(|c| c["iss"] = json!("https://evil.example"));
-    s.refused(&wrong_issuer, 70021, "Assertion Issuer: 'https://evil.example'").await;
+    s.refused(&wrong_issuer, 700211, "presented assertion issuer 'https://evil.example'").await;
     assert_eq!(s.issuer.jwks_fetches(), before, "an issuer no credential names is never contacted");
 }
 
@@ -267,7 +275,7 @@ async fn a_deleted_credential_stops_the_exchange_at_once() {
     let (status, _) = admin.call(Method::DELETE, &format!("{}/github-main", s.fic_path), None).await;
     assert_eq!(status, 204);
     // No credential names the issuer any more, so it is not even contacted.
-    s.refused(&assertion, 70021, "No matching federated identity record found for presented assertion.").await;
+    s.refused(&assertion, 700211, "No matching federated identity record found for presented assertion issuer").await;
 }
 
 #[tokio::test]
@@ -315,10 +323,10 @@ async fn application_sign_ins_record_successes_and_failures() {
     };
     s.app.eventually("both sign-ins are written", || async { read().await.len() == 2 }).await;
     let entries = read().await;
-    assert_eq!(entries[0]["status"]["errorCode"], "AADSTS70021");
+    assert_eq!(entries[0]["status"]["errorCode"], "AADSTS700213");
     assert_eq!(entries[1]["status"]["result"], "success");
     assert_eq!(entries[1]["signInEventTypes"], json!(["application"]));
-    let failures = r#"ficus_token_requests_total{error_code="AADSTS70021",kind="application",result="failure"}"#;
+    let failures = r#"ficus_token_requests_total{error_code="AADSTS700213",kind="application",result="failure"}"#;
     assert_eq!(s.app.metric(failures).await, 1.0, "failures are counted by code");
 }
 
@@ -385,4 +393,130 @@ async fn an_application_with_its_own_rate_limit_in_the_registry_is_held_to_it_un
     let body = json!({"displayName": "limited", "ficusRateLimit": "10/min"});
     let (status, created) = admin.call(Method::POST, "/v1.0/applications", Some(body)).await;
     assert_eq!((status.as_u16(), created["ficusRateLimit"].clone()), (201, json!("10/min")));
+}
+
+/// A flexible credential's body for the Graph API.
+fn flexible(name: &str, issuer: &str, expression: &str) -> Value {
+    json!({
+        "name": name, "issuer": issuer, "audiences": [AUDIENCE],
+        "claimsMatchingExpression": {"value": expression, "languageVersion": 1},
+    })
+}
+
+#[tokio::test]
+async fn flexible_credentials_match_the_claim_sets_of_each_ci_family_and_refuse_their_near_misses() {
+    let s = setup("").await;
+    let admin = Admin::new(&s.app).await;
+    // (credential, expression, the claims a real run of that family carries, the near miss)
+    let families: [(&str, &str, Value, Value); 4] = [
+        (
+            "github-production",
+            "claims['sub'] matches 'repo:octo/app:environment:*' \
+             and claims['job_workflow_ref'] matches 'octo/app/.github/workflows/deploy.yml@refs/heads/*' \
+             and claims['repository_owner'] eq 'octo' and claims['environment'] eq 'production'",
+            json!({"sub": "repo:octo/app:environment:production", "repository_owner": "octo", "environment": "production",
+                   "job_workflow_ref": "octo/app/.github/workflows/deploy.yml@refs/heads/main"}),
+            json!({"sub": "repo:octo/app:environment:staging", "repository_owner": "octo", "environment": "staging",
+                   "job_workflow_ref": "octo/app/.github/workflows/deploy.yml@refs/heads/main"}),
+        ),
+        (
+            "gitlab-releases",
+            "claims['project_path'] eq 'group/project' and claims['ref_type'] eq 'branch' and claims['ref'] matches 'release/*'",
+            json!({"sub": "project_path:group/project:ref_type:branch:ref:release/1.2", "project_path": "group/project",
+                   "ref_type": "branch", "ref": "release/1.2"}),
+            json!({"sub": "project_path:group/project:ref_type:tag:ref:release/1.2", "project_path": "group/project",
+                   "ref_type": "tag", "ref": "release/1.2"}),
+        ),
+        (
+            "terraform-apply",
+            "claims['terraform_workspace_name'] matches 'prod-*' and claims['terraform_run_phase'] eq 'apply'",
+            json!({"sub": "organization:acme:project:infra:workspace:prod-eu:run_phase:apply",
+                   "terraform_workspace_name": "prod-eu", "terraform_run_phase": "apply"}),
+            json!({"sub": "organization:acme:project:infra:workspace:prod-eu:run_phase:plan",
+                   "terraform_workspace_name": "prod-eu", "terraform_run_phase": "plan"}),
+        ),
+        (
+            "payments-namespace",
+            "claims['sub'] matches 'system:serviceaccount:payments:*'",
+            json!({"sub": "system:serviceaccount:payments:api"}),
+            json!({"sub": "system:serviceaccount:payment:api"}),
+        ),
+    ];
+    for (name, expression, _, _) in &families {
+        let (status, body) =
+            admin.call(Method::POST, &s.fic_path, Some(flexible(name, &s.issuer.url, expression))).await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["subject"], Value::Null, "{body}");
+        assert_eq!(body["claimsMatchingExpression"], json!({"value": expression, "languageVersion": 1}), "{body}");
+    }
+    let with = |claims: &Value| {
+        s.assertion_with(|c| {
+            for (key, value) in claims.as_object().unwrap() {
+                c[key] = value.clone();
+            }
+        })
+    };
+    for (name, _, claims, near_miss) in &families {
+        for grant in GRANTS {
+            let (status, body) = s.exchange(grant, &with(claims)).await;
+            assert_eq!(status, 200, "{name} {grant:?}: {body}");
+        }
+        let sub = near_miss["sub"].as_str().unwrap();
+        s.refused(&with(near_miss), 700213, &format!("presented assertion subject '{sub}'")).await;
+    }
+    assert_eq!(
+        s.exchange(Grant::ClientAssertion, &s.assertion_with(|_| ())).await.0,
+        200,
+        "the exact credential still matches"
+    );
+
+    // The limit of 20 counts flexible credentials too: 1 exact + 4 above + 15 more.
+    for i in 0..15 {
+        let body = flexible(&format!("more-{i}"), &s.issuer.url, &format!("claims['sub'] eq 'n{i}'"));
+        assert_eq!(admin.call(Method::POST, &s.fic_path, Some(body)).await.0, 201);
+    }
+    let (status, body) = admin
+        .call(Method::POST, &s.fic_path, Some(flexible("one-too-many", &s.issuer.url, "claims['sub'] eq 'x'")))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("limit of 20"), "{body}");
+}
+
+#[tokio::test]
+async fn a_credential_with_both_neither_or_a_faulty_expression_is_refused_saying_why() {
+    let s = setup("").await;
+    let admin = Admin::new(&s.app).await;
+    let mut both = flexible("both", &s.issuer.url, "claims['sub'] eq 'a'");
+    both["subject"] = json!("a");
+    let neither = json!({"name": "neither", "issuer": s.issuer.url, "audiences": [AUDIENCE]});
+    let faulty = flexible("faulty", &s.issuer.url, "claims['sub'] equals 'a'");
+    let cases = [
+        (both, "give either subject or claimsMatchingExpression, not both"),
+        (neither, "give subject or claimsMatchingExpression"),
+        (faulty, "claimsMatchingExpression is invalid at position 14: expected the operator 'eq' or 'matches'"),
+    ];
+    for (body, message) in cases {
+        let (status, answer) = admin.call(Method::POST, &s.fic_path, Some(body)).await;
+        assert_eq!(status, 400, "{answer}");
+        assert!(answer["error"]["message"].as_str().unwrap().contains(message), "{answer}");
+    }
+    let (_, listed) = admin.call(Method::GET, &s.fic_path, None).await;
+    assert_eq!(listed["value"].as_array().unwrap().len(), 1, "nothing was written: {listed}");
+
+    // PATCH swaps an exact credential for a flexible one, and back.
+    let one = format!("{}/github-main", s.fic_path);
+    let patch =
+        json!({"claimsMatchingExpression": {"value": "claims['sub'] matches 'repo:octo/*'", "languageVersion": 1}});
+    assert_eq!(admin.call(Method::PATCH, &one, Some(patch)).await.0, 204);
+    let (_, now) = admin.call(Method::GET, &one, None).await;
+    assert_eq!(
+        (now["subject"].clone(), now["claimsMatchingExpression"]["languageVersion"].clone()),
+        (Value::Null, json!(1))
+    );
+    let branch = s.assertion_with(|c| c["sub"] = json!("repo:octo/app:ref:refs/heads/feature"));
+    assert_eq!(s.exchange(Grant::ClientAssertion, &branch).await.0, 200, "any branch now");
+    assert_eq!(admin.call(Method::PATCH, &one, Some(json!({"subject": SUBJECT}))).await.0, 204);
+    let (_, back) = admin.call(Method::GET, &one, None).await;
+    assert_eq!((back["subject"].clone(), back["claimsMatchingExpression"].clone()), (json!(SUBJECT), Value::Null));
+    s.refused(&branch, 700213, "presented assertion subject").await;
 }

@@ -28,7 +28,8 @@ fn fic(name: &str, subject: &str) -> CredentialInput {
     CredentialInput {
         name: name.into(),
         issuer: "https://token.actions.githubusercontent.com".into(),
-        subject: subject.into(),
+        subject: Some(subject.into()),
+        expression: None,
         audiences: None,
         description: Some("from the snapshot test".into()),
     }

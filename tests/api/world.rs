@@ -33,7 +33,7 @@ async fn the_demo_world_has_the_tours_identities_applications_and_grants() {
     let fics = view.credentials(CredentialOwner::Application(tracker.object_id));
     assert_eq!(fics.len(), 1);
     assert_eq!(fics[0].issuer.as_str(), format!("{}/{DEMO_TENANT_ID}/v2.0", app.base));
-    assert_eq!(fics[0].subject.as_str(), uami.principal_id.to_string());
+    assert_eq!(fics[0].matching.subject(), Some(uami.principal_id.to_string().as_str()));
     assert_eq!(fics[0].audience.as_str(), "api://AzureADTokenExchange");
 
     assert_eq!(view.role_values(tracker.service_principal_id, vault), ["Secrets.Read"]);
@@ -102,4 +102,34 @@ async fn an_applications_rate_limit_in_the_world_file_is_applied_and_follows_the
     first.stop().await.unwrap();
     let second = TestApp::spawn_in(dir.path(), &world("5/s")).await;
     assert_eq!(rate_of(&second).as_deref(), Some("5/s"), "a changed file changes the limit");
+}
+
+#[tokio::test]
+async fn a_flexible_credential_in_the_world_file_is_compiled_and_follows_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = |expression: &str| {
+        let file = dir.path().join("world.toml");
+        let text = format!(
+            "[[tenants]]\nname = \"ci\"\nid = \"8b1c2d3e-4f50-4617-8283-94a5b6c7d8e9\"\ndisplay_name = \"CI\"\n\n\
+             [[tenants.applications]]\nname = \"deployer\"\n\n\
+             [[tenants.applications.federated_credentials]]\nname = \"gh-envs\"\n\
+             issuer = \"https://token.actions.githubusercontent.com\"\nclaims_matching_expression = \"{expression}\"\n"
+        );
+        std::fs::write(&file, text).unwrap();
+        format!("[world]\nfile = \"{}\"", file.display())
+    };
+    let expression_of = |app: &TestApp| {
+        let view = app.directory.view();
+        let tenant = view.tenant(&TenantRef::parse("ci").unwrap()).unwrap().id;
+        let deployer = view.applications(tenant).into_iter().find(|a| a.display_name.as_str() == "deployer").unwrap();
+        let fics = view.credentials(CredentialOwner::Application(deployer.object_id));
+        let expression = fics[0].matching.expression().expect("a flexible credential");
+        (expression.text().to_owned(), expression.clauses().len())
+    };
+    let first = TestApp::spawn_in(dir.path(), &world("claims['sub'] matches 'repo:octo/*'")).await;
+    assert_eq!(expression_of(&first), ("claims['sub'] matches 'repo:octo/*'".to_owned(), 1));
+    first.stop().await.unwrap();
+    let changed = "claims['sub'] matches 'repo:octo/*' and claims['environment'] eq 'prod'";
+    let second = TestApp::spawn_in(dir.path(), &world(changed)).await;
+    assert_eq!(expression_of(&second), (changed.to_owned(), 2), "a changed expression is applied");
 }

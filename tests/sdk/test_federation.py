@@ -87,7 +87,7 @@ def test_workload_identity_credential_reads_the_assertion_file(broker, clean_ide
     assert_vault_token(broker, token.token, app)
 
 
-def test_an_identity_that_no_credential_trusts_is_refused_with_aadsts70021(broker, clean_identity_env):
+def test_an_identity_that_no_credential_trusts_is_refused_with_aadsts700213_for_its_subject(broker, clean_identity_env):
     clean_identity_env.setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", broker.mi)
     # vm-demo's system identity is not the subject of stock-tracker's credential.
     assertion = ManagedIdentityCredential().get_token("api://AzureADTokenExchange/.default").token
@@ -103,5 +103,7 @@ def test_an_identity_that_no_credential_trusts_is_refused_with_aadsts70021(broke
     result = client.acquire_token_for_client(scopes=["api://vault/.default"])
 
     assert result.get("error") == "invalid_client", result
-    assert result["error_description"].startswith("AADSTS70021: No matching federated identity record found")
-    assert 70021 in result["error_codes"]
+    assert result["error_description"].startswith(
+        "AADSTS700213: No matching federated identity record found for presented assertion subject"
+    ), result
+    assert 700213 in result["error_codes"]

@@ -85,7 +85,10 @@ pub(super) fn admin_error(shape: Shape, e: &AdminError) -> PendingError {
             | CredentialError::InvalidAudience
             | CredentialError::DescriptionTooLong
             | CredentialError::LimitReached
-            | CredentialError::NameIsImmutable => bad(message),
+            | CredentialError::NameIsImmutable
+            | CredentialError::SubjectAndExpression
+            | CredentialError::NoSubjectOrExpression
+            | CredentialError::InvalidExpression(_) => bad(message),
         },
         AdminError::RoleAssignment(inner) => match inner {
             RoleAssignmentError::Duplicate { .. } => conflict(message),

@@ -3,6 +3,7 @@
 use axum::http::StatusCode;
 
 use crate::domain::assertion::AssertionError;
+use crate::domain::federated_credential::Mismatch;
 use crate::service::DiscoveryError;
 use crate::service::token::TokenError;
 
@@ -89,14 +90,29 @@ pub(super) fn token_error(e: &TokenError) -> (StatusCode, &'static str, Option<u
             client_or_grant(*exchange),
             format!("The client '{client_id}' has no configured federated identity credentials."),
         ),
-        TokenError::NoMatch { issuer, subject, audiences, exchange } => (
-            bad,
-            client_or_grant(*exchange),
-            format!(
-                "No matching federated identity record found for presented assertion. Assertion Issuer: '{issuer}'. Assertion Subject: '{subject}'. Assertion Audience: '{}'.",
-                audiences.join(",")
-            ),
-        ),
+        TokenError::NoMatch { issuer, subject, audiences, mismatch, exchange } => {
+            let audience = audiences.join(",");
+            let (field, value) = match mismatch {
+                Mismatch::Issuer => ("issuer", issuer),
+                Mismatch::Audience => ("audience", &audience),
+                Mismatch::Subject | Mismatch::SubjectCase => ("subject", subject),
+            };
+            let case = match mismatch {
+                Mismatch::SubjectCase => {
+                    " The subject matches with case-insensitive comparison, but not with case-sensitive comparison."
+                }
+                _ => "",
+            };
+            (
+                bad,
+                client_or_grant(*exchange),
+                format!(
+                    "No matching federated identity record found for presented assertion {field} '{value}'.{case} \
+                     Check your federated identity credential Subject, Audience and Issuer against the presented \
+                     assertion. Assertion Issuer: '{issuer}'. Assertion Subject: '{subject}'. Assertion Audience: '{audience}'."
+                ),
+            )
+        }
         TokenError::Throttled(_) => (
             StatusCode::TOO_MANY_REQUESTS,
             "temporarily_unavailable",

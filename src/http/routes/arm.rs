@@ -17,6 +17,7 @@ use crate::domain::resource::{ComputeResource, IdentityType, ManagedIdentity, Re
 use crate::http::AppState;
 use crate::http::admin::{AdminCaller, AdminJson};
 use crate::http::error::{ApiError, InShape};
+use crate::http::routes::graph_applications::ExpressionBody;
 use crate::service::admin::{AdminError, AdminService, Caller, CredentialInput, ResourceSpec};
 
 const RG: &str = "/subscriptions/{sub}/resourceGroups/{rg}/providers";
@@ -145,11 +146,14 @@ pub struct ArmCredentialResponse {
     properties: ArmCredentialProperties,
 }
 
+/// ARM's federated identity credential properties (2025-01-31-preview adds
+/// `claimsMatchingExpression`, given instead of `subject`).
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ArmCredentialProperties {
     issuer: String,
-    subject: String,
+    subject: Option<String>,
+    claims_matching_expression: Option<ExpressionBody>,
     audiences: Option<Vec<String>>,
 }
 
@@ -166,7 +170,8 @@ fn credential_response(identity: &ResourceId, c: &FederatedCredential) -> ArmCre
         kind: "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials",
         properties: ArmCredentialProperties {
             issuer: c.issuer.as_str().to_owned(),
-            subject: c.subject.as_str().to_owned(),
+            subject: c.matching.subject().map(str::to_owned),
+            claims_matching_expression: ExpressionBody::of(c),
             audiences: Some(vec![c.audience.as_str().to_owned()]),
         },
     }
@@ -204,7 +209,8 @@ pub async fn get_identity_credential(
     Ok(Json(credential_response(&id, &admin.credential(owner, name).arm()?)))
 }
 
-/// PUT creates the credential named in the path, or replaces its issuer, subject and audiences.
+/// PUT creates the credential named in the path, or replaces its issuer, subject (or expression)
+/// and audiences.
 pub async fn put_identity_credential(
     AdminCaller(caller): AdminCaller,
     State(admin): State<Arc<AdminService>>,
@@ -218,6 +224,7 @@ pub async fn put_identity_credential(
         name: name.clone(),
         issuer: body.properties.issuer,
         subject: body.properties.subject,
+        expression: body.properties.claims_matching_expression.map(|e| (e.value, e.language_version)),
         audiences: body.properties.audiences,
         description: None,
     };

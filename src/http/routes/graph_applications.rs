@@ -12,6 +12,7 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::application::Application;
+use crate::domain::claims_expression;
 use crate::domain::federated_credential::{CredentialOwner, FederatedCredential};
 use crate::http::AppState;
 use crate::http::admin::{AdminCaller, AdminJson};
@@ -223,12 +224,31 @@ pub async fn delete_application(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A flexible credential's `claimsMatchingExpression`, as Graph (beta) and ARM shape it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExpressionBody {
+    pub value: String,
+    pub language_version: u32,
+}
+
+impl ExpressionBody {
+    pub fn of(credential: &FederatedCredential) -> Option<Self> {
+        let expression = credential.matching.expression()?;
+        Some(Self { value: expression.text().to_owned(), language_version: claims_expression::LANGUAGE_VERSION })
+    }
+}
+
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CredentialResponse {
     id: String,
     name: String,
     issuer: String,
-    subject: String,
+    /// `null` for a flexible credential.
+    subject: Option<String>,
+    /// `null` for an exact one.
+    claims_matching_expression: Option<ExpressionBody>,
     audiences: [String; 1],
     description: Option<String>,
 }
@@ -239,7 +259,8 @@ impl From<&FederatedCredential> for CredentialResponse {
             id: c.id.to_string(),
             name: c.name.as_str().to_owned(),
             issuer: c.issuer.as_str().to_owned(),
-            subject: c.subject.as_str().to_owned(),
+            subject: c.matching.subject().map(str::to_owned),
+            claims_matching_expression: ExpressionBody::of(c),
             audiences: [c.audience.as_str().to_owned()],
             description: c.description.clone(),
         }
@@ -248,21 +269,28 @@ impl From<&FederatedCredential> for CredentialResponse {
 
 /// Graph's federatedIdentityCredential body (POST and PATCH).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CredentialRequest {
     #[serde(default)]
     name: String,
     #[serde(default)]
     issuer: String,
-    #[serde(default)]
-    subject: String,
+    subject: Option<String>,
+    claims_matching_expression: Option<ExpressionBody>,
     audiences: Option<Vec<String>>,
     description: Option<String>,
 }
 
 impl From<CredentialRequest> for CredentialInput {
     fn from(r: CredentialRequest) -> Self {
-        Self { name: r.name, issuer: r.issuer, subject: r.subject, audiences: r.audiences, description: r.description }
+        Self {
+            name: r.name,
+            issuer: r.issuer,
+            subject: r.subject,
+            expression: r.claims_matching_expression.map(|e| (e.value, e.language_version)),
+            audiences: r.audiences,
+            description: r.description,
+        }
     }
 }
 
@@ -305,10 +333,19 @@ pub async fn update_credential(
 ) -> Result<StatusCode, ApiError> {
     let owner = CredentialOwner::Application(resolve(&admin, &caller, &app)?.object_id);
     let current = admin.credential(owner, &fic).graph()?;
+    // A subject or an expression given replaces whichever the credential had; neither keeps it.
+    let (subject, expression) = match (body.subject, body.claims_matching_expression) {
+        (None, None) => (
+            current.matching.subject().map(str::to_owned),
+            ExpressionBody::of(&current).map(|e| (e.value, e.language_version)),
+        ),
+        (subject, expression) => (subject, expression.map(|e| (e.value, e.language_version))),
+    };
     let input = CredentialInput {
         name: body.name,
         issuer: if body.issuer.is_empty() { current.issuer.as_str().to_owned() } else { body.issuer },
-        subject: if body.subject.is_empty() { current.subject.as_str().to_owned() } else { body.subject },
+        subject,
+        expression,
         audiences: body.audiences.or_else(|| Some(vec![current.audience.as_str().to_owned()])),
         description: body.description.or(current.description),
     };

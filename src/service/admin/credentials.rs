@@ -30,7 +30,7 @@ impl AdminService {
                 owner,
                 name: CredentialName::parse(&input.name)?,
                 issuer: Issuer::parse(&input.issuer, self.issuer_policy)?,
-                subject: Subject::parse(&input.subject)?,
+                matching: input.matching()?,
                 audience: Audience::parse_list(input.audiences.as_deref())?,
                 description: parse_description(input.description.as_deref())?,
             };
@@ -38,7 +38,7 @@ impl AdminService {
             if existing.iter().any(|c| c.name == credential.name) {
                 return Err(CredentialError::DuplicateName(input.name.clone()).into());
             }
-            if existing.iter().any(|c| c.issuer == credential.issuer && c.subject == credential.subject) {
+            if existing.iter().any(|c| c.issuer == credential.issuer && c.matching == credential.matching) {
                 return Err(CredentialError::DuplicateIssuerSubject.into());
             }
             if existing.len() >= MAX_PER_OWNER {
@@ -50,7 +50,8 @@ impl AdminService {
         .await
     }
 
-    /// Replaces issuer, subject, audiences and description; the name may be repeated but not changed.
+    /// Replaces issuer, subject or expression, audiences and description; the name may be
+    /// repeated but not changed.
     pub async fn update_credential(
         &self,
         caller: &Caller,
@@ -65,15 +66,13 @@ impl AdminService {
                 return Err(CredentialError::NameIsImmutable.into());
             }
             credential.issuer = Issuer::parse(&input.issuer, self.issuer_policy)?;
-            credential.subject = Subject::parse(&input.subject)?;
+            credential.matching = input.matching()?;
             credential.audience = Audience::parse_list(input.audiences.as_deref())?;
             credential.description = parse_description(input.description.as_deref())?;
-            let clash = self
-                .directory
-                .view()
-                .credentials(owner)
-                .iter()
-                .any(|c| c.id != credential.id && c.issuer == credential.issuer && c.subject == credential.subject);
+            let clash =
+                self.directory.view().credentials(owner).iter().any(|c| {
+                    c.id != credential.id && c.issuer == credential.issuer && c.matching == credential.matching
+                });
             if clash {
                 return Err(CredentialError::DuplicateIssuerSubject.into());
             }

@@ -24,7 +24,7 @@ use crate::domain::application::{
 use crate::domain::clock::Clock;
 use crate::domain::federated_credential::{
     Audience, CredentialError, CredentialName, CredentialOwner, FederatedCredential, Issuer, IssuerPolicy,
-    MAX_PER_OWNER, Subject, parse_description,
+    MAX_PER_OWNER, SubjectMatch, parse_description,
 };
 use crate::domain::ids::{ClientId, IdError, ObjectId, derived_id};
 use crate::domain::ports::{Conflict, DirectorySource, Registry, StoreError};
@@ -84,14 +84,22 @@ pub struct AppRoleInput {
     pub description: String,
 }
 
-/// A federated identity credential as a caller describes it.
+/// A federated identity credential as a caller describes it: a subject, or a claims-matching
+/// expression (text and language version).
 #[derive(Debug, Clone, Default)]
 pub struct CredentialInput {
     pub name: String,
     pub issuer: String,
-    pub subject: String,
+    pub subject: Option<String>,
+    pub expression: Option<(String, u32)>,
     pub audiences: Option<Vec<String>>,
     pub description: Option<String>,
+}
+
+impl CredentialInput {
+    fn matching(&self) -> Result<SubjectMatch, CredentialError> {
+        SubjectMatch::parse(self.subject.as_deref(), self.expression.as_ref().map(|(text, v)| (text.as_str(), *v)))
+    }
 }
 
 pub struct AdminService {

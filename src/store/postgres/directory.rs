@@ -62,8 +62,8 @@ pub(super) async fn insert_credential(tx: &mut Tx, credential: &FederatedCredent
     // judge it atomically.
     sqlx::query(
         "INSERT INTO federated_credentials \
-         (id, application_id, identity_id, owner_id, name, issuer, subject, audience, description) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         (id, application_id, identity_id, owner_id, name, issuer, subject, audience, description, \
+         claims_expression_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(credential.id.to_string())
     .bind(application)
@@ -71,9 +71,10 @@ pub(super) async fn insert_credential(tx: &mut Tx, credential: &FederatedCredent
     .bind(credential.owner.id().to_string())
     .bind(credential.name.as_str())
     .bind(credential.issuer.as_str())
-    .bind(credential.subject.as_str())
+    .bind(credential.matching.stored().0)
     .bind(credential.audience.as_str())
     .bind(credential.description.as_deref())
+    .bind(credential.matching.stored().1.map(|v| i32::try_from(v).unwrap_or(i32::MAX)))
     .execute(&mut **tx)
     .await
     .map(|_| ())
@@ -82,13 +83,14 @@ pub(super) async fn insert_credential(tx: &mut Tx, credential: &FederatedCredent
 
 pub(super) async fn update_credential(tx: &mut Tx, credential: &FederatedCredential) -> Result<(), StoreError> {
     let result = sqlx::query(
-        "UPDATE federated_credentials SET issuer = $1, subject = $2, audience = $3, description = $4 \
-         WHERE id = $5 AND owner_id = $6 AND name = $7",
+        "UPDATE federated_credentials SET issuer = $1, subject = $2, audience = $3, description = $4, \
+         claims_expression_version = $5 WHERE id = $6 AND owner_id = $7 AND name = $8",
     )
     .bind(credential.issuer.as_str())
-    .bind(credential.subject.as_str())
+    .bind(credential.matching.stored().0)
     .bind(credential.audience.as_str())
     .bind(credential.description.as_deref())
+    .bind(credential.matching.stored().1.map(|v| i32::try_from(v).unwrap_or(i32::MAX)))
     .bind(credential.id.to_string())
     .bind(credential.owner.id().to_string())
     .bind(credential.name.as_str())

@@ -302,10 +302,6 @@ impl Registry for PostgresRegistry {
             .collect()
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(db_error)
-    }
-
     async fn close(&self) {
         self.pool.close().await;
     }

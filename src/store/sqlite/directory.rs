@@ -59,8 +59,8 @@ pub(super) async fn insert_credential(pool: &SqlitePool, credential: &FederatedC
     };
     let sql = format!(
         "INSERT INTO federated_credentials \
-         (id, application_id, identity_id, owner_id, name, issuer, subject, audience, description, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, {NOW_SQL})"
+         (id, application_id, identity_id, owner_id, name, issuer, subject, audience, description, \
+         claims_expression_version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {NOW_SQL})"
     );
     // One statement: the limit trigger and the unique constraints judge it atomically.
     sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -70,9 +70,10 @@ pub(super) async fn insert_credential(pool: &SqlitePool, credential: &FederatedC
         .bind(credential.owner.id().to_string())
         .bind(credential.name.as_str())
         .bind(credential.issuer.as_str())
-        .bind(credential.subject.as_str())
+        .bind(credential.matching.stored().0)
         .bind(credential.audience.as_str())
         .bind(credential.description.as_deref())
+        .bind(credential.matching.stored().1.map(|v| i32::try_from(v).unwrap_or(i32::MAX)))
         .execute(pool)
         .await
         .map(|_| ())
@@ -81,13 +82,14 @@ pub(super) async fn insert_credential(pool: &SqlitePool, credential: &FederatedC
 
 pub(super) async fn update_credential(pool: &SqlitePool, credential: &FederatedCredential) -> Result<(), StoreError> {
     let result = sqlx::query(
-        "UPDATE federated_credentials SET issuer = ?, subject = ?, audience = ?, description = ? \
-         WHERE id = ? AND owner_id = ? AND name = ?",
+        "UPDATE federated_credentials SET issuer = ?, subject = ?, audience = ?, description = ?, \
+         claims_expression_version = ? WHERE id = ? AND owner_id = ? AND name = ?",
     )
     .bind(credential.issuer.as_str())
-    .bind(credential.subject.as_str())
+    .bind(credential.matching.stored().0)
     .bind(credential.audience.as_str())
     .bind(credential.description.as_deref())
+    .bind(credential.matching.stored().1.map(|v| i32::try_from(v).unwrap_or(i32::MAX)))
     .bind(credential.id.to_string())
     .bind(credential.owner.id().to_string())
     .bind(credential.name.as_str())

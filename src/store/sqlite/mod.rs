@@ -188,10 +188,6 @@ impl Registry for SqliteRegistry {
             .collect()
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(db_error)
-    }
-
     async fn close(&self) {
         self.pool.close().await;
     }
