@@ -86,6 +86,8 @@ pub struct SignInLogSettings {
 #[serde(deny_unknown_fields)]
 pub struct FederationSettings {
     pub allow_http_loopback_issuers: bool,
+    /// `"log"`, `"response"`, or empty: `"response"` with `tls.mode = "dev"`, else `"log"`.
+    pub explain_mismatches: String,
     #[serde(deserialize_with = "empty_as_none")]
     pub ca_file: Option<PathBuf>,
     pub trusted_issuers: Vec<String>,
@@ -116,6 +118,18 @@ pub struct ServerSettings {
     /// Networks whose connections carry a PROXY protocol header.
     pub proxy_protocol_from: Vec<String>,
     pub max_body_bytes: usize,
+}
+
+impl Settings {
+    /// Whether a failed credential match's diagnosis goes into the error response as well as the
+    /// sign-in log: `federation.explain_mismatches`, by default only on a development broker.
+    pub fn explain_mismatches_in_response(&self) -> bool {
+        match self.federation.explain_mismatches.as_str() {
+            "response" => true,
+            "log" => false,
+            _ => self.tls.mode == TlsMode::Dev,
+        }
+    }
 }
 
 impl ServerSettings {
@@ -381,6 +395,12 @@ impl Settings {
         {
             return Err(ConfigError::new("federation.ca_file", format!("no such file: {}", ca.display())));
         }
+        if !["", "log", "response"].contains(&self.federation.explain_mismatches.as_str()) {
+            return Err(ConfigError::new(
+                "federation.explain_mismatches",
+                "use \"log\" or \"response\" (empty: \"response\" with tls.mode = \"dev\", else \"log\")",
+            ));
+        }
         if !(1024..=1_048_576).contains(&self.federation.max_assertion_bytes) {
             return Err(ConfigError::new("federation.max_assertion_bytes", "must be between 1024 and 1048576"));
         }
@@ -563,6 +583,20 @@ mod tests {
         assert_eq!(settings.server.addr.to_string(), "127.0.0.1:8443");
         assert_eq!(settings.server.mi_addr.to_string(), "127.0.0.1:8480");
         assert_eq!(settings.public_url(8443).unwrap().as_str(), "https://localhost:8443/");
+    }
+
+    #[test]
+    fn mismatch_diagnoses_reach_responses_only_on_a_development_broker_unless_configured() {
+        assert!(with("").unwrap().explain_mismatches_in_response(), "tls.mode = dev");
+        let behind_proxy = "[tls]\nmode = \"off\"\n[server]\npublic_url = \"https://ficus.example\"";
+        assert!(!with(behind_proxy).unwrap().explain_mismatches_in_response(), "a production broker logs only");
+        let opted_in = format!("{behind_proxy}\n[federation]\nexplain_mismatches = \"response\"");
+        assert!(with(&opted_in).unwrap().explain_mismatches_in_response());
+        assert!(!with("[federation]\nexplain_mismatches = \"log\"").unwrap().explain_mismatches_in_response());
+        assert_eq!(
+            with("[federation]\nexplain_mismatches = \"always\"").unwrap_err().setting,
+            "federation.explain_mismatches"
+        );
     }
 
     #[test]

@@ -233,16 +233,19 @@ impl Application {
                 trusted_issuers: settings.federation.trusted_issuers.iter().cloned().collect(),
             },
         ));
-        let tokens = Arc::new(TokenService::new(
-            directory.clone(),
-            discovery.clone(),
-            assertions,
-            clock.clone(),
-            settings.tokens.lifetime,
-            mint,
-            sign_ins,
-            limits,
-        ));
+        let tokens = Arc::new(
+            TokenService::new(
+                directory.clone(),
+                discovery.clone(),
+                assertions,
+                clock.clone(),
+                settings.tokens.lifetime,
+                mint,
+                sign_ins,
+                limits,
+            )
+            .disclosing_mismatches(settings.explain_mismatches_in_response()),
+        );
         let state = AppState::new(http::state::Shared {
             discovery,
             health,

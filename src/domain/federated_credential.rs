@@ -317,6 +317,74 @@ impl Mismatch {
     }
 }
 
+/// The credential nearest to an assertion that none matched, and what differs, field by field
+/// (or, for a flexible credential, the first clause that failed and the claim's value). Nearest:
+/// the same issuer first, then the fewest differing fields, then the longest common start of the
+/// subjects. Linear in the credentials' and values' lengths, so a failing request costs no more
+/// to explain than to match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnosis {
+    pub credential: String,
+    pub differences: Vec<String>,
+}
+
+impl Diagnosis {
+    pub fn nearest(
+        credentials: &[FederatedCredential],
+        issuer: &str,
+        subject: &str,
+        claims: &Claims,
+        audiences: &[&str],
+    ) -> Option<Self> {
+        let common_start = |c: &FederatedCredential| {
+            c.matching.subject().map_or(0, |s| s.chars().zip(subject.chars()).take_while(|(a, b)| a == b).count())
+        };
+        credentials
+            .iter()
+            .map(|c| (c, Self::against(c, issuer, subject, claims, audiences)))
+            .min_by_key(|(c, d)| (c.issuer.as_str() != issuer, d.differences.len(), std::cmp::Reverse(common_start(c))))
+            .map(|(_, d)| d)
+    }
+
+    fn against(c: &FederatedCredential, issuer: &str, subject: &str, claims: &Claims, audiences: &[&str]) -> Self {
+        let mut differences = Vec::new();
+        if c.issuer.as_str() != issuer {
+            differences.push(format!("issuer expected '{}', presented '{issuer}'", c.issuer.as_str()));
+        }
+        if !audiences.contains(&c.audience.as_str()) {
+            differences.push(format!(
+                "audience expected '{}', presented '{}'",
+                c.audience.as_str(),
+                audiences.join(",")
+            ));
+        }
+        match &c.matching {
+            SubjectMatch::Exact(expected) if expected.as_str() != subject => {
+                differences.push(format!("subject expected '{}', presented '{subject}'", expected.as_str()));
+            }
+            SubjectMatch::Exact(_) => {}
+            SubjectMatch::Expression(expression) => {
+                let value = |name: &str| claims.get(name).and_then(|v| v.as_str());
+                if let Some(clause) = expression.first_failure(value) {
+                    let presented = match claims.get(&clause.claim) {
+                        None => "is absent".to_owned(),
+                        Some(serde_json::Value::String(text)) => format!("is '{text}'"),
+                        Some(_) => "is not a string".to_owned(),
+                    };
+                    differences.push(format!("clause {clause} failed: claim '{}' {presented}", clause.claim));
+                }
+            }
+        }
+        Self { credential: c.name.as_str().to_owned(), differences }
+    }
+}
+
+impl fmt::Display for Diagnosis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "nearest credential '{}': {}", self.credential, self.differences.join("; "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,6 +458,52 @@ mod tests {
             [Mismatch::Issuer, Mismatch::Audience, Mismatch::Subject, Mismatch::SubjectCase].map(Mismatch::aadsts),
             [700211, 700212, 700213, 7002138]
         );
+    }
+
+    #[test]
+    fn the_diagnosis_names_the_nearest_credential_and_what_differs() {
+        let mut flexible = credential("https://ci.example", "unused", DEFAULT_AUDIENCE);
+        flexible.name = CredentialName("ci-prod".into());
+        flexible.matching = SubjectMatch::parse(
+            None,
+            Some(("claims['sub'] matches 'repo:octo/*' and claims['environment'] eq 'prod'", 1)),
+        )
+        .unwrap();
+        let mut exact = credential("https://issuer.example", "repo:Octo/App:ref:refs/heads/main", DEFAULT_AUDIENCE);
+        exact.name = CredentialName("main".into());
+        let mut other = credential("https://issuer.example", "repo:Other/Thing", "api://other");
+        other.name = CredentialName("other".into());
+        let credentials = [flexible, exact, other];
+        let none = Claims::new();
+        let nearest = |issuer, subject, claims: &Claims, audiences: &[&str]| {
+            Diagnosis::nearest(&credentials, issuer, subject, claims, audiences).unwrap().to_string()
+        };
+        assert_eq!(
+            nearest("https://issuer.example", "repo:Octo/App:ref:refs/heads/dev", &none, &[DEFAULT_AUDIENCE]),
+            "nearest credential 'main': subject expected 'repo:Octo/App:ref:refs/heads/main', presented 'repo:Octo/App:ref:refs/heads/dev'"
+        );
+        assert_eq!(
+            nearest("https://issuer.example", "repo:Other/Thing", &none, &[DEFAULT_AUDIENCE]),
+            "nearest credential 'other': audience expected 'api://other', presented 'api://AzureADTokenExchange'",
+            "one differing field beats two"
+        );
+        let mut claims = Claims::new();
+        claims.insert("sub".into(), "repo:octo/app".into());
+        assert_eq!(
+            nearest("https://ci.example", "repo:octo/app", &claims, &[DEFAULT_AUDIENCE]),
+            "nearest credential 'ci-prod': clause claims['environment'] eq 'prod' failed: claim 'environment' is absent"
+        );
+        claims.insert("environment".into(), "dev".into());
+        assert!(
+            nearest("https://ci.example", "repo:octo/app", &claims, &[DEFAULT_AUDIENCE])
+                .ends_with("claim 'environment' is 'dev'")
+        );
+        assert_eq!(
+            nearest("https://elsewhere.example", "repo:Octo/App:ref:refs/heads/main", &none, &[DEFAULT_AUDIENCE]),
+            "nearest credential 'main': issuer expected 'https://issuer.example', presented 'https://elsewhere.example'",
+            "with no credential of its issuer, the nearest by the other fields"
+        );
+        assert!(Diagnosis::nearest(&[], "i", "s", &none, &[]).is_none());
     }
 
     #[test]

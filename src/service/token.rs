@@ -19,14 +19,14 @@ use crate::domain::activity::Outcome;
 use crate::domain::application::Application;
 use crate::domain::assertion::{AssertionError, VerifiedAssertion};
 use crate::domain::clock::Clock;
-use crate::domain::federated_credential::{CredentialOwner, Mismatch};
+use crate::domain::federated_credential::{CredentialOwner, Diagnosis, Mismatch};
 use crate::domain::ids::{ClientId, ObjectId};
 use crate::domain::issued_token::TokenCacheKey;
 use crate::domain::ports::{DirectorySource, SignError};
 use crate::domain::rate_limit::{LimitScope, RateLimiter};
 use crate::domain::sign_in::{SignIn, SignInKind, SignInSink};
 use crate::domain::tenant::Tenant;
-use crate::domain::token::SignedJwt;
+use crate::domain::token::{Claims, SignedJwt};
 
 pub const CLIENT_CREDENTIALS: &str = "client_credentials";
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -100,8 +100,18 @@ pub enum TokenError {
     Assertion { error: AssertionError, exchange: bool },
     #[error("application '{client_id}' has no federated identity credentials")]
     NoFederatedCredentials { client_id: String, exchange: bool },
-    #[error("no federated identity credential matches")]
-    NoMatch { issuer: String, subject: String, audiences: Vec<String>, mismatch: Mismatch, exchange: bool },
+    #[error("no federated identity credential matches{}", .diagnosis.as_ref().map(|d| format!("; {d}")).unwrap_or_default())]
+    NoMatch {
+        issuer: String,
+        subject: String,
+        audiences: Vec<String>,
+        mismatch: Mismatch,
+        /// The nearest credential and what differs (always logged).
+        diagnosis: Option<String>,
+        /// Whether the response may carry the diagnosis.
+        disclose: bool,
+        exchange: bool,
+    },
     #[error("too many requests; retry after {} seconds", .0.as_secs().max(1))]
     Throttled(Duration),
     #[error("signing failed: {0}")]
@@ -145,6 +155,9 @@ pub struct TokenService {
     mint: Arc<TokenMint>,
     sign_ins: Arc<dyn SignInSink>,
     limits: Arc<dyn RateLimiter>,
+    /// Whether a failed match's diagnosis goes into the error response (it always goes into the
+    /// sign-in log).
+    disclose_mismatches: bool,
 }
 
 /// The client and how it proved itself.
@@ -175,7 +188,14 @@ impl TokenService {
         sign_ins: Arc<dyn SignInSink>,
         limits: Arc<dyn RateLimiter>,
     ) -> Self {
-        Self { directory, discovery, assertions, clock, lifetime, mint, sign_ins, limits }
+        Self { directory, discovery, assertions, clock, lifetime, mint, sign_ins, limits, disclose_mismatches: false }
+    }
+
+    /// Puts the diagnosis of a failed credential match into the error response too
+    /// (`federation.explain_mismatches = "response"`).
+    pub fn disclosing_mismatches(mut self, disclose: bool) -> Self {
+        self.disclose_mismatches = disclose;
+        self
     }
 
     /// Issues an application token for `request` in the tenant named by `tenant_segment`.
@@ -257,14 +277,42 @@ impl TokenService {
         raw: &str,
         exchange: bool,
     ) -> Result<Authenticated, TokenError> {
-        let assertion: VerifiedAssertion = self.assertions.check(raw).await.map_err(|error| match error {
-            AssertionError::UntrustedIssuer { issuer, subject, audiences } => {
-                TokenError::NoMatch { issuer, subject, audiences, mismatch: Mismatch::Issuer, exchange }
-            }
-            error => TokenError::Assertion { error, exchange },
-        })?;
         let view = self.directory.view();
         let credentials = view.credentials(CredentialOwner::Application(client.object_id));
+        let no_match = |issuer: String, subject: String, audiences: Vec<String>, claims: &Claims| {
+            let presented: Vec<&str> = audiences.iter().map(String::as_str).collect();
+            let mismatch = Mismatch::of(credentials, &issuer, &subject, &presented);
+            let diagnosis =
+                Diagnosis::nearest(credentials, &issuer, &subject, claims, &presented).map(|d| d.to_string());
+            TokenError::NoMatch {
+                issuer,
+                subject,
+                audiences,
+                mismatch,
+                diagnosis,
+                disclose: self.disclose_mismatches,
+                exchange,
+            }
+        };
+        let assertion: VerifiedAssertion = match self.assertions.check(raw).await {
+            Ok(assertion) => assertion,
+            // Nothing was verified: the diagnosis compares only what the assertion claims to be.
+            Err(AssertionError::UntrustedIssuer { issuer, subject, audiences }) if !credentials.is_empty() => {
+                return Err(no_match(issuer, subject, audiences, &Claims::new()));
+            }
+            Err(AssertionError::UntrustedIssuer { issuer, subject, audiences }) => {
+                return Err(TokenError::NoMatch {
+                    issuer,
+                    subject,
+                    audiences,
+                    mismatch: Mismatch::Issuer,
+                    diagnosis: None,
+                    disclose: self.disclose_mismatches,
+                    exchange,
+                });
+            }
+            Err(error) => return Err(TokenError::Assertion { error, exchange }),
+        };
         if credentials.is_empty() {
             return Err(TokenError::NoFederatedCredentials { client_id: client.app_id.to_string(), exchange });
         }
@@ -273,14 +321,12 @@ impl TokenService {
             .iter()
             .find(|c| c.matches(&assertion.issuer, &assertion.subject, &assertion.claims, &audiences));
         let Some(credential) = matched else {
-            let mismatch = Mismatch::of(credentials, &assertion.issuer, &assertion.subject, &audiences);
-            return Err(TokenError::NoMatch {
-                issuer: assertion.issuer,
-                subject: assertion.subject,
-                audiences: assertion.audiences,
-                mismatch,
-                exchange,
-            });
+            return Err(no_match(
+                assertion.issuer.clone(),
+                assertion.subject.clone(),
+                assertion.audiences.clone(),
+                &assertion.claims,
+            ));
         };
         Ok(Authenticated { credential: credential.id, client, acr: "2" })
     }

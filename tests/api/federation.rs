@@ -520,3 +520,30 @@ async fn a_credential_with_both_neither_or_a_faulty_expression_is_refused_saying
     assert_eq!((back["subject"].clone(), back["claimsMatchingExpression"].clone()), (json!(SUBJECT), Value::Null));
     s.refused(&branch, 700213, "presented assertion subject").await;
 }
+
+#[tokio::test]
+async fn a_failed_match_is_diagnosed_in_the_sign_in_log_and_in_the_response_only_where_configured() {
+    let wrong = |s: &Setup| s.assertion_with(|c| c["sub"] = json!("repo:octo/app:ref:refs/heads/mian"));
+    let diagnosis = format!(
+        "nearest credential 'github-main': subject expected '{SUBJECT}', presented 'repo:octo/app:ref:refs/heads/mian'"
+    );
+    // A development broker (tls.mode = "dev", as the tests run) tells the caller.
+    let dev = setup("").await;
+    dev.refused(&wrong(&dev), 700213, &format!("Diagnosis: {diagnosis}.")).await;
+
+    // Told to log only, it keeps the configuration to itself; the sign-in log has it.
+    let quiet = setup("explain_mismatches = \"log\"").await;
+    let (status, body) = quiet.exchange(Grant::ClientAssertion, &wrong(&quiet)).await;
+    assert_eq!(status, 400);
+    let text = body["error_description"].as_str().unwrap();
+    assert!(text.starts_with("AADSTS700213") && !text.contains("nearest credential"), "{text}");
+    let admin = Admin::new(&quiet.app).await;
+    let logged = || async {
+        let all = admin.call(Method::GET, "/v1.0/auditLogs/signIns", None).await.1["value"].clone();
+        all.as_array().unwrap().iter().find(|e| e["appId"] == quiet.client_id.as_str()).cloned()
+    };
+    quiet.app.eventually("the failure is logged", || async { logged().await.is_some() }).await;
+    let entry = logged().await.unwrap();
+    let reason = entry["status"]["failureReason"].as_str().unwrap();
+    assert!(reason.contains(&diagnosis), "{reason}");
+}

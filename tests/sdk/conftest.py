@@ -49,12 +49,17 @@ class Broker:
             self._admin_token = answer.json()["access_token"]
         return self._admin_token
 
-    def admin(self, method: str, path: str) -> dict:
+    def admin(self, method: str, path: str, body: dict | None = None) -> dict:
         answer = requests.request(
-            method, self.base + path, headers={"Authorization": f"Bearer {self.admin_token()}"}, verify=self.ca, timeout=10
+            method,
+            self.base + path,
+            headers={"Authorization": f"Bearer {self.admin_token()}"},
+            json=body,
+            verify=self.ca,
+            timeout=10,
         )
         answer.raise_for_status()
-        return answer.json()
+        return answer.json() if answer.content else {}
 
 
 @pytest.fixture(scope="session")

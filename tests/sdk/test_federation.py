@@ -107,3 +107,44 @@ def test_an_identity_that_no_credential_trusts_is_refused_with_aadsts700213_for_
         "AADSTS700213: No matching federated identity record found for presented assertion subject"
     ), result
     assert 700213 in result["error_codes"]
+
+
+def test_both_credentials_exchange_through_a_flexible_credential(broker, clean_identity_env, tmp_path):
+    """An application whose only credential is a claims-matching expression, not a subject."""
+    assertion = uami_assertion(broker, clean_identity_env)
+    uami = broker.admin("GET", ARM_RG + "/Microsoft.ManagedIdentity/userAssignedIdentities/uami-demo")
+    principal = uami["properties"]["principalId"]
+    tracker = stock_tracker(broker)
+    issuer = broker.admin("GET", f"/v1.0/applications/{tracker['id']}/federatedIdentityCredentials")["value"][0]["issuer"]
+    app = broker.admin("POST", "/v1.0/applications", {"displayName": "flexible-deployer"})
+    expression = f"claims['sub'] eq '{principal}' and claims['oid'] matches '{principal[:8]}*'"
+    created = broker.admin(
+        "POST",
+        f"/v1.0/applications/{app['id']}/federatedIdentityCredentials",
+        {
+            "name": "uami-demo-any",
+            "issuer": issuer,
+            "audiences": ["api://AzureADTokenExchange"],
+            "claimsMatchingExpression": {"value": expression, "languageVersion": 1},
+        },
+    )
+    assert created["subject"] is None and created["claimsMatchingExpression"]["value"] == expression
+    try:
+        clean_identity_env.setenv("REQUESTS_CA_BUNDLE", broker.ca)
+        by_callback = ClientAssertionCredential(
+            TENANT, app["appId"], lambda: assertion, authority=broker.base, disable_instance_discovery=True
+        ).get_token("api://vault/.default")
+        token_file = tmp_path / "token"
+        token_file.write_text(assertion)
+        clean_identity_env.setenv("AZURE_AUTHORITY_HOST", broker.base)
+        clean_identity_env.setenv("AZURE_TENANT_ID", TENANT)
+        clean_identity_env.setenv("AZURE_CLIENT_ID", app["appId"])
+        clean_identity_env.setenv("AZURE_FEDERATED_TOKEN_FILE", str(token_file))
+        by_file = WorkloadIdentityCredential(disable_instance_discovery=True).get_token("api://vault/.default")
+
+        for token in (by_callback.token, by_file.token):
+            claims = validated_claims(broker, token, "api://vault")
+            assert claims["appid"] == app["appId"]
+            assert claims["appidacr"] == "2"
+    finally:
+        broker.admin("DELETE", f"/v1.0/applications/{app['id']}")

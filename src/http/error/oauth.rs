@@ -90,7 +90,7 @@ pub(super) fn token_error(e: &TokenError) -> (StatusCode, &'static str, Option<u
             client_or_grant(*exchange),
             format!("The client '{client_id}' has no configured federated identity credentials."),
         ),
-        TokenError::NoMatch { issuer, subject, audiences, mismatch, exchange } => {
+        TokenError::NoMatch { issuer, subject, audiences, mismatch, diagnosis, disclose, exchange } => {
             let audience = audiences.join(",");
             let (field, value) = match mismatch {
                 Mismatch::Issuer => ("issuer", issuer),
@@ -109,7 +109,11 @@ pub(super) fn token_error(e: &TokenError) -> (StatusCode, &'static str, Option<u
                 format!(
                     "No matching federated identity record found for presented assertion {field} '{value}'.{case} \
                      Check your federated identity credential Subject, Audience and Issuer against the presented \
-                     assertion. Assertion Issuer: '{issuer}'. Assertion Subject: '{subject}'. Assertion Audience: '{audience}'."
+                     assertion. Assertion Issuer: '{issuer}'. Assertion Subject: '{subject}'. Assertion Audience: '{audience}'.{}",
+                    match diagnosis {
+                        Some(diagnosis) if *disclose => format!(" Diagnosis: {diagnosis}."),
+                        _ => String::new(),
+                    }
                 ),
             )
         }
