@@ -78,6 +78,20 @@ pub enum FicCommand {
     },
     /// Delete a federated identity credential (by id or name)
     Delete { app: String, credential: String },
+    /// Dry run: what the token endpoint would do with an assertion for an application, credential
+    /// by credential (verified as for a token; nothing is issued, logged or rate-limited)
+    Explain {
+        /// The application (object id or appId)
+        #[arg(long)]
+        app: String,
+        /// The assertion (a JWT), or "-" to read it from standard input (keeps it out of the
+        /// process list and the shell history)
+        #[arg(long)]
+        assertion: String,
+        /// Also report the roles the token would carry for this resource
+        #[arg(long)]
+        resource: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -294,6 +308,18 @@ pub async fn fic(client: &AdminClient, command: FicCommand) -> Result<Value, Cli
         FicCommand::Delete { app, credential } => {
             let path = format!("{}/federatedIdentityCredentials/{credential}", client.app_path(&app).await?);
             client.call(Method::DELETE, &path, None).await
+        }
+        FicCommand::Explain { app, assertion, resource } => {
+            let assertion = if assertion == "-" {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                    .map_err(|e| ClientError::Setup(format!("reading the assertion from standard input: {e}")))?;
+                text.trim().to_owned()
+            } else {
+                assertion
+            };
+            let path = format!("{}/explainAssertion", client.app_path(&app).await?);
+            client.call(Method::POST, &path, Some(json!({ "assertion": assertion, "resource": resource }))).await
         }
     }
 }

@@ -347,35 +347,90 @@ impl Diagnosis {
     }
 
     fn against(c: &FederatedCredential, issuer: &str, subject: &str, claims: &Claims, audiences: &[&str]) -> Self {
-        let mut differences = Vec::new();
-        if c.issuer.as_str() != issuer {
-            differences.push(format!("issuer expected '{}', presented '{issuer}'", c.issuer.as_str()));
+        // For an expression, the first clause that failed is the one to fix first.
+        let mut clause_reported = false;
+        let differences = c
+            .checks(issuer, subject, claims, audiences)
+            .into_iter()
+            .filter(|check| !check.holds)
+            .filter(|check| !check.is_clause || !std::mem::replace(&mut clause_reported, true))
+            .map(|check| check.to_string())
+            .collect();
+        Self { credential: c.name.as_str().to_owned(), differences }
+    }
+}
+
+/// One comparison of a credential with an assertion: a field (issuer, audience, subject) or a
+/// clause of its expression, with what it expects, what was presented, and whether it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// `issuer`, `audience`, `subject`, or the clause as written.
+    pub what: String,
+    pub expected: String,
+    /// The presented value (for a clause: the claim's value; `None` when absent or not a string).
+    pub presented: Option<String>,
+    pub holds: bool,
+    pub is_clause: bool,
+    /// For a clause: the claim it reads.
+    pub claim: Option<String>,
+    /// For a clause whose claim is present but not a string.
+    pub not_a_string: bool,
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.is_clause {
+            let presented = self.presented.as_deref().unwrap_or_default();
+            return write!(f, "{} expected '{}', presented '{presented}'", self.what, self.expected);
         }
-        if !audiences.contains(&c.audience.as_str()) {
-            differences.push(format!(
-                "audience expected '{}', presented '{}'",
-                c.audience.as_str(),
-                audiences.join(",")
-            ));
-        }
-        match &c.matching {
-            SubjectMatch::Exact(expected) if expected.as_str() != subject => {
-                differences.push(format!("subject expected '{}', presented '{subject}'", expected.as_str()));
+        let claim = self.claim.as_deref().unwrap_or_default();
+        let value = match (&self.presented, self.not_a_string) {
+            (Some(text), _) => format!("is '{text}'"),
+            (None, true) => "is not a string".to_owned(),
+            (None, false) => "is absent".to_owned(),
+        };
+        write!(f, "clause {} {}: claim '{claim}' {value}", self.what, if self.holds { "holds" } else { "failed" })
+    }
+}
+
+impl FederatedCredential {
+    /// Every comparison this credential makes with an assertion, in order: issuer, audience,
+    /// then the subject or each clause of the expression.
+    pub fn checks(&self, issuer: &str, subject: &str, claims: &Claims, audiences: &[&str]) -> Vec<Check> {
+        let field = |what: &str, expected: &str, presented: String, holds: bool| Check {
+            what: what.to_owned(),
+            expected: expected.to_owned(),
+            presented: Some(presented),
+            holds,
+            is_clause: false,
+            claim: None,
+            not_a_string: false,
+        };
+        let mut checks = vec![
+            field("issuer", self.issuer.as_str(), issuer.to_owned(), self.issuer.as_str() == issuer),
+            field("audience", self.audience.as_str(), audiences.join(","), audiences.contains(&self.audience.as_str())),
+        ];
+        match &self.matching {
+            SubjectMatch::Exact(expected) => {
+                checks.push(field("subject", expected.as_str(), subject.to_owned(), expected.as_str() == subject));
             }
-            SubjectMatch::Exact(_) => {}
             SubjectMatch::Expression(expression) => {
-                let value = |name: &str| claims.get(name).and_then(|v| v.as_str());
-                if let Some(clause) = expression.first_failure(value) {
-                    let presented = match claims.get(&clause.claim) {
-                        None => "is absent".to_owned(),
-                        Some(serde_json::Value::String(text)) => format!("is '{text}'"),
-                        Some(_) => "is not a string".to_owned(),
-                    };
-                    differences.push(format!("clause {clause} failed: claim '{}' {presented}", clause.claim));
+                for clause in expression.clauses() {
+                    let value = claims.get(&clause.claim);
+                    let text = value.and_then(|v| v.as_str());
+                    checks.push(Check {
+                        what: clause.to_string(),
+                        expected: clause.to_string(),
+                        presented: text.map(str::to_owned),
+                        holds: clause.holds(text),
+                        is_clause: true,
+                        claim: Some(clause.claim.clone()),
+                        not_a_string: value.is_some() && text.is_none(),
+                    });
                 }
             }
         }
-        Self { credential: c.name.as_str().to_owned(), differences }
+        checks
     }
 }
 

@@ -1,5 +1,6 @@
 //! Extractors for the admin API: the authenticated caller (bearer token checked by
-//! `AdminAuthenticator`; GET needs `Ficus.Reader` or `Ficus.Admin`, anything else `Ficus.Admin`)
+//! `AdminAuthenticator`; GET, and POST to a read-only action such as `explainAssertion`, need
+//! `Ficus.Reader` or `Ficus.Admin`; anything else `Ficus.Admin`)
 //! and JSON bodies whose rejections (malformed, unknown fields, too large) answer in the route's
 //! error shape.
 
@@ -19,6 +20,9 @@ pub fn shape_of(path: &str) -> Shape {
     if path.starts_with("/v1.0/") { Shape::Graph } else { Shape::Arm }
 }
 
+/// POST actions that change nothing: a Reader may call them.
+const READ_ONLY_ACTIONS: [&str; 1] = ["/explainAssertion"];
+
 /// The caller of an admin route, authenticated and authorised for the request's method.
 pub struct AdminCaller(pub Caller);
 
@@ -27,8 +31,10 @@ impl FromRequestParts<AppState> for AdminCaller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let shape = shape_of(parts.uri.path());
-        let access =
-            if parts.method == Method::GET || parts.method == Method::HEAD { Access::Read } else { Access::Write };
+        let reads = parts.method == Method::GET
+            || parts.method == Method::HEAD
+            || (parts.method == Method::POST && READ_ONLY_ACTIONS.iter().any(|a| parts.uri.path().ends_with(a)));
+        let access = if reads { Access::Read } else { Access::Write };
         let bearer = parts
             .headers
             .get(header::AUTHORIZATION)

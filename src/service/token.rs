@@ -19,13 +19,13 @@ use crate::domain::activity::Outcome;
 use crate::domain::application::Application;
 use crate::domain::assertion::{AssertionError, VerifiedAssertion};
 use crate::domain::clock::Clock;
-use crate::domain::federated_credential::{CredentialOwner, Diagnosis, Mismatch};
+use crate::domain::federated_credential::{Check, CredentialOwner, Diagnosis, FederatedCredential, Mismatch};
 use crate::domain::ids::{ClientId, ObjectId};
 use crate::domain::issued_token::TokenCacheKey;
 use crate::domain::ports::{DirectorySource, SignError};
 use crate::domain::rate_limit::{LimitScope, RateLimiter};
 use crate::domain::sign_in::{SignIn, SignInKind, SignInSink};
-use crate::domain::tenant::Tenant;
+use crate::domain::tenant::{Tenant, TenantId};
 use crate::domain::token::{Claims, SignedJwt};
 
 pub const CLIENT_CREDENTIALS: &str = "client_credentials";
@@ -160,6 +160,20 @@ pub struct TokenService {
     disclose_mismatches: bool,
 }
 
+/// What the token endpoint would do with an assertion (the dry run).
+pub struct Explanation {
+    /// The verified assertion, or why verification refused it.
+    pub assertion: Result<VerifiedAssertion, AssertionError>,
+    /// Every credential of the application with each of its checks.
+    pub credentials: Vec<(FederatedCredential, Vec<Check>)>,
+    /// The credential the token endpoint would use.
+    pub matched: Option<String>,
+    /// The error the token endpoint would answer, if any.
+    pub error: Option<TokenError>,
+    /// The roles the token would carry for the resource asked about, or why there is none.
+    pub roles: Option<Result<Vec<String>, TokenError>>,
+}
+
 /// The client and how it proved itself.
 struct Authenticated {
     client: Arc<Application>,
@@ -280,19 +294,7 @@ impl TokenService {
         let view = self.directory.view();
         let credentials = view.credentials(CredentialOwner::Application(client.object_id));
         let no_match = |issuer: String, subject: String, audiences: Vec<String>, claims: &Claims| {
-            let presented: Vec<&str> = audiences.iter().map(String::as_str).collect();
-            let mismatch = Mismatch::of(credentials, &issuer, &subject, &presented);
-            let diagnosis =
-                Diagnosis::nearest(credentials, &issuer, &subject, claims, &presented).map(|d| d.to_string());
-            TokenError::NoMatch {
-                issuer,
-                subject,
-                audiences,
-                mismatch,
-                diagnosis,
-                disclose: self.disclose_mismatches,
-                exchange,
-            }
+            self.no_match(credentials, (issuer, subject, audiences), claims, exchange)
         };
         let assertion: VerifiedAssertion = match self.assertions.check(raw).await {
             Ok(assertion) => assertion,
@@ -329,6 +331,88 @@ impl TokenService {
             ));
         };
         Ok(Authenticated { credential: credential.id, client, acr: "2" })
+    }
+
+    /// Why `credentials` refused what an assertion presents: Entra's finer code and the diagnosis.
+    fn no_match(
+        &self,
+        credentials: &[FederatedCredential],
+        (issuer, subject, audiences): (String, String, Vec<String>),
+        claims: &Claims,
+        exchange: bool,
+    ) -> TokenError {
+        let presented: Vec<&str> = audiences.iter().map(String::as_str).collect();
+        let mismatch = Mismatch::of(credentials, &issuer, &subject, &presented);
+        let diagnosis = Diagnosis::nearest(credentials, &issuer, &subject, claims, &presented).map(|d| d.to_string());
+        TokenError::NoMatch {
+            issuer,
+            subject,
+            audiences,
+            mismatch,
+            diagnosis,
+            disclose: self.disclose_mismatches,
+            exchange,
+        }
+    }
+
+    /// The dry run: what the token endpoint would do with `raw` as `client`'s assertion, without
+    /// issuing anything, logging a sign-in or counting against a rate limit. The assertion is
+    /// verified exactly as for a token (signature, issuer trust, times); every credential of the
+    /// application is then compared field by field or clause by clause.
+    pub async fn explain(
+        &self,
+        tenant: TenantId,
+        client: &Application,
+        raw: &str,
+        resource: Option<&str>,
+    ) -> Explanation {
+        let view = self.directory.view();
+        let credentials = view.credentials(CredentialOwner::Application(client.object_id));
+        let (assertion, claims, presented) = match self.assertions.check(raw).await {
+            Ok(assertion) => {
+                let presented = (assertion.issuer.clone(), assertion.subject.clone(), assertion.audiences.clone());
+                (Ok(assertion.clone()), assertion.claims.clone(), Some(presented))
+            }
+            // Not verified (no credential trusts the issuer), but what it claims can be compared.
+            Err(AssertionError::UntrustedIssuer { issuer, subject, audiences }) => {
+                let error = AssertionError::UntrustedIssuer {
+                    issuer: issuer.clone(),
+                    subject: subject.clone(),
+                    audiences: audiences.clone(),
+                };
+                (Err(error), Arc::default(), Some((issuer, subject, audiences)))
+            }
+            Err(error) => (Err(error), Arc::default(), None),
+        };
+        let Some((issuer, subject, audiences)) = presented else {
+            let error = assertion.as_ref().err().cloned().map(|error| TokenError::Assertion { error, exchange: false });
+            return Explanation { assertion, credentials: Vec::new(), matched: None, error, roles: None };
+        };
+        let presented_audiences: Vec<&str> = audiences.iter().map(String::as_str).collect();
+        let verdicts: Vec<(FederatedCredential, Vec<Check>)> = credentials
+            .iter()
+            .map(|c| (c.clone(), c.checks(&issuer, &subject, &claims, &presented_audiences)))
+            .collect();
+        let matched = assertion
+            .as_ref()
+            .ok()
+            .and_then(|_| verdicts.iter().find(|(_, checks)| checks.iter().all(|check| check.holds)))
+            .map(|(c, _)| c.name.as_str().to_owned());
+        let error = match (&matched, credentials.is_empty()) {
+            (Some(_), _) => None,
+            (None, true) if assertion.is_ok() => {
+                Some(TokenError::NoFederatedCredentials { client_id: client.app_id.to_string(), exchange: false })
+            }
+            (None, _) => Some(self.no_match(credentials, (issuer, subject, audiences), &claims, false)),
+        };
+        let roles = match (&matched, resource) {
+            (Some(_), Some(name)) => Some(match view.resource_application(tenant, name) {
+                Some(app) => Ok(view.role_values(client.service_principal_id, app)),
+                None => Err(TokenError::UnknownResource { resource: name.to_owned(), tenant: tenant.to_string() }),
+            }),
+            _ => None,
+        };
+        Explanation { assertion, credentials: verdicts, matched, error, roles }
     }
 
     fn sign_for(

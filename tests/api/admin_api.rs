@@ -53,7 +53,7 @@ fn fic(i: usize) -> Value {
 
 /// A token signed by this broker's keys with chosen claims, as an attacker with a stolen but
 /// under-privileged token would present it.
-fn own_token(app: &TestApp, aud: &str, roles: &[&str]) -> String {
+pub(crate) fn own_token(app: &TestApp, aud: &str, roles: &[&str]) -> String {
     let now = app.clock.now().unix_timestamp();
     let claims = json!({
         "iss": format!("{}/{DEMO_TENANT_ID}/v2.0", app.base), "aud": aud, "tid": DEMO_TENANT_ID,

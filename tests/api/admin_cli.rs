@@ -135,3 +135,27 @@ async fn env_for_a_resource_prints_what_its_sdks_need() {
     let unknown = run_env(&["env", "--resource", "nope"]).await.unwrap();
     assert_eq!(unknown.status.code(), Some(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fic_explain_shows_what_the_token_endpoint_would_do_with_an_assertion() {
+    let app = TestApp::spawn().await;
+    let admin = crate::admin_api::Admin::new(&app).await;
+    let uami_path = format!("{}/Microsoft.ManagedIdentity/userAssignedIdentities/uami-demo", crate::admin_api::ARM_RG);
+    let uami = admin.call(reqwest::Method::GET, &uami_path, None).await.1;
+    let client_id = uami["properties"]["clientId"].as_str().unwrap();
+    let query = format!(
+        "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=api://AzureADTokenExchange&client_id={client_id}"
+    );
+    let (status, answer) = app.mi_get(&query, &[("Metadata", "true")]).await;
+    assert_eq!(status, 200, "{answer}");
+    let assertion = answer["access_token"].as_str().unwrap();
+    let apps = json(&app, &["app", "list"]).await;
+    let tracker = apps["value"].as_array().unwrap().iter().find(|a| a["displayName"] == "stock-tracker").unwrap();
+    let tracker = tracker["appId"].as_str().unwrap();
+
+    let report =
+        json(&app, &["fic", "explain", "--app", tracker, "--assertion", assertion, "--resource", "api://vault"]).await;
+    assert_eq!(report["result"]["wouldIssue"], true, "{report}");
+    assert_eq!(report["result"]["roles"], serde_json::json!(["Secrets.Read"]), "{report}");
+    assert_eq!(report["credentials"][0]["matches"], true, "{report}");
+}

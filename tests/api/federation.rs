@@ -547,3 +547,70 @@ async fn a_failed_match_is_diagnosed_in_the_sign_in_log_and_in_the_response_only
     let reason = entry["status"]["failureReason"].as_str().unwrap();
     assert!(reason.contains(&diagnosis), "{reason}");
 }
+
+#[tokio::test]
+async fn the_dry_run_shows_each_credentials_verdict_and_the_token_it_would_issue_without_issuing_one() {
+    // Two token requests an hour per application (the admin client takes its two): a dry run
+    // that counted would use them up.
+    let s = setup("[rate_limits]\napplication = \"2/h\"\napplication_burst = 2").await;
+    let admin = Admin::new(&s.app).await;
+    let expression = "claims['sub'] matches 'repo:octo/*' and claims['environment'] eq 'prod'";
+    assert_eq!(admin.call(Method::POST, &s.fic_path, Some(flexible("envs", &s.issuer.url, expression))).await.0, 201);
+    let reader = crate::admin_api::own_token(&s.app, "api://ficus-management", &["Ficus.Reader"]);
+    let url = format!("{}{}", s.app.base, s.fic_path.replace("/federatedIdentityCredentials", "/explainAssertion"));
+    let explain = |token: String, body: Value| {
+        let request = s.app.client.post(&url).bearer_auth(token).json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.json::<Value>().await.unwrap())
+        }
+    };
+
+    // A Reader may ask; what matches is named, with the roles the token would carry.
+    let good = s.current_key_token();
+    let (status, report) = explain(reader.clone(), json!({"assertion": good, "resource": "api://vault"})).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["assertion"]["verified"], true, "{report}");
+    assert_eq!(report["result"]["wouldIssue"], true, "{report}");
+    assert_eq!(report["result"]["matchedCredential"], "github-main", "{report}");
+    assert_eq!(report["result"]["roles"], json!([]), "the application holds no role on the vault");
+    let envs = report["credentials"].as_array().unwrap().iter().find(|c| c["name"] == "envs").unwrap();
+    assert_eq!(envs["matches"], false);
+    let verdicts: Vec<(bool, &str)> = envs["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["holds"] == true, c["explanation"].as_str().unwrap()))
+        .collect();
+    assert_eq!(verdicts.len(), 4, "issuer, audience and two clauses: {verdicts:?}");
+    assert!(verdicts[..3].iter().all(|(holds, _)| *holds), "{verdicts:?}");
+    assert_eq!(verdicts[3], (false, "clause claims['environment'] eq 'prod' failed: claim 'environment' is absent"));
+
+    // A near miss says what the endpoint would answer; a forged one is not verified at all.
+    let near = s.assertion_with(|c| c["sub"] = json!("repo:other/app"));
+    let (_, report) = explain(reader.clone(), json!({"assertion": near})).await;
+    assert_eq!(report["result"]["wouldIssue"], false, "{report}");
+    assert!(report["result"]["error"].as_str().unwrap().starts_with("AADSTS700213: "), "{report}");
+    let stranger = crate::fake_issuer::IssuerKey::generate(&s.issuer.url);
+    let forged = s.issuer.sign(&stranger, &s.claims());
+    let (_, report) = explain(reader.clone(), json!({"assertion": forged})).await;
+    assert_eq!(report["assertion"]["verified"], false, "{report}");
+    assert!(report["result"]["error"].as_str().unwrap().starts_with("AADSTS700027"), "{report}");
+    assert_eq!(report["credentials"], json!([]), "nothing unverified is compared: {report}");
+    let (_, report) = explain(reader.clone(), json!({"assertion": good, "resource": "api://nowhere"})).await;
+    assert!(report["result"]["roles"]["error"].as_str().unwrap().starts_with("AADSTS500011"), "{report}");
+
+    // Nothing was issued or logged, and nothing counted against the application's limit.
+    let no_role = crate::admin_api::own_token(&s.app, "api://ficus-management", &[]);
+    assert_eq!(explain(no_role, json!({"assertion": good})).await.0, 403, "a token without a role may not");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (_, logs) = admin.call(Method::GET, "/v1.0/auditLogs/signIns", None).await;
+    assert!(
+        !logs["value"].as_array().unwrap().iter().any(|e| e["appId"] == s.client_id.as_str()),
+        "the dry run writes no sign-in: {logs}"
+    );
+    for _ in 0..2 {
+        assert_eq!(s.exchange(Grant::ClientAssertion, &good).await.0, 200, "the hour's two requests are still there");
+    }
+    assert_eq!(s.exchange(Grant::ClientAssertion, &good).await.0, 429, "and the limit is real");
+}

@@ -16,6 +16,16 @@ mod oauth;
 pub use admin::{InShape, Shape};
 pub use managed_identity::MiEndpoint;
 
+/// What the token endpoint's `error_description` would say for `e` (`AADSTS<code>: ...`), without
+/// the per-request trace lines: for the dry run, which reports the answer it does not give.
+pub fn token_error_text(e: &crate::service::token::TokenError) -> String {
+    let (_, _, code, description) = oauth::token_error(e);
+    match code {
+        Some(code) => format!("AADSTS{code}: {description}"),
+        None => description,
+    }
+}
+
 use std::any::Any;
 
 use axum::Json;

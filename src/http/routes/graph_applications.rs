@@ -30,6 +30,8 @@ pub fn router() -> Router<AppState> {
         .route("/v1.0/{app}/federatedIdentityCredentials", fics)
         .route("/v1.0/applications/{app}/federatedIdentityCredentials/{fic}", fic.clone())
         .route("/v1.0/{app}/federatedIdentityCredentials/{fic}", fic)
+        .route("/v1.0/applications/{app}/explainAssertion", axum::routing::post(explain_assertion))
+        .route("/v1.0/{app}/explainAssertion", axum::routing::post(explain_assertion))
 }
 
 /// `{object-id}` or `applications(appId='{appId}')` (the latter as one path segment).
@@ -373,4 +375,67 @@ mod tests {
         assert_eq!(app_ref("applications(appId=\"abc\")"), ("abc", true));
         assert_eq!(app_ref("5e2d1c0a-7f3b-4e8d-9a61-0c4b8f2e9d17"), ("5e2d1c0a-7f3b-4e8d-9a61-0c4b8f2e9d17", false));
     }
+}
+
+/// The dry run's body: the assertion, and optionally the resource whose roles to report.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExplainRequest {
+    assertion: String,
+    resource: Option<String>,
+}
+
+/// `POST /v1.0/applications/{app}/explainAssertion` (Ficus.Reader): what the token endpoint would
+/// do with this assertion for this application, credential by credential. Issues nothing, logs
+/// no sign-in, counts against no rate limit.
+pub async fn explain_assertion(
+    AdminCaller(caller): AdminCaller,
+    State(admin): State<Arc<AdminService>>,
+    State(tokens): State<Arc<crate::service::token::TokenService>>,
+    Path(app): Path<String>,
+    AdminJson(body): AdminJson<ExplainRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let client = resolve(&admin, &caller, &app)?;
+    let report = tokens.explain(caller.tenant, &client, &body.assertion, body.resource.as_deref()).await;
+    let assertion = match &report.assertion {
+        Ok(a) => serde_json::json!({
+            "verified": true, "issuer": a.issuer, "subject": a.subject, "audiences": a.audiences,
+            "expiresAt": time::OffsetDateTime::from_unix_timestamp(a.expires_at).ok()
+                .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+        }),
+        Err(e) => serde_json::json!({ "verified": false, "reason": e.to_string() }),
+    };
+    let credentials: Vec<serde_json::Value> = report
+        .credentials
+        .iter()
+        .map(|(c, checks)| {
+            let checks: Vec<serde_json::Value> = checks
+                .iter()
+                .map(|check| {
+                    serde_json::json!({
+                        "check": check.what, "expected": check.expected, "presented": check.presented,
+                        "holds": check.holds, "explanation": check.to_string(),
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "name": c.name.as_str(), "matches": checks.iter().all(|c| c["holds"] == true), "checks": checks,
+            })
+        })
+        .collect();
+    let roles = match &report.roles {
+        Some(Ok(roles)) => serde_json::json!(roles),
+        Some(Err(e)) => serde_json::json!({ "error": crate::http::error::token_error_text(e) }),
+        None => serde_json::Value::Null,
+    };
+    Ok(axum::Json(serde_json::json!({
+        "assertion": assertion,
+        "credentials": credentials,
+        "result": {
+            "wouldIssue": report.error.is_none(),
+            "matchedCredential": report.matched,
+            "error": report.error.as_ref().map(crate::http::error::token_error_text),
+            "roles": roles,
+        },
+    })))
 }
