@@ -76,6 +76,11 @@ pub struct Args {
     /// report the accepted throughput as a ratio to it
     #[arg(long, value_name = "N/s")]
     pub app_rate_limit: Option<String>,
+    /// Make the credential each exchange matches the last of 20 in its application, an exact one
+    /// or a flexible one (a claims-matching expression): exchange-hit's client application and
+    /// external's applications get 19 exact decoys first
+    #[arg(long, value_parser = ["exact", "flexible"])]
+    pub last_credential: Option<String>,
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]

@@ -133,10 +133,39 @@ impl Admin {
     }
 
     async fn add_credential(&self, app: &Value, name: &str, issuer: &str, subject: &str) -> Result<(), String> {
+        let body = json!({ "name": name, "issuer": issuer, "subject": subject, "audiences": [EXCHANGE_AUDIENCE] });
+        self.post_credential(app, body).await
+    }
+
+    async fn post_credential(&self, app: &Value, body: Value) -> Result<(), String> {
         let path =
             format!("/v1.0/applications/{}/federatedIdentityCredentials", app["id"].as_str().unwrap_or_default());
-        let body = json!({ "name": name, "issuer": issuer, "subject": subject, "audiences": [EXCHANGE_AUDIENCE] });
         self.call(Method::POST, &path, Some(body)).await.map(|_| ())
+    }
+
+    /// With `--last-credential`: 19 exact decoys of `issuer`, then the credential `subject`'s
+    /// assertions match, exact or as an expression (`pattern` for its `sub`).
+    async fn add_last_of_twenty(
+        &self,
+        app: &Value,
+        issuer: &str,
+        subject: &str,
+        pattern: &str,
+        kind: &str,
+    ) -> Result<(), String> {
+        for k in 0..CREDENTIALS_PER_APP - 1 {
+            self.add_credential(app, &format!("decoy-{k}"), issuer, &format!("{subject}:decoy-{k}")).await?;
+        }
+        if kind == "flexible" {
+            let expression = format!("claims['sub'] matches '{pattern}'");
+            let body = json!({
+                "name": "matched", "issuer": issuer, "audiences": [EXCHANGE_AUDIENCE],
+                "claimsMatchingExpression": { "value": expression, "languageVersion": 1 },
+            });
+            self.post_credential(app, body).await
+        } else {
+            self.add_credential(app, "matched", issuer, subject).await
+        }
     }
 
     /// Creates what `scenarios` need.
@@ -176,7 +205,13 @@ impl Admin {
             let uami_client = uami["properties"]["clientId"].as_str().ok_or("the identity has no clientId")?.to_owned();
             let name = format!("loadtest-{run}-mi-client");
             let app = self.create_app(fixture, &name, &[], args.app_rate_limit.as_deref()).await?;
-            self.add_credential(&app, "managed-identity", &issuer, principal).await?;
+            match args.last_credential.as_deref() {
+                Some(kind) => {
+                    let pattern = format!("{}*", &principal[..principal.len().min(8)]);
+                    self.add_last_of_twenty(&app, &issuer, principal, &pattern, kind).await?;
+                }
+                None => self.add_credential(&app, "managed-identity", &issuer, principal).await?,
+            }
             fixture.mi_client = Some((uami_client, app["appId"].as_str().unwrap_or_default().to_owned()));
         }
         if needs(&["exchange-miss", "external"]) {
@@ -184,16 +219,23 @@ impl Admin {
             for i in 0..args.apps.max(1) {
                 let app = self.create_app(fixture, &format!("loadtest-{run}-fed-{i}"), &[], None).await?;
                 let mut subjects = Vec::with_capacity(CREDENTIALS_PER_APP);
-                for j in 0..CREDENTIALS_PER_APP {
-                    let subject = format!("repo:loadtest/{run}-app-{i}:environment:env-{j}");
-                    self.add_credential(&app, &format!("env-{j}"), &issuer.url, &subject).await.map_err(|e| {
-                        if e.contains("http") {
-                            format!("{e}\n(the fake issuer is http:// on loopback: start the broker with FICUS_FEDERATION__ALLOW_HTTP_LOOPBACK_ISSUERS=true)")
-                        } else {
-                            e
-                        }
-                    })?;
+                if let Some(kind) = args.last_credential.as_deref() {
+                    let subject = format!("repo:loadtest/{run}-app-{i}:environment:last");
+                    let pattern = format!("repo:loadtest/{run}-app-{i}:environment:l*t");
+                    self.add_last_of_twenty(&app, &issuer.url, &subject, &pattern, kind).await?;
                     subjects.push(subject);
+                } else {
+                    for j in 0..CREDENTIALS_PER_APP {
+                        let subject = format!("repo:loadtest/{run}-app-{i}:environment:env-{j}");
+                        self.add_credential(&app, &format!("env-{j}"), &issuer.url, &subject).await.map_err(|e| {
+                            if e.contains("http") {
+                                format!("{e}\n(the fake issuer is http:// on loopback: start the broker with FICUS_FEDERATION__ALLOW_HTTP_LOOPBACK_ISSUERS=true)")
+                            } else {
+                                e
+                            }
+                        })?;
+                        subjects.push(subject);
+                    }
                 }
                 fixture.federated.push(FederatedApp {
                     object_id: app["id"].as_str().unwrap_or_default().to_owned(),
