@@ -298,20 +298,10 @@ impl TokenService {
         };
         let assertion: VerifiedAssertion = match self.assertions.check(raw).await {
             Ok(assertion) => assertion,
-            // Nothing was verified: the diagnosis compares only what the assertion claims to be.
-            Err(AssertionError::UntrustedIssuer { issuer, subject, audiences }) if !credentials.is_empty() => {
-                return Err(no_match(issuer, subject, audiences, &Claims::new()));
-            }
+            // Nothing was verified: the diagnosis compares only what the assertion claims to be
+            // (with no credential at all, the mismatch is the issuer and there is no diagnosis).
             Err(AssertionError::UntrustedIssuer { issuer, subject, audiences }) => {
-                return Err(TokenError::NoMatch {
-                    issuer,
-                    subject,
-                    audiences,
-                    mismatch: Mismatch::Issuer,
-                    diagnosis: None,
-                    disclose: self.disclose_mismatches,
-                    exchange,
-                });
+                return Err(no_match(issuer, subject, audiences, &Claims::new()));
             }
             Err(error) => return Err(TokenError::Assertion { error, exchange }),
         };
