@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use prometheus::{IntGauge, IntGaugeVec, Opts, Registry};
 
-use crate::domain::ports::{ClusterView, ReplicaBeat, ReplicaRoster, StorageStatus, StoreError};
+use crate::domain::ports::{ReplicaBeat, ReplicaRoster, StorageStatus, StoreError};
 use crate::store::DirectorySnapshot;
 
 /// How many replicas share the cluster-wide limits, as the last heartbeat counted (at least 1).
@@ -88,13 +88,8 @@ impl Membership {
         })
     }
 
-    /// This replica's name in the cluster.
-    pub fn replica(&self) -> &str {
-        &self.beat.replica
-    }
-
     /// One heartbeat: records this replica, then updates the live count and the gauges.
-    pub async fn beat(&self) -> Result<ClusterView, StoreError> {
+    pub async fn beat(&self) -> Result<(), StoreError> {
         // Bounded like the expiry, so a database that does not answer at all is reported as
         // such before another beat is due.
         let answered = tokio::time::timeout(self.expiry, self.roster.beat(&self.beat, self.expiry)).await;
@@ -125,7 +120,7 @@ impl Membership {
         self.live_gauge.set(i64::from(view.live_replicas));
         let behind = view.newest_change.saturating_sub(self.directory.applied());
         self.behind_gauge.set(i64::try_from(behind).unwrap_or(i64::MAX));
-        Ok(view)
+        Ok(())
     }
 
     fn set_problem(&self, problem: Option<String>) {
@@ -142,11 +137,11 @@ impl Membership {
         loop {
             ticker.tick().await;
             match self.beat().await {
-                Ok(_) if failing => {
+                Ok(()) if failing => {
                     tracing::info!("heartbeat recorded again; storage answers");
                     failing = false;
                 }
-                Ok(_) => {}
+                Ok(()) => {}
                 Err(e) => {
                     if !failing {
                         tracing::warn!(error = %e, "could not record this replica's heartbeat; keeping the last replica count");

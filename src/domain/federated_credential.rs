@@ -273,8 +273,9 @@ impl FederatedCredential {
 }
 
 /// Why none of an owner's credentials matched an assertion, as precisely as Entra says it. The
-/// fields are weighed in the order Entra names them: issuer, then audience, then subject.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// fields are weighed in the order Entra names them: issuer, then audience, then subject (the
+/// variants are ordered by how far an assertion got).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Mismatch {
     /// No credential names the assertion's issuer.
     Issuer,
@@ -290,20 +291,17 @@ pub enum Mismatch {
 impl Mismatch {
     /// Why `credentials` (none of which matches) refuse the presented issuer, subject and audiences.
     pub fn of(credentials: &[FederatedCredential], issuer: &str, subject: &str, audiences: &[&str]) -> Self {
-        let same_issuer: Vec<&FederatedCredential> =
-            credentials.iter().filter(|c| c.issuer.as_str() == issuer).collect();
-        if same_issuer.is_empty() {
-            return Self::Issuer;
-        }
-        let same_audience = same_issuer.iter().filter(|c| audiences.contains(&c.audience.as_str()));
-        let mut found = None;
-        for credential in same_audience {
-            if credential.matching.subject().is_some_and(|s| s.to_lowercase() == subject.to_lowercase()) {
+        let mut worst = Self::Issuer;
+        for credential in credentials.iter().filter(|c| c.issuer.as_str() == issuer) {
+            if !audiences.contains(&credential.audience.as_str()) {
+                worst = worst.max(Self::Audience);
+            } else if credential.matching.subject().is_some_and(|s| s.to_lowercase() == subject.to_lowercase()) {
                 return Self::SubjectCase;
+            } else {
+                worst = Self::Subject;
             }
-            found = Some(Self::Subject);
         }
-        found.unwrap_or(Self::Audience)
+        worst
     }
 
     /// Entra's AADSTS code for it.
@@ -353,7 +351,7 @@ impl Diagnosis {
             .checks(issuer, subject, claims, audiences)
             .into_iter()
             .filter(|check| !check.holds)
-            .filter(|check| !check.is_clause || !std::mem::replace(&mut clause_reported, true))
+            .filter(|check| check.claim.is_none() || !std::mem::replace(&mut clause_reported, true))
             .map(|check| check.to_string())
             .collect();
         Self { credential: c.name.as_str().to_owned(), differences }
@@ -370,8 +368,7 @@ pub struct Check {
     /// The presented value (for a clause: the claim's value; `None` when absent or not a string).
     pub presented: Option<String>,
     pub holds: bool,
-    pub is_clause: bool,
-    /// For a clause: the claim it reads.
+    /// For a clause: the claim it reads (`None` for a field).
     pub claim: Option<String>,
     /// For a clause whose claim is present but not a string.
     pub not_a_string: bool,
@@ -379,11 +376,10 @@ pub struct Check {
 
 impl fmt::Display for Check {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if !self.is_clause {
+        let Some(claim) = &self.claim else {
             let presented = self.presented.as_deref().unwrap_or_default();
             return write!(f, "{} expected '{}', presented '{presented}'", self.what, self.expected);
-        }
-        let claim = self.claim.as_deref().unwrap_or_default();
+        };
         let value = match (&self.presented, self.not_a_string) {
             (Some(text), _) => format!("is '{text}'"),
             (None, true) => "is not a string".to_owned(),
@@ -402,7 +398,6 @@ impl FederatedCredential {
             expected: expected.to_owned(),
             presented: Some(presented),
             holds,
-            is_clause: false,
             claim: None,
             not_a_string: false,
         };
@@ -423,7 +418,6 @@ impl FederatedCredential {
                         expected: clause.to_string(),
                         presented: text.map(str::to_owned),
                         holds: clause.holds(text),
-                        is_clause: true,
                         claim: Some(clause.claim.clone()),
                         not_a_string: value.is_some() && text.is_none(),
                     });

@@ -363,16 +363,17 @@ impl TokenService {
                 let presented = (assertion.issuer.clone(), assertion.subject.clone(), assertion.audiences.clone());
                 (Ok(assertion.clone()), assertion.claims.clone(), Some(presented))
             }
-            // Not verified (no credential trusts the issuer), but what it claims can be compared.
-            Err(AssertionError::UntrustedIssuer { issuer, subject, audiences }) => {
-                let error = AssertionError::UntrustedIssuer {
-                    issuer: issuer.clone(),
-                    subject: subject.clone(),
-                    audiences: audiences.clone(),
+            Err(error) => {
+                // Not verified because no credential trusts the issuer: what it claims can still
+                // be compared. Anything else failed verification and is compared with nothing.
+                let presented = match &error {
+                    AssertionError::UntrustedIssuer { issuer, subject, audiences } => {
+                        Some((issuer.clone(), subject.clone(), audiences.clone()))
+                    }
+                    _ => None,
                 };
-                (Err(error), Arc::default(), Some((issuer, subject, audiences)))
+                (Err(error), Arc::default(), presented)
             }
-            Err(error) => (Err(error), Arc::default(), None),
         };
         let Some((issuer, subject, audiences)) = presented else {
             let error = assertion.as_ref().err().cloned().map(|error| TokenError::Assertion { error, exchange: false });

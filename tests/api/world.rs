@@ -79,24 +79,34 @@ async fn demo_ids_are_the_same_on_every_machine() {
     assert_eq!(ids(&a), ids(&b));
 }
 
+/// Writes a world file with one tenant (`name`, `id`) and `applications` (TOML tables under it),
+/// and returns the settings that load it.
+fn world_file(dir: &std::path::Path, (name, id): (&str, &str), applications: &str) -> String {
+    let file = dir.join("world.toml");
+    let text = format!("[[tenants]]\nname = \"{name}\"\nid = \"{id}\"\ndisplay_name = \"{name}\"\n\n{applications}");
+    std::fs::write(&file, text).unwrap();
+    format!("[world]\nfile = \"{}\"", file.display())
+}
+
+/// The application named `name` in the tenant named `tenant`.
+fn application(app: &TestApp, tenant: &str, name: &str) -> std::sync::Arc<ficus::domain::application::Application> {
+    let view = app.directory.view();
+    let tenant = view.tenant(&TenantRef::parse(tenant).unwrap()).unwrap().id;
+    view.applications(tenant).into_iter().find(|a| a.display_name.as_str() == name).unwrap().clone()
+}
+
 #[tokio::test]
 async fn an_applications_rate_limit_in_the_world_file_is_applied_and_follows_the_file() {
     let dir = tempfile::tempdir().unwrap();
+    let tenant = ("limits", "7b1c2d3e-4f50-4617-8283-94a5b6c7d8e9");
     let world = |rate: &str| {
-        let file = dir.path().join("world.toml");
-        let text = format!(
-            "[[tenants]]\nname = \"limits\"\nid = \"7b1c2d3e-4f50-4617-8283-94a5b6c7d8e9\"\ndisplay_name = \"Limits\"\n\n\
-             [[tenants.applications]]\nname = \"batch\"\nrate_limit = \"{rate}\"\n"
-        );
-        std::fs::write(&file, text).unwrap();
-        format!("[world]\nfile = \"{}\"", file.display())
+        world_file(
+            dir.path(),
+            tenant,
+            &format!("[[tenants.applications]]\nname = \"batch\"\nrate_limit = \"{rate}\"\n"),
+        )
     };
-    let rate_of = |app: &TestApp| {
-        let view = app.directory.view();
-        let tenant = view.tenant(&TenantRef::parse("limits").unwrap()).unwrap().id;
-        let batch = view.applications(tenant).into_iter().find(|a| a.display_name.as_str() == "batch").unwrap().clone();
-        batch.rate_limit.map(|r| r.to_string())
-    };
+    let rate_of = |app: &TestApp| application(app, "limits", "batch").rate_limit.map(|r| r.to_string());
     let first = TestApp::spawn_in(dir.path(), &world("20/min")).await;
     assert_eq!(rate_of(&first).as_deref(), Some("20/min"));
     first.stop().await.unwrap();
@@ -107,21 +117,18 @@ async fn an_applications_rate_limit_in_the_world_file_is_applied_and_follows_the
 #[tokio::test]
 async fn a_flexible_credential_in_the_world_file_is_compiled_and_follows_the_file() {
     let dir = tempfile::tempdir().unwrap();
+    let tenant = ("ci", "8b1c2d3e-4f50-4617-8283-94a5b6c7d8e9");
     let world = |expression: &str| {
-        let file = dir.path().join("world.toml");
-        let text = format!(
-            "[[tenants]]\nname = \"ci\"\nid = \"8b1c2d3e-4f50-4617-8283-94a5b6c7d8e9\"\ndisplay_name = \"CI\"\n\n\
-             [[tenants.applications]]\nname = \"deployer\"\n\n\
+        let applications = format!(
+            "[[tenants.applications]]\nname = \"deployer\"\n\n\
              [[tenants.applications.federated_credentials]]\nname = \"gh-envs\"\n\
              issuer = \"https://token.actions.githubusercontent.com\"\nclaims_matching_expression = \"{expression}\"\n"
         );
-        std::fs::write(&file, text).unwrap();
-        format!("[world]\nfile = \"{}\"", file.display())
+        world_file(dir.path(), tenant, &applications)
     };
     let expression_of = |app: &TestApp| {
+        let deployer = application(app, "ci", "deployer");
         let view = app.directory.view();
-        let tenant = view.tenant(&TenantRef::parse("ci").unwrap()).unwrap().id;
-        let deployer = view.applications(tenant).into_iter().find(|a| a.display_name.as_str() == "deployer").unwrap();
         let fics = view.credentials(CredentialOwner::Application(deployer.object_id));
         let expression = fics[0].matching.expression().expect("a flexible credential");
         (expression.text().to_owned(), expression.clauses().len())
