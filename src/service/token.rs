@@ -1,6 +1,8 @@
 //! The token endpoint's use cases: `client_credentials` with a client secret or a client
-//! assertion (matched against the application's federated identity credentials), and RFC 8693
-//! token exchange. Reads only the in-memory directory and caches; signs with the key ring; every
+//! assertion (matched against the client's federated identity credentials), and RFC 8693
+//! token exchange. The client is an application, or a user-assigned managed identity presenting
+//! an assertion that one of its own federated credentials accepts (Entra's workload identity
+//! flow, as AKS uses it): that gets a managed-identity token (`xms_mirid`, the identity's ids). Reads only the in-memory directory and caches; signs with the key ring; every
 //! request that names a known client lands in the sign-in log.
 
 use std::net::IpAddr;
@@ -24,6 +26,7 @@ use crate::domain::ids::{ClientId, ObjectId};
 use crate::domain::issued_token::TokenCacheKey;
 use crate::domain::ports::{DirectorySource, SignError};
 use crate::domain::rate_limit::{LimitScope, RateLimiter};
+use crate::domain::resource::ManagedIdentity;
 use crate::domain::sign_in::{SignIn, SignInKind, SignInSink};
 use crate::domain::tenant::{Tenant, TenantId};
 use crate::domain::token::{Claims, SignedJwt};
@@ -174,9 +177,42 @@ pub struct Explanation {
     pub roles: Option<Result<Vec<String>, TokenError>>,
 }
 
+/// Who asks for a token.
+#[derive(Clone)]
+enum Client {
+    Application(Arc<Application>),
+    /// A user-assigned managed identity, which proves itself only through its federated
+    /// credentials.
+    Identity(ManagedIdentity),
+}
+
+impl Client {
+    fn client_id(&self) -> ClientId {
+        match self {
+            Self::Application(app) => app.app_id,
+            Self::Identity(identity) => identity.client_id,
+        }
+    }
+
+    /// The principal its tokens name (`oid`, `sub`) and role assignments are made to.
+    fn principal(&self) -> ObjectId {
+        match self {
+            Self::Application(app) => app.service_principal_id,
+            Self::Identity(identity) => identity.principal_id,
+        }
+    }
+
+    fn owner(&self) -> CredentialOwner {
+        match self {
+            Self::Application(app) => CredentialOwner::Application(app.object_id),
+            Self::Identity(identity) => CredentialOwner::Identity(identity.principal_id),
+        }
+    }
+}
+
 /// The client and how it proved itself.
 struct Authenticated {
-    client: Arc<Application>,
+    client: Client,
     /// The matched federated credential, or the service principal for a secret.
     credential: ObjectId,
     acr: &'static str,
@@ -185,7 +221,7 @@ struct Authenticated {
 /// What a request got as far as, for the sign-in log.
 #[derive(Default)]
 struct Attempt {
-    client: Option<Arc<Application>>,
+    client: Option<Client>,
     resource: String,
     cached: bool,
 }
@@ -239,9 +275,15 @@ impl TokenService {
         };
         let client = self.client(tenant, request)?;
         attempt.client = Some(client.clone());
-        self.limits
-            .check(LimitScope::Application, &client.app_id.to_string(), client.rate_limit)
-            .map_err(TokenError::Throttled)?;
+        let limited = match &client {
+            Client::Application(app) => {
+                self.limits.check(LimitScope::Application, &app.app_id.to_string(), app.rate_limit)
+            }
+            Client::Identity(identity) => {
+                self.limits.check(LimitScope::Identity, &identity.principal_id.to_string(), None)
+            }
+        };
+        limited.map_err(TokenError::Throttled)?;
         let resource_name = if exchange { exchange_resource(request)? } else { client_credentials_resource(request)? };
         attempt.resource = resource_name.clone();
         let authenticated = if exchange {
@@ -255,10 +297,12 @@ impl TokenService {
         } else {
             match (&request.client_secret, &request.client_assertion) {
                 (Some(secret), _) => {
-                    if !secret_matches(self.directory.view().secret_hashes(client.object_id), &secret.0) {
-                        return Err(TokenError::InvalidSecret { client_id: client.app_id.to_string() });
+                    // A managed identity has no secrets: none matches.
+                    let view = self.directory.view();
+                    if !secret_matches(view.secret_hashes(client.owner().id()), &secret.0) {
+                        return Err(TokenError::InvalidSecret { client_id: client.client_id().to_string() });
                     }
-                    Authenticated { credential: client.service_principal_id, client, acr: "1" }
+                    Authenticated { credential: client.principal(), client, acr: "1" }
                 }
                 (None, Some(assertion)) => {
                     if request.client_assertion_type.as_deref() != Some(JWT_BEARER) {
@@ -276,23 +320,26 @@ impl TokenService {
         Ok(issued)
     }
 
-    fn client(&self, tenant: &Tenant, request: &TokenRequest) -> Result<Arc<Application>, TokenError> {
+    /// The application, else the user-assigned identity, of the tenant with the request's client id.
+    fn client(&self, tenant: &Tenant, request: &TokenRequest) -> Result<Client, TokenError> {
         let raw = request.client_id.as_deref().ok_or(TokenError::MissingParameter("client_id"))?;
+        let view = self.directory.view();
         ClientId::parse(raw)
             .ok()
-            .and_then(|id| self.directory.view().application_by_client(tenant.id, id).cloned())
+            .and_then(|id| match view.application_by_client(tenant.id, id) {
+                Some(app) => Some(Client::Application(app.clone())),
+                None => view
+                    .identity_by_client(id)
+                    .filter(|identity| identity.is_user_assigned() && identity.tenant_id == tenant.id)
+                    .map(|identity| Client::Identity(identity.clone())),
+            })
             .ok_or_else(|| TokenError::UnknownClient { client_id: truncate(raw), tenant: tenant.id.to_string() })
     }
 
     /// Verifies the assertion and finds the application's credential that it matches.
-    async fn federated(
-        &self,
-        client: Arc<Application>,
-        raw: &str,
-        exchange: bool,
-    ) -> Result<Authenticated, TokenError> {
+    async fn federated(&self, client: Client, raw: &str, exchange: bool) -> Result<Authenticated, TokenError> {
         let view = self.directory.view();
-        let credentials = view.credentials(CredentialOwner::Application(client.object_id));
+        let credentials = view.credentials(client.owner());
         let no_match = |issuer: String, subject: String, audiences: Vec<String>, claims: &Claims| {
             self.no_match(credentials, (issuer, subject, audiences), claims, exchange)
         };
@@ -306,7 +353,7 @@ impl TokenService {
             Err(error) => return Err(TokenError::Assertion { error, exchange }),
         };
         if credentials.is_empty() {
-            return Err(TokenError::NoFederatedCredentials { client_id: client.app_id.to_string(), exchange });
+            return Err(TokenError::NoFederatedCredentials { client_id: client.client_id().to_string(), exchange });
         }
         let audiences: Vec<&str> = assertion.audiences.iter().map(String::as_str).collect();
         let matched = credentials
@@ -417,11 +464,13 @@ impl TokenService {
         let resource = view.resource_application(tenant.id, resource_name).cloned().ok_or_else(|| {
             TokenError::UnknownResource { resource: truncate(resource_name), tenant: tenant.id.to_string() }
         })?;
-        let roles = view.role_values(who.client.service_principal_id, &resource);
+        let principal = who.client.principal();
+        let roles = view.role_values(principal, &resource);
+        let client_id = who.client.client_id().to_string();
         let key = TokenCacheKey {
             tenant: tenant.id,
-            client: who.client.app_id.to_string(),
-            principal: who.client.service_principal_id,
+            client: client_id.clone(),
+            principal,
             credential: who.credential,
             resource: resource_name.to_owned(),
             roles: roles.clone(),
@@ -431,11 +480,14 @@ impl TokenService {
             issuer: self.discovery.issuer_for(tenant),
             tenant: tenant.id,
             audience: resource_name,
-            client_id: who.client.app_id.to_string(),
-            principal_id: who.client.service_principal_id,
+            client_id,
+            principal_id: principal,
             roles,
             acr: who.acr,
-            mirid: None,
+            mirid: match &who.client {
+                Client::Application(_) => None,
+                Client::Identity(identity) => Some(identity.resource_id.mirid()),
+            },
             issued_at: now,
             lifetime_secs,
             unique_id: unique_token_id(),
@@ -468,12 +520,15 @@ impl TokenService {
             id: uuid::Uuid::new_v4(),
             time: self.clock.now(),
             tenant_id: tenant.id,
-            kind: SignInKind::Application,
-            principal_id: attempt.client.as_ref().map(|c| c.service_principal_id),
+            kind: match attempt.client {
+                Some(Client::Identity(_)) => SignInKind::ManagedIdentity,
+                _ => SignInKind::Application,
+            },
+            principal_id: attempt.client.as_ref().map(Client::principal),
             client_id: attempt
                 .client
                 .as_ref()
-                .map(|c| c.app_id.to_string())
+                .map(|c| c.client_id().to_string())
                 .or_else(|| request.client_id.as_deref().map(truncate)),
             resource,
             caller_address: request.caller,

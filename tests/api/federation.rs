@@ -614,3 +614,56 @@ async fn the_dry_run_shows_each_credentials_verdict_and_the_token_it_would_issue
     }
     assert_eq!(s.exchange(Grant::ClientAssertion, &good).await.0, 429, "and the limit is real");
 }
+
+#[tokio::test]
+async fn a_user_assigned_identity_exchanges_an_assertion_its_own_flexible_credential_accepts_for_a_managed_identity_token()
+ {
+    let mut s = setup("").await;
+    let admin = Admin::new(&s.app).await;
+    let uami = format!("{}/Microsoft.ManagedIdentity/userAssignedIdentities/uami-aks", crate::admin_api::ARM_RG);
+    let (status, identity) = admin.call(Method::PUT, &uami, Some(json!({"location": "westeurope"}))).await;
+    assert_eq!(status, 201, "{identity}");
+    let body = json!({"properties": {"issuer": s.issuer.url, "audiences": [AUDIENCE],
+        "claimsMatchingExpression": {"value": "claims['sub'] matches 'system:serviceaccount:payments:*'", "languageVersion": 1}}});
+    let (status, created) =
+        admin.call(Method::PUT, &format!("{uami}/federatedIdentityCredentials/aks"), Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    let client_id = identity["properties"]["clientId"].as_str().unwrap().to_owned();
+    let principal_id = identity["properties"]["principalId"].as_str().unwrap().to_owned();
+    s.client_id.clone_from(&client_id);
+    let with_subject = |sub: &str| s.assertion_with(|c| c["sub"] = json!(sub));
+
+    for grant in GRANTS {
+        let (status, body) = s.exchange(grant, &with_subject("system:serviceaccount:payments:api")).await;
+        assert_eq!(status, 200, "{grant:?}: {body}");
+        let claims = payload(body["access_token"].as_str().unwrap());
+        assert_eq!(claims["appid"], client_id.as_str(), "{claims}");
+        assert_eq!(claims["oid"], principal_id.as_str(), "the identity's own principal: {claims}");
+        assert_eq!(claims["xms_mirid"], uami.replacen("/resourceGroups/", "/resourcegroups/", 1), "{claims}");
+        assert_eq!((claims["idtyp"].as_str(), claims["aud"].as_str()), (Some("app"), Some("api://vault")));
+    }
+    s.refused(&with_subject("system:serviceaccount:payment:api"), 700213, "'system:serviceaccount:payment:api'").await;
+
+    // A managed identity has no secret to present.
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", client_id.as_str()),
+        ("client_secret", "guess"),
+        ("scope", "api://vault/.default"),
+    ];
+    let (status, body) = s.app.token_request(&form).await;
+    assert_eq!((status.as_u16(), body["error_codes"].clone()), (401, json!([7000215])), "{body}");
+
+    // Its sign-ins are managed-identity sign-ins, successes and failures alike.
+    let mine = || async {
+        let all = admin.call(Method::GET, "/v1.0/auditLogs/signIns", None).await.1["value"].clone();
+        all.as_array().unwrap().iter().filter(|e| e["appId"] == client_id.as_str()).cloned().collect::<Vec<_>>()
+    };
+    // Identical requests close together are one entry with their count.
+    let requests = |entries: Vec<Value>| entries.iter().map(|e| e["requestCount"].as_u64().unwrap()).sum::<u64>();
+    s.app.eventually("the identity's sign-ins are logged", || async { requests(mine().await) == 5 }).await;
+    for entry in mine().await {
+        assert_eq!(entry["signInEventTypes"], json!(["managedIdentity"]), "{entry}");
+        assert_eq!(entry["servicePrincipalId"], principal_id.as_str(), "{entry}");
+    }
+}

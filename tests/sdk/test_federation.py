@@ -148,3 +148,45 @@ def test_both_credentials_exchange_through_a_flexible_credential(broker, clean_i
             assert claims["appidacr"] == "2"
     finally:
         broker.admin("DELETE", f"/v1.0/applications/{app['id']}")
+
+
+def test_workload_identity_credential_signs_in_as_a_user_assigned_identity_through_its_flexible_credential(
+    broker, clean_identity_env, tmp_path
+):
+    """As on AKS: AZURE_CLIENT_ID names a user-assigned identity, whose own federated credential
+    accepts the workload's assertion; the token is that identity's."""
+    assertion = uami_assertion(broker, clean_identity_env)
+    demo = broker.admin("GET", ARM_RG + "/Microsoft.ManagedIdentity/userAssignedIdentities/uami-demo")
+    tracker = stock_tracker(broker)
+    issuer = broker.admin("GET", f"/v1.0/applications/{tracker['id']}/federatedIdentityCredentials")["value"][0]["issuer"]
+    path = ARM_RG + "/Microsoft.ManagedIdentity/userAssignedIdentities/uami-workload"
+    workload = broker.admin("PUT", path, {"location": "westeurope"})
+    expression = f"claims['sub'] eq '{demo['properties']['principalId']}'"
+    broker.admin(
+        "PUT",
+        path + "/federatedIdentityCredentials/from-uami-demo",
+        {
+            "properties": {
+                "issuer": issuer,
+                "audiences": ["api://AzureADTokenExchange"],
+                "claimsMatchingExpression": {"value": expression, "languageVersion": 1},
+            }
+        },
+    )
+    try:
+        token_file = tmp_path / "token"
+        token_file.write_text(assertion)
+        clean_identity_env.setenv("REQUESTS_CA_BUNDLE", broker.ca)
+        clean_identity_env.setenv("AZURE_AUTHORITY_HOST", broker.base)
+        clean_identity_env.setenv("AZURE_TENANT_ID", TENANT)
+        clean_identity_env.setenv("AZURE_CLIENT_ID", workload["properties"]["clientId"])
+        clean_identity_env.setenv("AZURE_FEDERATED_TOKEN_FILE", str(token_file))
+
+        token = WorkloadIdentityCredential(disable_instance_discovery=True).get_token("api://vault/.default")
+
+        claims = validated_claims(broker, token.token, "api://vault")
+        assert claims["appid"] == workload["properties"]["clientId"]
+        assert claims["oid"] == workload["properties"]["principalId"]
+        assert claims["xms_mirid"].endswith("/providers/Microsoft.ManagedIdentity/userAssignedIdentities/uami-workload")
+    finally:
+        broker.admin("DELETE", path)
