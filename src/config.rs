@@ -118,6 +118,8 @@ pub struct ServerSettings {
     /// Networks whose connections carry a PROXY protocol header.
     pub proxy_protocol_from: Vec<String>,
     pub max_body_bytes: usize,
+    /// The compute resource IMDS serves every caller as (name or ARM id); empty: by address.
+    pub imds_resource: String,
 }
 
 impl Settings {

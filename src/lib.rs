@@ -25,6 +25,7 @@ pub mod domain;
 pub mod files;
 pub mod http;
 pub mod rate_limit;
+pub mod sandbox;
 pub mod service;
 pub mod signing;
 pub mod startup;

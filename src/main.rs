@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ficus::cli::{self, Cli};
+use ficus::cli::{self, Cli, Command};
 use ficus::config::Settings;
 
 fn main() -> ExitCode {
@@ -15,6 +15,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Namespaces are entered while this is the only thread.
+    if matches!(cli.command, Command::Sandbox { .. })
+        && let Err(e) = ficus::sandbox::isolate()
+    {
+        eprintln!("ficus sandbox: {e}");
+        return ExitCode::from(ficus::sandbox::exit::SANDBOX_FAILED);
+    }
     ficus::telemetry::init(&settings.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -24,7 +31,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(cli::run(cli.command, settings)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("ficus: {e}");
             ExitCode::from(e.exit_code())

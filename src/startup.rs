@@ -18,8 +18,9 @@ use crate::config::{ConfigError, Settings};
 use crate::domain::activity::Actor;
 use crate::domain::clock::Clock;
 use crate::domain::federated_credential::IssuerPolicy;
-use crate::domain::ports::{ChangeNotifications, Registry, ReplicaBeat, ReplicaRoster, StoreError};
+use crate::domain::ports::{ChangeNotifications, DirectorySource, Registry, ReplicaBeat, ReplicaRoster, StoreError};
 use crate::domain::rate_limit::RateLimiter;
+use crate::domain::resource::ResourceId;
 use crate::domain::tenant::Tenant;
 use crate::http::proxy_protocol::ProxyProtocolAcceptor;
 use crate::http::{self, AppState, metrics::HttpMetrics};
@@ -59,6 +60,8 @@ pub enum StartupError {
     Serve(#[from] std::io::Error),
     #[error("admin bootstrap: {0}")]
     Admin(String),
+    #[error("sandbox: {0}")]
+    Sandbox(#[from] crate::sandbox::SandboxError),
 }
 
 impl StartupError {
@@ -66,6 +69,7 @@ impl StartupError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Config(_) => 2,
+            Self::Sandbox(_) => crate::sandbox::exit::SANDBOX_FAILED,
             _ => 1,
         }
     }
@@ -209,15 +213,18 @@ impl Application {
             issued_tokens,
             settings.cache.token_reuse_min_remaining,
         ));
-        let managed_identities = Arc::new(ManagedIdentityService::new(
-            directory.clone(),
-            discovery.clone(),
-            clock.clone(),
-            settings.tokens.managed_identity_lifetime,
-            mint.clone(),
-            sign_ins.clone(),
-            limits.clone(),
-        ));
+        let managed_identities = Arc::new(
+            ManagedIdentityService::new(
+                directory.clone(),
+                discovery.clone(),
+                clock.clone(),
+                settings.tokens.managed_identity_lifetime,
+                mint.clone(),
+                sign_ins.clone(),
+                limits.clone(),
+            )
+            .serving_imds_as(imds_resource(&settings, &directory.view())?),
+        );
         let external = Arc::new(external_issuers(&settings, metrics.registry())?);
         let assertions = Arc::new(AssertionChecker::new(
             Arc::new(keys.clone()),
@@ -399,6 +406,34 @@ impl Application {
         }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// `server.imds_resource`: an ARM id, or the name of exactly one compute resource.
+pub(crate) fn imds_resource(
+    settings: &Settings,
+    view: &crate::domain::directory::DirectoryView,
+) -> Result<Option<ResourceId>, ConfigError> {
+    let wanted = settings.server.imds_resource.trim();
+    if wanted.is_empty() {
+        return Ok(None);
+    }
+    let problem = |text: String| ConfigError { setting: "server.imds_resource".into(), problem: text };
+    if wanted.starts_with('/') {
+        let id = ResourceId::parse(wanted).map_err(|e| problem(e.to_string()))?;
+        return match view.resource(&id) {
+            Some(resource) if resource.id.kind().is_compute() => Ok(Some(resource.id.clone())),
+            _ => Err(problem(format!("no compute resource {id} in the registry"))),
+        };
+    }
+    match view.resources_named(wanted).as_slice() {
+        [one] => Ok(Some(one.id.clone())),
+        [] => Err(problem(format!("no compute resource named '{wanted}' in the registry"))),
+        many => Err(problem(format!(
+            "{} compute resources are named '{wanted}'; give the ARM id of one: {}",
+            many.len(),
+            many.iter().map(|r| r.id.to_string()).collect::<Vec<_>>().join(", ")
+        ))),
     }
 }
 

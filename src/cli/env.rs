@@ -43,22 +43,18 @@ pub async fn print_env(settings: &Settings, tenant: Option<&str>, resource: Opti
         }
         .into());
     };
-    let authority = settings.public_url(settings.server.addr.port())?;
-    let authority = authority.as_str().trim_end_matches('/');
     say!(out, "# ficus: environment for the Azure SDKs and MSAL. Use: eval \"$(ficus env)\"");
-    say!(out, "export AZURE_AUTHORITY_HOST={authority}");
-    say!(out, "export AZURE_TENANT_ID={}", chosen.id);
-    if settings.tls.mode == TlsMode::Dev {
-        let ca = absolute(&crate::tls::dev_ca_path(&settings.keys.dir));
-        say!(out, "# Trust the development CA. These replace the default trust store of the processes that read them.");
-        say!(out, "export REQUESTS_CA_BUNDLE={}   # Python requests (azure-identity, msal)", ca.display());
-        say!(
-            out,
-            "export SSL_CERT_FILE={}        # OpenSSL-based clients, Go, Rust (rustls-native-certs)",
-            ca.display()
-        );
-        say!(out, "export CURL_CA_BUNDLE={}       # curl", ca.display());
-        say!(out, "export NODE_EXTRA_CA_CERTS={}  # Node.js (added to its built-in roots)", ca.display());
+    for variable in &sdk_variables(settings, chosen.id)? {
+        if variable.name == "REQUESTS_CA_BUNDLE" {
+            say!(
+                out,
+                "# Trust the development CA. These replace the default trust store of the processes that read them."
+            );
+        }
+        match variable.read_by {
+            "" => say!(out, "export {}={}", variable.name, variable.value),
+            read_by => say!(out, "export {}={}   # {read_by}", variable.name, variable.value),
+        }
     }
     say!(out, "# MSAL-based credentials must not ask Microsoft's host to validate this authority:");
     say!(out, "#   Python azure-identity  ClientAssertionCredential(..., disable_instance_discovery=True)");
@@ -86,6 +82,38 @@ pub async fn print_env(settings: &Settings, tenant: Option<&str>, resource: Opti
     }
     emit(&out);
     Ok(())
+}
+
+/// An environment variable the SDKs read.
+pub(crate) struct SdkVariable {
+    pub name: &'static str,
+    pub value: String,
+    /// Which clients read it (empty: all of them).
+    pub read_by: &'static str,
+}
+
+/// What points the SDKs at this broker: the authority host and the tenant, then, on a development
+/// broker, the development CA for each family of clients.
+pub(crate) fn sdk_variables(
+    settings: &Settings,
+    tenant: crate::domain::tenant::TenantId,
+) -> Result<Vec<SdkVariable>, StartupError> {
+    let authority = settings.public_url(settings.server.addr.port())?;
+    let variable = |name, value, read_by| SdkVariable { name, value, read_by };
+    let mut all = vec![
+        variable("AZURE_AUTHORITY_HOST", authority.as_str().trim_end_matches('/').to_owned(), ""),
+        variable("AZURE_TENANT_ID", tenant.to_string(), ""),
+    ];
+    if settings.tls.mode == TlsMode::Dev {
+        let ca = absolute(&crate::tls::dev_ca_path(&settings.keys.dir)).display().to_string();
+        all.extend([
+            variable("REQUESTS_CA_BUNDLE", ca.clone(), "Python requests (azure-identity, msal)"),
+            variable("SSL_CERT_FILE", ca.clone(), "OpenSSL-based clients, Go, Rust (rustls-native-certs)"),
+            variable("CURL_CA_BUNDLE", ca.clone(), "curl"),
+            variable("NODE_EXTRA_CA_CERTS", ca, "Node.js (added to its built-in roots)"),
+        ]);
+    }
+    Ok(all)
 }
 
 async fn print_resource_env(

@@ -1,9 +1,9 @@
-//! The command line: `serve`, `keys list|rotate`, `env`, and the admin commands (`admin token`,
+//! The command line: `serve`, `keys list|rotate`, `env`, `sandbox`, and the admin commands (`admin token`,
 //! `app`, `fic`, `identity`, `resource`, `role`) that talk to a running broker's admin API.
 //! Parsing with clap; each command is a short function over settings.
 
 mod admin;
-mod env;
+pub(crate) mod env;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -101,6 +101,22 @@ pub enum Command {
         #[arg(long)]
         resource: Option<String>,
     },
+    /// Run COMMAND where IMDS is at its real address (169.254.169.254), in its own network
+    /// namespace, as a compute resource's workload
+    #[command(long_about = "Runs COMMAND in a new network namespace (in a user namespace unless run as root) whose \
+loopback interface carries 169.254.169.254. A broker on the same registry serves IMDS there on port 80, \
+as the compute resource --resource names, and the HTTPS API on localhost at server.addr's port. COMMAND gets \
+the variables of `ficus env` and none that would send the SDKs anywhere but IMDS. The broker stops when \
+COMMAND exits, and COMMAND's exit status is ficus's (2: a setting is wrong; 125: the sandbox could not be set up; 126: COMMAND \
+could not run; 127: COMMAND was not found). Needs the SQLite registry.")]
+    Sandbox {
+        /// The compute resource COMMAND's processes are (a name, or an ARM id)
+        #[arg(long, default_value = "vm-demo")]
+        resource: String,
+        /// The command and its arguments
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<std::ffi::OsString>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,10 +132,11 @@ pub enum KeysCommand {
     },
 }
 
-/// Runs a command; the error's exit code follows `StartupError::exit_code`.
-pub async fn run(command: Command, settings: Settings) -> Result<(), StartupError> {
+/// Runs a command and returns its exit status (COMMAND's for `sandbox`, else 0); the error's
+/// follows `StartupError::exit_code`.
+pub async fn run(command: Command, settings: Settings) -> Result<u8, StartupError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    match command {
+    let result = match command {
         Command::Serve => serve(settings, clock).await,
         Command::Keys { command: KeysCommand::List } => list_keys(&settings, clock.now()).await,
         Command::Keys { command: KeysCommand::Rotate { now } } => rotate_key(&settings, clock.now(), now).await,
@@ -136,7 +153,9 @@ pub async fn run(command: Command, settings: Settings) -> Result<(), StartupErro
             run_admin(&settings, &target, admin::AdminCall::Resource(command)).await
         }
         Command::Role { command, target } => run_admin(&settings, &target, admin::AdminCall::Role(command)).await,
-    }
+        Command::Sandbox { resource, command } => return crate::sandbox::run(settings, &resource, &command).await,
+    };
+    result.map(|()| 0)
 }
 
 /// Signs in as the tenant's admin client, makes the call and prints its answer.

@@ -366,6 +366,12 @@ impl DirectoryView {
         self.resources.get(id.key()).map(|r| &**r)
     }
 
+    /// Compute resources with this name, in any subscription and resource group (a scan: for
+    /// start-up and commands, not the token path).
+    pub fn resources_named(&self, name: &str) -> Vec<&ComputeResource> {
+        self.resources.values().filter(|r| r.id.name().eq_ignore_ascii_case(name)).map(|r| &**r).collect()
+    }
+
     /// The resource whose bound network most specifically contains `address` (longest prefix).
     pub fn resource_for_address(&self, address: IpAddr) -> Option<&ComputeResource> {
         let address = match address {

@@ -141,6 +141,9 @@ pub struct ManagedIdentityService {
     mint: Arc<TokenMint>,
     sign_ins: Arc<dyn SignInSink>,
     limits: Arc<dyn RateLimiter>,
+    /// The compute resource IMDS serves every caller as (`server.imds_resource`), instead of the
+    /// one bound to the caller's address.
+    imds_resource: Option<ResourceId>,
 }
 
 /// What one attempt produced, for the sign-in log.
@@ -160,15 +163,25 @@ impl ManagedIdentityService {
         sign_ins: Arc<dyn SignInSink>,
         limits: Arc<dyn RateLimiter>,
     ) -> Self {
-        Self { directory, discovery, clock, lifetime, mint, sign_ins, limits }
+        Self { directory, discovery, clock, lifetime, mint, sign_ins, limits, imds_resource: None }
     }
 
-    /// IMDS: the caller is the compute resource bound to `caller`'s address.
+    /// Serves every IMDS caller as `resource`, whatever its address (`ficus sandbox`).
+    pub fn serving_imds_as(mut self, resource: Option<ResourceId>) -> Self {
+        self.imds_resource = resource;
+        self
+    }
+
+    /// IMDS: the caller is the compute resource bound to `caller`'s address (or the one
+    /// `server.imds_resource` names).
     pub fn imds_token(&self, caller: Option<IpAddr>, request: ImdsRequest) -> Result<ManagedIdentityToken, MiError> {
         let started = Instant::now();
         let view = self.directory.view();
-        let mut attempt =
-            Attempt { compute: caller.and_then(|ip| view.resource_for_address(ip)), identity: None, cached: false };
+        let compute = match &self.imds_resource {
+            Some(id) => view.resource(id),
+            None => caller.and_then(|ip| view.resource_for_address(ip)),
+        };
+        let mut attempt = Attempt { compute, identity: None, cached: false };
         let result = (|| {
             self.limit_address(caller)?;
             if request.forwarded {
@@ -183,8 +196,9 @@ impl ManagedIdentityService {
                 Some(_) => {}
             }
             let resource = request.resource.as_deref().filter(|r| !r.is_empty()).ok_or(MiError::MissingResource)?;
-            let compute = attempt.compute.ok_or_else(|| {
-                MiError::UnboundAddress(caller.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()))
+            let compute = attempt.compute.ok_or_else(|| match &self.imds_resource {
+                Some(_) => MiError::IdentityNotFound,
+                None => MiError::UnboundAddress(caller.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())),
             })?;
             self.issue(&view, compute, &request.selection, resource, &mut attempt)
         })();

@@ -210,6 +210,20 @@ async fn the_callers_address_picks_the_resource_and_an_unbound_address_gets_no_i
     );
 }
 
+#[tokio::test]
+async fn imds_serves_every_caller_as_the_resource_server_imds_resource_names_whatever_its_address() {
+    let world = world_without_addresses();
+    for named in ["vm-demo", &format!("{ARM_RG}/Microsoft.Compute/virtualMachines/vm-demo")] {
+        let config = format!("[world]\nfile = \"{}\"\n[server]\nimds_resource = \"{named}\"", world.display());
+        let app = TestApp::spawn_with(&config).await;
+        let vm = vm_demo(&Admin::new(&app).await).await;
+        let (status, body) = app.mi_get(IMDS, &[META]).await;
+        assert_eq!(status, 200, "{named}: {body}");
+        let claims = verified_claims(&app, body["access_token"].as_str().unwrap(), "api://vault").await;
+        assert_eq!(claims["oid"], vm["identity"]["principalId"], "{named}");
+    }
+}
+
 /// The demo world with no addresses bound to vm-demo.
 fn world_without_addresses() -> std::path::PathBuf {
     let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo-world.toml")).unwrap();

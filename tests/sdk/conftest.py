@@ -24,8 +24,12 @@ def free_port() -> int:
 
 
 class Broker:
-    def __init__(self, directory: Path, api: int, mi: int):
+    def __init__(self, directory: Path, api: int, mi: int, binary: str, env: dict):
         self.dir = directory
+        # The binary and the environment the broker was started with: another ficus command given
+        # them uses the same registry.
+        self.binary = binary
+        self.env = env
         self.base = f"https://localhost:{api}"
         self.mi = f"http://127.0.0.1:{mi}"
         self.ca = str(directory / "keys" / "dev-ca.pem")
@@ -78,7 +82,7 @@ def broker():
             "FICUS_LOG__LEVEL": "warn",
         }
         process = subprocess.Popen([binary, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        broker = Broker(directory, api, mi)
+        broker = Broker(directory, api, mi, binary, env)
         deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
