@@ -38,6 +38,8 @@ pub struct Settings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitSettings {
+    /// "ficus" (high throughput) or "azure" (Azure's documented per-VM limits on top).
+    pub profile: String,
     pub application: String,
     pub application_burst: u32,
     pub identity: String,
@@ -48,8 +50,10 @@ pub struct RateLimitSettings {
 }
 
 impl RateLimitSettings {
-    /// (rate, burst) for applications, identities and addresses, validated.
-    pub fn limits(&self) -> Result<[(crate::rate_limit::Rate, std::num::NonZeroU32); 3], ConfigError> {
+    /// What each scope allows, validated; the profile adds Azure's per-VM limits.
+    pub fn limits(&self) -> Result<crate::rate_limit::Limits, ConfigError> {
+        use crate::rate_limit::Rate;
+        use std::num::NonZeroU32;
         let one = |name: &str, rate: &str, burst: u32| {
             let rate =
                 crate::rate_limit::Rate::parse(rate).map_err(|e| ConfigError::new(format!("rate_limits.{name}"), e))?;
@@ -57,11 +61,30 @@ impl RateLimitSettings {
                 .ok_or_else(|| ConfigError::new(format!("rate_limits.{name}_burst"), "must be at least 1"))?;
             Ok::<_, ConfigError>((rate, burst))
         };
-        Ok([
-            one("application", &self.application, self.application_burst)?,
-            one("identity", &self.identity, self.identity_burst)?,
-            one("address", &self.address, self.address_burst)?,
-        ])
+        // Azure's managed-identity endpoint: 20 requests per second and 5 concurrent requests per
+        // VM (docs/guide.md cites the documentation).
+        let (compute, compute_in_flight) = match self.profile.as_str() {
+            "ficus" => ((Rate::Off, NonZeroU32::MIN), None),
+            "azure" => {
+                let twenty = NonZeroU32::new(20).unwrap_or(NonZeroU32::MIN);
+                ((Rate::PerSecond(twenty), twenty), NonZeroU32::new(5))
+            }
+            other => {
+                return Err(ConfigError::new(
+                    "rate_limits.profile",
+                    format!("'{other}' is not a profile: use \"ficus\" or \"azure\""),
+                ));
+            }
+        };
+        Ok(crate::rate_limit::Limits {
+            rates: [
+                one("application", &self.application, self.application_burst)?,
+                one("identity", &self.identity, self.identity_burst)?,
+                compute,
+                one("address", &self.address, self.address_burst)?,
+            ],
+            compute_in_flight,
+        })
     }
 }
 
@@ -120,6 +143,9 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// The compute resource IMDS serves every caller as (name or ARM id); empty: by address.
     pub imds_resource: String,
+    /// The deprecated VM extension endpoint's listener (`localhost:50342`); empty: off.
+    #[serde(deserialize_with = "empty_as_none_address")]
+    pub vm_extension_addr: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -557,6 +583,19 @@ where
     Ok((!raw.trim().is_empty()).then(|| T::from(raw)))
 }
 
+fn empty_as_none_address<'de, D>(deserializer: D) -> Result<Option<SocketAddr>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let raw = String::deserialize(deserializer)?;
+    match raw.trim() {
+        "" => Ok(None),
+        address => address.parse().map(Some).map_err(|_| {
+            serde::de::Error::custom(format!("'{address}' is not an address and port such as 127.0.0.1:50342"))
+        }),
+    }
+}
+
 /// Reads a world file (see `config/demo-world.toml` for its shape).
 pub fn load_world(path: &Path) -> Result<crate::service::world::World, ConfigError> {
     let setting = "world.file";
@@ -626,6 +665,26 @@ mod tests {
     fn plain_http_mode_needs_a_public_url() {
         let err = with("[tls]\nmode = \"off\"").unwrap_err();
         assert_eq!(err.setting, "server.public_url");
+    }
+
+    #[test]
+    fn the_azure_profile_adds_azures_per_vm_limits_and_an_unknown_profile_is_refused() {
+        let ficus = with("").unwrap().rate_limits.limits().unwrap();
+        assert_eq!((ficus.rates[2].0, ficus.compute_in_flight), (crate::rate_limit::Rate::Off, None));
+        let azure = with("[rate_limits]\nprofile = \"azure\"").unwrap().rate_limits.limits().unwrap();
+        assert_eq!(azure.rates[2].0.to_string(), "20/s");
+        assert_eq!(azure.compute_in_flight.map(std::num::NonZeroU32::get), Some(5));
+        let wrong = with("[rate_limits]\nprofile = \"aws\"").unwrap_err();
+        assert_eq!(wrong.setting, "rate_limits.profile");
+    }
+
+    #[test]
+    fn the_deprecated_vm_extension_endpoint_is_off_unless_given_an_address() {
+        assert_eq!(with("").unwrap().server.vm_extension_addr, None);
+        let on = with("[server]\nvm_extension_addr = \"127.0.0.1:50342\"").unwrap();
+        assert_eq!(on.server.vm_extension_addr, Some(SocketAddr::from(([127, 0, 0, 1], 50342))));
+        let wrong = with("[server]\nvm_extension_addr = \"localhost\"").unwrap_err();
+        assert!(wrong.problem.contains("'localhost' is not an address and port"), "{}", wrong.problem);
     }
 
     #[test]

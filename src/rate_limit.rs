@@ -1,5 +1,7 @@
-//! Token-path rate limits (governor token buckets) per application, per managed identity and per
-//! source address. Each scope keeps at most `rate_limits.max_tracked_keys` buckets (moka, least
+//! Token-path rate limits (governor token buckets) per application, per managed identity, per
+//! compute resource and per source address, and a limit on a compute resource's requests in
+//! flight (`rate_limits.profile = "azure"`: Azure's 20 requests per second and 5 concurrent
+//! requests per VM). Each scope keeps at most `rate_limits.max_tracked_keys` buckets (moka, least
 //! recently used forgotten first), so spraying millions of addresses cannot grow memory without
 //! bound; a forgotten key starts again with a full bucket.
 //!
@@ -11,8 +13,9 @@
 //! balancer spreading the load sees the configured limit in total. Buckets are rebuilt when N
 //! changes.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use governor::clock::{Clock as _, DefaultClock};
@@ -21,7 +24,18 @@ use prometheus::{IntCounterVec, Opts, Registry};
 
 use crate::cluster::LiveReplicas;
 pub use crate::domain::rate_limit::Rate;
-use crate::domain::rate_limit::{LimitScope, RateLimiter};
+use crate::domain::rate_limit::{InFlight, LimitScope, RateLimiter};
+
+/// What is limited: (rate, burst) per scope, in `LimitScope` order (applications, identities,
+/// compute resources, addresses), and how many requests a compute resource may have in flight.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub rates: [(Rate, NonZeroU32); 4],
+    pub compute_in_flight: Option<NonZeroU32>,
+}
+
+/// How long a request refused for too many in flight is told to wait.
+const IN_FLIGHT_RETRY: Duration = Duration::from_secs(1);
 
 /// This replica's share of `rate` with `burst` when `replicas` share it; `None` when off.
 fn quota(rate: Rate, burst: NonZeroU32, replicas: NonZeroU32) -> Option<Quota> {
@@ -51,7 +65,10 @@ struct Scope {
 }
 
 pub struct TokenRateLimits {
-    scopes: [Scope; 3],
+    scopes: [Scope; 4],
+    /// Requests in flight per compute resource, and the cluster-wide limit on them.
+    in_flight: Arc<Mutex<HashMap<String, u32>>>,
+    max_in_flight: Option<NonZeroU32>,
     replicas: Arc<LiveReplicas>,
     limited: IntCounterVec,
     clock: DefaultClock,
@@ -61,15 +78,15 @@ fn index(scope: LimitScope) -> usize {
     match scope {
         LimitScope::Application => 0,
         LimitScope::Identity => 1,
-        LimitScope::Address => 2,
+        LimitScope::ComputeResource => 2,
+        LimitScope::Address => 3,
     }
 }
 
 impl TokenRateLimits {
-    /// `limits`: (rate, burst) for applications, identities, addresses, for the whole cluster;
-    /// `replicas`: how many replicas share them.
+    /// `limits`: the whole cluster's; `replicas`: how many replicas share them.
     pub fn new(
-        limits: [(Rate, NonZeroU32); 3],
+        limits: Limits,
         max_keys: u64,
         replicas: Arc<LiveReplicas>,
         metrics: &Registry,
@@ -79,12 +96,19 @@ impl TokenRateLimits {
             &["scope"],
         )?;
         metrics.register(Box::new(limited.clone()))?;
-        let scopes = limits.map(|(rate, burst)| Scope {
+        let scopes = limits.rates.map(|(rate, burst)| Scope {
             rate,
             burst,
             buckets: moka::sync::Cache::builder().max_capacity(max_keys).build(),
         });
-        Ok(Self { scopes, replicas, limited, clock: DefaultClock::default() })
+        Ok(Self {
+            scopes,
+            in_flight: Arc::default(),
+            max_in_flight: limits.compute_in_flight,
+            replicas,
+            limited,
+            clock: DefaultClock::default(),
+        })
     }
 
     /// Buckets currently tracked in `scope` (after pending evictions).
@@ -123,6 +147,42 @@ impl RateLimiter for TokenRateLimits {
             not_until.wait_time_from(self.clock.now())
         })
     }
+
+    fn enter(&self, scope: LimitScope, key: &str) -> Result<InFlight, Duration> {
+        let (LimitScope::ComputeResource, Some(max)) = (scope, self.max_in_flight) else {
+            return Ok(InFlight::uncounted());
+        };
+        // This replica's share, as for rates (never below one).
+        let share = max.get().div_ceil(self.replicas.get().max(1));
+        let mut counts = self.in_flight.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = counts.entry(key.to_owned()).or_insert(0);
+        if *count >= share {
+            drop(counts);
+            self.limited.with_label_values(&["compute_resource_in_flight"]).inc();
+            return Err(IN_FLIGHT_RETRY);
+        }
+        *count += 1;
+        Ok(InFlight::counted(Leaves { counts: Arc::clone(&self.in_flight), key: key.to_owned() }))
+    }
+}
+
+/// Ends a request's count in flight when dropped; a key with none in flight is forgotten, so the
+/// map holds only what is in flight.
+struct Leaves {
+    counts: Arc<Mutex<HashMap<String, u32>>>,
+    key: String,
+}
+
+impl Drop for Leaves {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -131,6 +191,29 @@ mod tests {
 
     fn nz(n: u32) -> NonZeroU32 {
         NonZeroU32::new(n).unwrap()
+    }
+
+    /// Applications, identities and addresses as given; compute resources unlimited.
+    fn rates([application, identity, address]: [(Rate, NonZeroU32); 3]) -> Limits {
+        Limits { rates: [application, identity, (Rate::Off, nz(1)), address], compute_in_flight: None }
+    }
+
+    #[test]
+    fn a_compute_resource_may_have_only_so_many_requests_in_flight_and_each_that_ends_frees_a_place() {
+        let limits = Limits { compute_in_flight: Some(nz(5)), ..rates([(Rate::Off, nz(1)); 3]) };
+        let replicas = Arc::new(LiveReplicas::alone());
+        let limiter = TokenRateLimits::new(limits, 100, replicas.clone(), &Registry::new()).unwrap();
+        let held: Vec<InFlight> = (0..5).map(|_| limiter.enter(LimitScope::ComputeResource, "vm").unwrap()).collect();
+        assert!(held.iter().all(InFlight::is_counted));
+        assert_eq!(limiter.enter(LimitScope::ComputeResource, "vm").err(), Some(IN_FLIGHT_RETRY), "the sixth waits");
+        assert!(limiter.enter(LimitScope::ComputeResource, "other-vm").is_ok(), "per resource");
+        assert!(!limiter.enter(LimitScope::Identity, "vm").unwrap().is_counted(), "other scopes are not counted");
+        drop(held);
+        assert!(limiter.in_flight.lock().unwrap().is_empty(), "nothing in flight is remembered");
+        replicas.set(2);
+        let share: Vec<_> = (0..4).map(|_| limiter.enter(LimitScope::ComputeResource, "vm")).collect();
+        let admitted: Vec<bool> = share.iter().map(Result::is_ok).collect();
+        assert_eq!(admitted, [true, true, true, false], "two replicas: 3 each (5 / 2, rounded up)");
     }
 
     #[test]
@@ -144,7 +227,7 @@ mod tests {
 
     #[test]
     fn a_key_past_its_burst_is_told_when_to_retry_and_others_are_not_affected() {
-        let limits = [(Rate::PerHour(nz(1)), nz(2)), (Rate::Off, nz(1)), (Rate::Off, nz(1))];
+        let limits = rates([(Rate::PerHour(nz(1)), nz(2)), (Rate::Off, nz(1)), (Rate::Off, nz(1))]);
         let limiter = TokenRateLimits::new(limits, 100, Arc::new(LiveReplicas::alone()), &Registry::new()).unwrap();
         assert!(limiter.check(LimitScope::Application, "a", None).is_ok());
         assert!(limiter.check(LimitScope::Application, "a", None).is_ok());
@@ -156,7 +239,7 @@ mod tests {
 
     #[test]
     fn a_key_with_its_own_rate_gets_its_own_bucket_rebuilt_when_the_rate_changes() {
-        let limits = [(Rate::PerHour(nz(1000)), nz(1000)), (Rate::Off, nz(1)), (Rate::Off, nz(1))];
+        let limits = rates([(Rate::PerHour(nz(1000)), nz(1000)), (Rate::Off, nz(1)), (Rate::Off, nz(1))]);
         let limiter = TokenRateLimits::new(limits, 100, Arc::new(LiveReplicas::alone()), &Registry::new()).unwrap();
         let own = Some(Rate::PerHour(nz(2)));
         assert!(limiter.check(LimitScope::Application, "a", own).is_ok());
@@ -179,7 +262,7 @@ mod tests {
 
     #[test]
     fn a_cluster_wide_limit_is_divided_between_the_live_replicas_and_rebuilt_when_their_number_changes() {
-        let limits = [(Rate::PerHour(nz(6)), nz(6)), (Rate::Off, nz(1)), (Rate::Off, nz(1))];
+        let limits = rates([(Rate::PerHour(nz(6)), nz(6)), (Rate::Off, nz(1)), (Rate::Off, nz(1))]);
         let replicas = Arc::new(LiveReplicas::alone());
         replicas.set(3);
         let limiter = TokenRateLimits::new(limits, 100, replicas.clone(), &Registry::new()).unwrap();
@@ -191,7 +274,7 @@ mod tests {
 
     #[test]
     fn spraying_many_keys_keeps_memory_bounded() {
-        let limits = [(Rate::Off, nz(1)), (Rate::Off, nz(1)), (Rate::PerSecond(nz(10)), nz(10))];
+        let limits = rates([(Rate::Off, nz(1)), (Rate::Off, nz(1)), (Rate::PerSecond(nz(10)), nz(10))]);
         let limiter = TokenRateLimits::new(limits, 1_000, Arc::new(LiveReplicas::alone()), &Registry::new()).unwrap();
         for i in 0..100_000u32 {
             let address = std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string();

@@ -80,6 +80,8 @@ pub struct Application {
     settings: Settings,
     api_listener: TcpListener,
     mi_listener: TcpListener,
+    /// The deprecated VM extension endpoint's, when `server.vm_extension_addr` is set.
+    vm_extension_listener: Option<TcpListener>,
     public_url: Url,
     tls: Option<(TlsFiles, RustlsConfig)>,
     keys: KeyRingHandle,
@@ -112,6 +114,8 @@ impl Application {
     ) -> Result<Self, StartupError> {
         let api_listener = bind("server.addr", settings.server.addr)?;
         let mi_listener = bind("server.mi_addr", settings.server.mi_addr)?;
+        let vm_extension_listener =
+            settings.server.vm_extension_addr.map(|addr| bind("server.vm_extension_addr", addr)).transpose()?;
         let public_url = settings.public_url(api_listener.local_addr()?.port())?;
 
         let storage = Storage::open(&settings).await?;
@@ -276,6 +280,7 @@ impl Application {
             settings,
             api_listener,
             mi_listener,
+            vm_extension_listener,
             public_url,
             tls,
             keys,
@@ -294,6 +299,11 @@ impl Application {
 
     pub fn mi_addr(&self) -> SocketAddr {
         self.mi_listener.local_addr().unwrap_or(self.settings.server.mi_addr)
+    }
+
+    /// Where the deprecated VM extension endpoint listens, when it is on.
+    pub fn vm_extension_addr(&self) -> Option<SocketAddr> {
+        self.vm_extension_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The external base URL (issuers and endpoints are built from it).
@@ -367,6 +377,17 @@ impl Application {
                 tokio::spawn(server.serve(api_app))
             }
         };
+        let extension_handle: Handle<SocketAddr> = Handle::new();
+        let extension_server = match self.vm_extension_listener {
+            Some(listener) => {
+                let app = http::vm_extension_router(self.state.clone(), max_body)
+                    .into_make_service_with_connect_info::<SocketAddr>();
+                let server =
+                    axum_server::from_tcp(listener)?.acceptor(proxied.clone()).handle(extension_handle.clone());
+                Some(tokio::spawn(server.serve(app)))
+            }
+            None => None,
+        };
         let mi_server = axum_server::from_tcp(self.mi_listener)?.acceptor(proxied).handle(mi_handle.clone());
         let mi_server = tokio::spawn(mi_server.serve(mi_app));
         let poller = tokio::spawn(self.reloader.clone().poll_keys(self.settings.keys.reload_interval));
@@ -389,9 +410,14 @@ impl Application {
         tracing::info!(grace = ?grace, "shutting down: finishing in-flight requests");
         api_handle.graceful_shutdown(Some(grace));
         mi_handle.graceful_shutdown(Some(grace));
+        extension_handle.graceful_shutdown(Some(grace));
         poller.abort();
         follower.abort();
         let joined = tokio::join!(api_server, mi_server);
+        let extension = match extension_server {
+            Some(server) => server.await,
+            None => Ok(Ok(())),
+        };
         heartbeat.abort();
         self.membership.leave().await;
         // The routers held the last sign-in sinks; with the state dropped too, the writer drains
@@ -401,7 +427,7 @@ impl Application {
             tracing::warn!("the sign-in log writer did not finish within the shutdown grace period");
         }
         self.registry.close().await;
-        for result in [joined.0, joined.1] {
+        for result in [joined.0, joined.1, extension] {
             result.map_err(|e| StartupError::Serve(std::io::Error::other(e)))??;
         }
         tracing::info!("stopped");

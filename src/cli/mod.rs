@@ -214,6 +214,9 @@ fn banner(app: &Application) -> String {
         format!("  HTTPS API         {base}   (listening on {})", app.api_addr()),
         format!("  managed identity  http://{}", app.mi_addr()),
     ];
+    if let Some(extension) = app.vm_extension_addr() {
+        lines.push(format!("  VM extension      http://{extension}/oauth2/token   (deprecated in Azure; use IMDS)"));
+    }
     if let Ok(endpoints) = app.discovery().tenant_endpoints("demo") {
         lines.push(format!("  demo issuer       {}", endpoints.issuer));
         lines.push(format!("  discovery         {base}/demo/v2.0/.well-known/openid-configuration"));

@@ -1,5 +1,6 @@
-//! The rate-limit port: token requests are counted per application, per managed identity and per
-//! source address; past a limit the caller is told how long to wait.
+//! The rate-limit port: token requests are counted per application, per managed identity, per
+//! compute resource (the VM calling IMDS) and per source address; past a limit the caller is told
+//! how long to wait. Requests in flight may be limited too (Azure's concurrent requests per VM).
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -8,6 +9,8 @@ use std::time::Duration;
 pub enum LimitScope {
     Application,
     Identity,
+    /// The compute resource calling a managed-identity endpoint (Azure's per-VM limits).
+    ComputeResource,
     Address,
 }
 
@@ -16,6 +19,7 @@ impl LimitScope {
         match self {
             Self::Application => "application",
             Self::Identity => "identity",
+            Self::ComputeResource => "compute_resource",
             Self::Address => "address",
         }
     }
@@ -25,6 +29,29 @@ pub trait RateLimiter: Send + Sync {
     /// `Err(wait)` when `key` is over its limit in `scope`: the scope's configured limit, or
     /// `own` when the key has its own (an application's override in the registry).
     fn check(&self, scope: LimitScope, key: &str, own: Option<Rate>) -> Result<(), Duration>;
+
+    /// Counts a request of `key` in flight in `scope` until the returned guard drops. `Err(wait)`
+    /// when the scope's limit on requests in flight is reached.
+    fn enter(&self, scope: LimitScope, key: &str) -> Result<InFlight, Duration>;
+}
+
+/// A request counted in flight; dropping it ends the count.
+pub struct InFlight(Option<Box<dyn Send + Sync>>);
+
+impl InFlight {
+    /// Counted by `guard`, whose drop ends the count.
+    pub fn counted(guard: impl Send + Sync + 'static) -> Self {
+        Self(Some(Box::new(guard)))
+    }
+
+    /// Not counted: the scope has no limit on requests in flight.
+    pub fn uncounted() -> Self {
+        Self(None)
+    }
+
+    pub fn is_counted(&self) -> bool {
+        self.0.is_some()
+    }
 }
 
 /// A rate as configured: `"100/s"`, `"30/min"`, `"500/h"`, or `"off"`.

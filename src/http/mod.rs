@@ -47,6 +47,14 @@ pub fn mi_router(state: AppState, max_body_bytes: usize) -> Router {
     finish(routes, state, max_body_bytes)
 }
 
+/// The deprecated managed-identity VM extension (`server.vm_extension_addr`).
+pub fn vm_extension_router(state: AppState, max_body_bytes: usize) -> Router {
+    let routes = Router::new()
+        .route("/healthz", get(routes::health::check_liveness))
+        .route("/oauth2/token", get(routes::managed_identity::issue_vm_extension_token));
+    finish(routes, state, max_body_bytes)
+}
+
 fn finish(routes: Router<AppState>, state: AppState, max_body_bytes: usize) -> Router {
     routes
         .fallback(error::no_route)

@@ -175,6 +175,25 @@ impl ManagedIdentityService {
     /// IMDS: the caller is the compute resource bound to `caller`'s address (or the one
     /// `server.imds_resource` names).
     pub fn imds_token(&self, caller: Option<IpAddr>, request: ImdsRequest) -> Result<ManagedIdentityToken, MiError> {
+        self.by_address(caller, request, true)
+    }
+
+    /// The deprecated VM extension endpoint: IMDS's rules and its way of finding the caller,
+    /// without an api-version.
+    pub fn vm_extension_token(
+        &self,
+        caller: Option<IpAddr>,
+        request: ImdsRequest,
+    ) -> Result<ManagedIdentityToken, MiError> {
+        self.by_address(caller, request, false)
+    }
+
+    fn by_address(
+        &self,
+        caller: Option<IpAddr>,
+        request: ImdsRequest,
+        versioned: bool,
+    ) -> Result<ManagedIdentityToken, MiError> {
         let started = Instant::now();
         let view = self.directory.view();
         let compute = match &self.imds_resource {
@@ -191,6 +210,7 @@ impl ManagedIdentityService {
                 return Err(MiError::MissingMetadataHeader);
             }
             match request.api_version.as_deref() {
+                _ if !versioned => {}
                 None => return Err(MiError::MissingApiVersion),
                 Some(v) if !IMDS_API_VERSIONS.contains(&v) => return Err(MiError::UnsupportedApiVersion(truncate(v))),
                 Some(_) => {}
@@ -247,6 +267,10 @@ impl ManagedIdentityService {
         resource: &str,
         attempt: &mut Attempt<'_>,
     ) -> Result<ManagedIdentityToken, MiError> {
+        // Per compute resource: off unless `rate_limits.profile = "azure"` (Azure's per-VM limits).
+        self.limits.check(LimitScope::ComputeResource, compute.id.key(), None).map_err(MiError::Throttled)?;
+        let _in_flight =
+            self.limits.enter(LimitScope::ComputeResource, compute.id.key()).map_err(MiError::Throttled)?;
         let identity = select_identity(view, compute, selection)?;
         attempt.identity = Some(identity.clone());
         self.limits

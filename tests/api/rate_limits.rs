@@ -80,3 +80,35 @@ async fn a_source_address_over_its_limit_is_refused_on_both_listeners_and_others
     let response = elsewhere.get(format!("{}{IMDS}", app.mi_base)).header("Metadata", "true").send().await.unwrap();
     assert_eq!(response.status(), 200, "127.0.0.3 has its own bucket (and is vm-demo's too)");
 }
+
+#[tokio::test]
+async fn the_azure_profile_answers_a_burst_over_twenty_a_second_per_vm_with_imds_429s() {
+    let azure = TestApp::spawn_with("[rate_limits]\nprofile = \"azure\"").await;
+    let started = std::time::Instant::now();
+    let burst = futures::future::join_all(
+        (0..40).map(|_| azure.client.get(format!("{}{IMDS}", azure.mi_base)).header("Metadata", "true").send()),
+    )
+    .await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let responses: Vec<reqwest::Response> = burst.into_iter().map(Result::unwrap).collect();
+    let ok = responses.iter().filter(|r| r.status() == 200).count();
+    // Azure: 20 requests per second per VM. The bucket starts full (20) and refills one every 50 ms.
+    let most = 20 + (elapsed * 20.0).ceil() as usize;
+    assert!((20..=most).contains(&ok), "{ok} of 40 admitted in {elapsed:.3} s; at most {most} may be");
+    let throttled: Vec<&reqwest::Response> = responses.iter().filter(|r| r.status() != 200).collect();
+    assert_eq!(throttled.len(), 40 - ok);
+    for response in &throttled {
+        assert_eq!(response.status(), 429);
+        let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=2).contains(&retry_after), "a token comes back within 50 ms: {retry_after}");
+    }
+    let body: serde_json::Value = responses.into_iter().find(|r| r.status() == 429).unwrap().json().await.unwrap();
+    assert_eq!(body["error"], "too_many_requests", "IMDS's shape: {body}");
+    let limited = azure.metric(r#"ficus_rate_limited_total{scope="compute_resource"}"#).await;
+    assert_eq!(limited as usize, 40 - ok);
+
+    // The default profile has no per-VM limit: the same burst passes.
+    let ficus = TestApp::spawn().await;
+    let burst = futures::future::join_all((0..40).map(|_| ficus.mi_get(IMDS, &[("Metadata", "true")]))).await;
+    assert!(burst.iter().all(|(status, _)| *status == 200));
+}

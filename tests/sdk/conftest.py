@@ -24,8 +24,9 @@ def free_port() -> int:
 
 
 class Broker:
-    def __init__(self, directory: Path, api: int, mi: int, binary: str, env: dict):
+    def __init__(self, directory: Path, api: int, mi: int, vm_extension: int, binary: str, env: dict):
         self.dir = directory
+        self.vm_extension = f"http://127.0.0.1:{vm_extension}"  # the deprecated VM extension endpoint
         # The binary and the environment the broker was started with: another ficus command given
         # them uses the same registry.
         self.binary = binary
@@ -71,18 +72,19 @@ def broker():
     binary = os.environ.get("FICUS_BIN", str(ROOT / "target" / "debug" / "ficus"))
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        api, mi = free_port(), free_port()
+        api, mi, vm_extension = free_port(), free_port(), free_port()
         env = {
             "PATH": os.environ.get("PATH", ""),
             "FICUS_SERVER__ADDR": f"127.0.0.1:{api}",
             "FICUS_SERVER__MI_ADDR": f"127.0.0.1:{mi}",
+            "FICUS_SERVER__VM_EXTENSION_ADDR": f"127.0.0.1:{vm_extension}",
             "FICUS_KEYS__DIR": str(directory / "keys"),
             "FICUS_STORAGE__DATA_DIR": str(directory / "data"),
             "FICUS_WORLD__FILE": str(ROOT / "config" / "demo-world.toml"),
             "FICUS_LOG__LEVEL": "warn",
         }
         process = subprocess.Popen([binary, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        broker = Broker(directory, api, mi, binary, env)
+        broker = Broker(directory, api, mi, vm_extension, binary, env)
         deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:

@@ -94,3 +94,37 @@ def test_msal_managed_identity_client_through_imds(broker, clean_identity_env):
     assert "access_token" in result, result
     claims = validated_claims(broker, result["access_token"], "api://vault")
     assert claims["oid"] == vm["identity"]["principalId"]
+
+
+def curl_json(*args: str) -> tuple[int, dict]:
+    """curl, as the deprecated extension's documentation calls it: the status and the JSON body."""
+    import json
+    import subprocess
+
+    run = subprocess.run(["curl", "-s", "-w", "\n%{http_code}", *args], capture_output=True, text=True, check=True)
+    body, status = run.stdout.rsplit("\n", 1)
+    return int(status), json.loads(body)
+
+
+def test_the_deprecated_vm_extension_endpoint_answers_curl_as_the_extension_did(broker):
+    vm = broker.admin("GET", ARM_RG + "/Microsoft.Compute/virtualMachines/vm-demo")
+    url = broker.vm_extension + "/oauth2/token?resource=api://vault"
+
+    status, body = curl_json("-H", "Metadata: true", url)
+
+    assert status == 200, body
+    assert sorted(body) == sorted(
+        ["access_token", "refresh_token", "expires_in", "expires_on", "not_before", "resource", "token_type"]
+    ), "the extension's fields, not IMDS's (no client_id, no ext_expires_in)"
+    assert (body["resource"], body["token_type"], body["refresh_token"]) == ("api://vault", "Bearer", "")
+    assert all(body[f].isdigit() for f in ("expires_in", "expires_on", "not_before")), "numbers as strings"
+    claims = validated_claims(broker, body["access_token"], "api://vault")
+    assert claims["oid"] == vm["identity"]["principalId"]
+    assert claims["xms_mirid"] == mirid(vm["id"])
+
+    status, body = curl_json(url)
+    assert (status, body["error"]) == (400, "bad_request_102"), body
+    assert body["error_description"] == "Required metadata header not specified"
+    status, body = curl_json("-H", "Metadata: true", broker.vm_extension + "/oauth2/token?resource=api://nowhere")
+    assert (status, body["error"]) == (400, "invalid_resource"), body
+    assert body["error_description"].startswith("AADSTS50001: "), body

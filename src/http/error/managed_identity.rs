@@ -14,6 +14,8 @@ use crate::service::managed_identity::{IMDS_API_VERSIONS, MiError};
 pub enum MiEndpoint {
     Imds,
     AppService,
+    /// The deprecated VM extension (`localhost:50342/oauth2/token`).
+    VmExtension,
 }
 
 fn status_and_code(e: &MiError) -> (StatusCode, &'static str) {
@@ -54,10 +56,16 @@ pub fn render(endpoint: MiEndpoint, e: &MiError) -> Response {
         (MiEndpoint::AppService, MiError::UnsupportedApiVersion(_) | MiError::MissingApiVersion) => {
             format!("{e}; use api-version=2019-08-01")
         }
+        // The extension's documented code for an unknown resource.
+        (MiEndpoint::VmExtension, MiError::UnknownResource { .. }) => format!("AADSTS50001: {e}"),
         _ => message(e),
     };
+    let code = match (endpoint, e) {
+        (MiEndpoint::VmExtension, MiError::MissingMetadataHeader) => "bad_request_102",
+        _ => code,
+    };
     let mut response = match endpoint {
-        MiEndpoint::Imds => {
+        MiEndpoint::Imds | MiEndpoint::VmExtension => {
             (status, Json(serde_json::json!({ "error": code, "error_description": message }))).into_response()
         }
         MiEndpoint::AppService => {

@@ -1,5 +1,6 @@
 //! The managed-identity listener: IMDS (`/metadata/identity/oauth2/token`, with or without the
-//! trailing slash msal-node sends) and App Service (`/msi/token`), answering as Azure does.
+//! trailing slash msal-node sends) and App Service (`/msi/token`), answering as Azure does; and
+//! the deprecated VM extension's `/oauth2/token` on a listener of its own.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -69,14 +70,9 @@ impl From<ManagedIdentityToken> for ImdsTokenResponse {
     }
 }
 
-pub async fn issue_imds_token(
-    State(service): State<Arc<ManagedIdentityService>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Result<impl IntoResponse, ApiError> {
-    let pairs = query_pairs(query.as_deref());
-    let request = ImdsRequest {
+fn imds_request(headers: &HeaderMap, query: Option<&str>) -> ImdsRequest {
+    let pairs = query_pairs(query);
+    ImdsRequest {
         metadata_header: headers
             .get("metadata")
             .and_then(|v| v.to_str().ok())
@@ -85,10 +81,52 @@ pub async fn issue_imds_token(
         api_version: get(&pairs, "api-version"),
         resource: get(&pairs, "resource"),
         selection: selection(&pairs),
-    };
+    }
+}
+
+pub async fn issue_imds_token(
+    State(service): State<Arc<ManagedIdentityService>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<impl IntoResponse, ApiError> {
+    let request = imds_request(&headers, query.as_deref());
     let token =
         service.imds_token(Some(peer.ip()), request).map_err(|e| ApiError::ManagedIdentity(MiEndpoint::Imds, e))?;
     Ok(Json(ImdsTokenResponse::from(token)))
+}
+
+/// The VM extension's success body: IMDS's without `client_id` and `ext_expires_in`.
+#[derive(Debug, Serialize)]
+pub struct VmExtensionTokenResponse {
+    access_token: String,
+    refresh_token: &'static str,
+    expires_in: String,
+    expires_on: String,
+    not_before: String,
+    resource: String,
+    token_type: &'static str,
+}
+
+pub async fn issue_vm_extension_token(
+    State(service): State<Arc<ManagedIdentityService>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<impl IntoResponse, ApiError> {
+    let request = imds_request(&headers, query.as_deref());
+    let token = service
+        .vm_extension_token(Some(peer.ip()), request)
+        .map_err(|e| ApiError::ManagedIdentity(MiEndpoint::VmExtension, e))?;
+    Ok(Json(VmExtensionTokenResponse {
+        access_token: token.access_token.expose().to_owned(),
+        refresh_token: "",
+        expires_in: token.expires_in.to_string(),
+        expires_on: token.expires_on.to_string(),
+        not_before: token.not_before.to_string(),
+        resource: token.resource,
+        token_type: "Bearer",
+    }))
 }
 
 /// App Service's success body.
