@@ -30,6 +30,7 @@ use crate::service::admin::bootstrap::MANAGEMENT_API;
 use crate::service::admin::{AdminService, Caller};
 use crate::service::admin_auth::AdminAuthenticator;
 use crate::service::assertion_check::{AssertionChecker, AssertionPolicy};
+use crate::service::faults::FaultService;
 use crate::service::health::HealthService;
 use crate::service::managed_identity::ManagedIdentityService;
 use crate::service::mint::TokenMint;
@@ -252,11 +253,13 @@ impl Application {
                 clock.clone(),
                 settings.tokens.lifetime,
                 mint,
-                sign_ins,
+                sign_ins.clone(),
                 limits,
             )
             .disclosing_mismatches(settings.explain_mismatches_in_response()),
         );
+        let faults = Arc::new(FaultService::new(registry.clone(), clock.clone(), sign_ins));
+        faults.refresh().await.map_err(storage_error)?;
         let state = AppState::new(http::state::Shared {
             discovery,
             health,
@@ -264,6 +267,7 @@ impl Application {
             managed_identities,
             admin: admin.clone(),
             admin_auth,
+            faults: faults.clone(),
             metrics,
             clock,
         });
@@ -397,6 +401,7 @@ impl Application {
             self.settings.storage.refresh_interval,
         ));
         let heartbeat = tokio::spawn(self.membership.clone().run(self.settings.cluster.heartbeat_interval));
+        let fault_rules = tokio::spawn(self.state.faults.clone().follow(self.settings.storage.refresh_interval));
 
         shutdown.await;
         self.state.health.start_draining();
@@ -413,6 +418,9 @@ impl Application {
         extension_handle.graceful_shutdown(Some(grace));
         poller.abort();
         follower.abort();
+        fault_rules.abort();
+        // It holds a sign-in sink: gone before the writer is waited for below.
+        let _ = fault_rules.await;
         let joined = tokio::join!(api_server, mi_server);
         let extension = match extension_server {
             Some(server) => server.await,

@@ -174,6 +174,57 @@ pub enum RoleCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum FaultCommand {
+    /// Add a fault rule: an endpoint, whom it hits, what happens and for how long
+    #[command(group(clap::ArgGroup::new("effect").required(true).args(["status", "latency_ms", "close_connection"])))]
+    #[command(group(clap::ArgGroup::new("lasts").required(true).args(["requests", "seconds", "probability"])))]
+    #[command(group(clap::ArgGroup::new("target").args(["resource", "identity", "application"])))]
+    Add {
+        /// imds, appService, token, discovery or jwks
+        #[arg(long)]
+        endpoint: String,
+        /// Hit one compute resource (name or ARM id); default: every caller of the tenant
+        #[arg(long)]
+        resource: Option<String>,
+        /// Hit one managed identity (name, clientId, principal id or ARM id)
+        #[arg(long)]
+        identity: Option<String>,
+        /// Hit one application (appId, object id or display name)
+        #[arg(long)]
+        application: Option<String>,
+        /// Answer with this status and the endpoint's own error body (IMDS and App Service: 404,
+        /// 410, 429, 500, 503; token: 429, 500, 503; discovery and JWKS: 500, 503)
+        #[arg(long)]
+        status: Option<u16>,
+        /// With --status 429 or 503: the Retry-After header, in seconds
+        #[arg(long, requires = "status")]
+        retry_after: Option<u32>,
+        /// Serve normally, this many milliseconds later
+        #[arg(long)]
+        latency_ms: Option<u32>,
+        /// Close the connection without a complete answer
+        #[arg(long)]
+        close_connection: bool,
+        /// For the next N requests it hits
+        #[arg(long)]
+        requests: Option<u32>,
+        /// For this many seconds
+        #[arg(long)]
+        seconds: Option<u32>,
+        /// For each request it hits with this probability (0 < p <= 1), until cleared
+        #[arg(long)]
+        probability: Option<f64>,
+    },
+    /// List the tenant's fault rules in force
+    List,
+    /// Remove one fault rule, or all of the tenant's
+    Clear {
+        /// The rule's id; all rules when omitted
+        id: Option<String>,
+    },
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("{0}")]
@@ -397,6 +448,53 @@ pub async fn role(client: &AdminClient, command: RoleCommand) -> Result<Value, C
     client.call(Method::POST, &format!("/v1.0/servicePrincipals/{sp}/appRoleAssignedTo"), Some(body)).await
 }
 
+pub async fn fault(client: &AdminClient, command: FaultCommand) -> Result<Value, ClientError> {
+    match command {
+        FaultCommand::Add {
+            endpoint,
+            resource,
+            identity,
+            application,
+            status,
+            retry_after,
+            latency_ms,
+            close_connection,
+            requests,
+            seconds,
+            probability,
+        } => {
+            let target = match (resource, identity, application) {
+                (Some(name), _, _) => json!({ "computeResource": name }),
+                (_, Some(name), _) => json!({ "identity": name }),
+                (_, _, Some(name)) => json!({ "application": name }),
+                _ => json!({}),
+            };
+            let mut body = json!({ "endpoint": endpoint, "target": target });
+            let fields = [
+                ("status", status.map(Value::from)),
+                ("retryAfter", retry_after.map(Value::from)),
+                ("latencyMs", latency_ms.map(Value::from)),
+                ("closeConnection", close_connection.then_some(Value::Bool(true))),
+                ("requests", requests.map(Value::from)),
+                ("seconds", seconds.map(Value::from)),
+                ("probability", probability.map(Value::from)),
+            ];
+            for (name, value) in fields {
+                if let Some(value) = value {
+                    body[name] = value;
+                }
+            }
+            client.call(Method::POST, "/ficus/faults", Some(body)).await
+        }
+        FaultCommand::List => client.call(Method::GET, "/ficus/faults", None).await,
+        FaultCommand::Clear { id: Some(id) } => {
+            client.call(Method::DELETE, &format!("/ficus/faults/{id}"), None).await?;
+            Ok(json!({ "removed": 1 }))
+        }
+        FaultCommand::Clear { id: None } => client.call(Method::DELETE, "/ficus/faults", None).await,
+    }
+}
+
 /// One admin command.
 pub enum AdminCall {
     Token,
@@ -405,6 +503,7 @@ pub enum AdminCall {
     Identity(IdentityCommand),
     Resource(ResourceCommand),
     Role(RoleCommand),
+    Fault(FaultCommand),
 }
 
 /// Runs `call` and returns what to print: the token, or the API's JSON answer, pretty-printed.
@@ -416,6 +515,7 @@ pub async fn dispatch(client: &AdminClient, call: AdminCall) -> Result<String, C
         AdminCall::Identity(command) => identity(client, command).await?,
         AdminCall::Resource(command) => resource(client, command).await?,
         AdminCall::Role(command) => role(client, command).await?,
+        AdminCall::Fault(command) => fault(client, command).await?,
     };
     Ok(serde_json::to_string_pretty(&answer).unwrap_or_default())
 }

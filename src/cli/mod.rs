@@ -1,5 +1,5 @@
 //! The command line: `serve`, `keys list|rotate`, `env`, `sandbox`, and the admin commands (`admin token`,
-//! `app`, `fic`, `identity`, `resource`, `role`) that talk to a running broker's admin API.
+//! `app`, `fic`, `identity`, `resource`, `role`, `fault`) that talk to a running broker's admin API.
 //! Parsing with clap; each command is a short function over settings.
 
 mod admin;
@@ -90,6 +90,14 @@ pub enum Command {
         #[command(flatten)]
         target: admin::Target,
     },
+    /// Fault rules: answers the broker gives on purpose (IMDS 410/429/503, token endpoint 429,
+    /// latency, closed connections) to test clients' retry logic
+    Fault {
+        #[command(subcommand)]
+        command: admin::FaultCommand,
+        #[command(flatten)]
+        target: admin::Target,
+    },
     /// Print shell `export` lines that point the Azure SDKs and MSAL at this broker
     Env {
         /// Tenant (name or GUID) for AZURE_TENANT_ID; defaults to the first tenant of the world file
@@ -153,6 +161,7 @@ pub async fn run(command: Command, settings: Settings) -> Result<u8, StartupErro
             run_admin(&settings, &target, admin::AdminCall::Resource(command)).await
         }
         Command::Role { command, target } => run_admin(&settings, &target, admin::AdminCall::Role(command)).await,
+        Command::Fault { command, target } => run_admin(&settings, &target, admin::AdminCall::Fault(command)).await,
         Command::Sandbox { resource, command } => return crate::sandbox::run(settings, &resource, &command).await,
     };
     result.map(|()| 0)

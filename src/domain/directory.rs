@@ -366,6 +366,15 @@ impl DirectoryView {
         self.resources.get(id.key()).map(|r| &**r)
     }
 
+    /// User-assigned identities with this name, in any resource group (a scan, as below).
+    pub fn identities_named(&self, name: &str) -> Vec<&ManagedIdentity> {
+        self.identities
+            .values()
+            .filter(|i| i.is_user_assigned() && i.resource_id.name().eq_ignore_ascii_case(name))
+            .map(|i| &**i)
+            .collect()
+    }
+
     /// Compute resources with this name, in any subscription and resource group (a scan: for
     /// start-up and commands, not the token path).
     pub fn resources_named(&self, name: &str) -> Vec<&ComputeResource> {

@@ -11,6 +11,7 @@ pub mod assertion;
 pub mod claims_expression;
 pub mod clock;
 pub mod directory;
+pub mod fault;
 pub mod federated_credential;
 pub mod ids;
 pub mod issued_token;

@@ -105,6 +105,16 @@ pub trait Registry: Send + Sync {
     async fn create_role_assignment(&self, assignment: &RoleAssignment) -> Result<(), StoreError>;
     async fn delete_role_assignment(&self, tenant: TenantId, id: ObjectId) -> Result<(), StoreError>;
 
+    /// Stores a fault rule (any tenant's); a rule whose id is stored already is left as it is.
+    async fn add_fault(&self, rule: &super::fault::FaultRule) -> Result<(), StoreError>;
+    /// Every tenant's fault rules that still have requests left.
+    async fn list_faults(&self) -> Result<Vec<super::fault::FaultRule>, StoreError>;
+    /// Removes one of `tenant`'s fault rules, or all of them; how many went.
+    async fn remove_faults(&self, tenant: TenantId, id: Option<ObjectId>) -> Result<u64, StoreError>;
+    /// Takes one of a counted rule's remaining requests, atomically for every process and replica:
+    /// `false` when none is left.
+    async fn take_fault(&self, id: ObjectId) -> Result<bool, StoreError>;
+
     async fn append_activity(&self, entry: &ActivityEntry) -> Result<(), StoreError>;
     async fn query_activity(&self, query: &ActivityQuery) -> Result<ActivityPage, StoreError>;
 

@@ -5,7 +5,8 @@ use std::fmt;
 use uuid::Uuid;
 
 /// A tenant's immutable GUID, as it appears in issuer URLs and the `tid` claim.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct TenantId(Uuid);
 
 impl TenantId {

@@ -13,6 +13,7 @@ pub struct HttpMetrics {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
+    injected: IntCounterVec,
 }
 
 impl HttpMetrics {
@@ -26,9 +27,19 @@ impl HttpMetrics {
                 .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0]),
             &["route", "method"],
         )?;
+        let injected = IntCounterVec::new(
+            Opts::new("ficus_faults_injected_total", "Answers changed by a fault rule, by endpoint and effect"),
+            &["endpoint", "effect"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
-        Ok(Self { registry, requests, latency })
+        registry.register(Box::new(injected.clone()))?;
+        Ok(Self { registry, requests, latency, injected })
+    }
+
+    /// Counts an answer a fault rule changed.
+    pub fn count_injected(&self, endpoint: &str, effect: &str) {
+        self.injected.with_label_values(&[endpoint, effect]).inc();
     }
 
     /// The registry other components add their metrics to.

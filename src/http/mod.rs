@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod context;
 pub mod error;
+pub mod faults;
 pub mod metrics;
 pub mod proxy_protocol;
 pub mod routes;
@@ -32,7 +33,8 @@ pub fn api_router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(routes::health::router())
         .merge(routes::graph_applications::router())
         .merge(routes::graph_directory::router())
-        .merge(routes::arm::router());
+        .merge(routes::arm::router())
+        .merge(routes::faults::router());
     finish(routes, state, max_body_bytes)
 }
 

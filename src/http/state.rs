@@ -9,6 +9,7 @@ use crate::http::metrics::HttpMetrics;
 use crate::service::DiscoveryService;
 use crate::service::admin::AdminService;
 use crate::service::admin_auth::AdminAuthenticator;
+use crate::service::faults::FaultService;
 use crate::service::health::HealthService;
 use crate::service::managed_identity::ManagedIdentityService;
 use crate::service::token::TokenService;
@@ -25,6 +26,7 @@ pub struct Shared {
     pub managed_identities: Arc<ManagedIdentityService>,
     pub admin: Arc<AdminService>,
     pub admin_auth: Arc<AdminAuthenticator>,
+    pub faults: Arc<FaultService>,
     pub metrics: Arc<HttpMetrics>,
     pub clock: Arc<dyn Clock>,
 }
@@ -61,6 +63,7 @@ parts!(
     managed_identities: Arc<ManagedIdentityService>,
     admin: Arc<AdminService>,
     admin_auth: Arc<AdminAuthenticator>,
+    faults: Arc<FaultService>,
     metrics: Arc<HttpMetrics>,
     clock: Arc<dyn Clock>,
 );

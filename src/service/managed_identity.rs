@@ -15,6 +15,7 @@ use super::token::unique_token_id;
 use crate::domain::activity::Outcome;
 use crate::domain::clock::Clock;
 use crate::domain::directory::DirectoryView;
+use crate::domain::fault::FaultSubjects;
 use crate::domain::federated_credential::DEFAULT_AUDIENCE;
 use crate::domain::ids::{ClientId, ObjectId};
 use crate::domain::issued_token::TokenCacheKey;
@@ -252,6 +253,23 @@ impl ManagedIdentityService {
         result
     }
 
+    /// Who an IMDS (or VM extension) request comes from, as far as it can be told without
+    /// refusing anything: for fault rules, before the request is served.
+    pub fn imds_caller(&self, caller: Option<IpAddr>, selection: &IdentitySelection) -> FaultSubjects {
+        let view = self.directory.view();
+        let compute = match &self.imds_resource {
+            Some(id) => view.resource(id),
+            None => caller.and_then(|ip| view.resource_for_address(ip)),
+        };
+        subjects(&view, compute, selection)
+    }
+
+    /// Who an App Service request comes from (by its identity header), for fault rules.
+    pub fn app_service_caller(&self, header: Option<&str>, selection: &IdentitySelection) -> FaultSubjects {
+        let view = self.directory.view();
+        subjects(&view, header.and_then(|h| view.resource_by_identity_header(h)), selection)
+    }
+
     fn limit_address(&self, caller: Option<IpAddr>) -> Result<(), MiError> {
         match caller {
             Some(ip) => self.limits.check(LimitScope::Address, &ip.to_string(), None).map_err(MiError::Throttled),
@@ -352,6 +370,19 @@ impl ManagedIdentityService {
             cached: attempt.cached,
             count: 1,
         });
+    }
+}
+
+fn subjects(view: &DirectoryView, compute: Option<&ComputeResource>, selection: &IdentitySelection) -> FaultSubjects {
+    let Some(compute) = compute else {
+        return FaultSubjects::default();
+    };
+    let identity = select_identity(view, compute, selection).ok();
+    FaultSubjects {
+        tenant: Some(compute.tenant_id),
+        compute: Some(compute.id.key().to_owned()),
+        identity: identity.map(|i| i.principal_id),
+        application: None,
     }
 }
 

@@ -6,6 +6,7 @@ pub mod admin_auth;
 pub mod assertion_check;
 pub mod claims;
 pub mod discovery;
+pub mod faults;
 pub mod health;
 pub mod managed_identity;
 pub mod mint;

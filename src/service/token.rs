@@ -21,6 +21,7 @@ use crate::domain::activity::Outcome;
 use crate::domain::application::Application;
 use crate::domain::assertion::{AssertionError, VerifiedAssertion};
 use crate::domain::clock::Clock;
+use crate::domain::fault::FaultSubjects;
 use crate::domain::federated_credential::{Check, CredentialOwner, Diagnosis, FederatedCredential, Mismatch};
 use crate::domain::ids::{ClientId, ObjectId};
 use crate::domain::issued_token::TokenCacheKey;
@@ -239,6 +240,18 @@ impl TokenService {
         limits: Arc<dyn RateLimiter>,
     ) -> Self {
         Self { directory, discovery, assertions, clock, lifetime, mint, sign_ins, limits, disclose_mismatches: false }
+    }
+
+    /// Who a token request comes from, as far as it can be told without refusing anything: for
+    /// fault rules, before the request is served. An application is named by its appId; a
+    /// user-assigned identity signing in with its own credential by its principal id too.
+    pub fn caller(&self, tenant_segment: &str, client_id: Option<&str>) -> FaultSubjects {
+        let Ok(tenant) = self.discovery.tenant(tenant_segment) else {
+            return FaultSubjects::default();
+        };
+        let client = client_id.and_then(|raw| ClientId::parse(raw).ok());
+        let identity = client.and_then(|id| self.directory.view().identity_by_client(id).map(|i| i.principal_id));
+        FaultSubjects { tenant: Some(tenant.id), compute: None, identity, application: client }
     }
 
     /// Puts the diagnosis of a failed credential match into the error response too

@@ -7,10 +7,13 @@
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::admin::{AdminError, AdminService, AppRoleInput, ApplicationInput, Caller, CredentialInput, ResourceSpec};
+use super::admin::{
+    AdminError, AdminService, AppRoleInput, ApplicationInput, Caller, CredentialInput, FaultTargetInput, ResourceSpec,
+};
 use crate::domain::activity::Actor;
 use crate::domain::application::parse_rate_limit;
 use crate::domain::claims_expression;
+use crate::domain::fault::{FaultDuration, FaultEffect, FaultEndpoint, FaultError};
 use crate::domain::federated_credential::CredentialOwner;
 use crate::domain::ids::{ClientId, ObjectId, derived_id};
 use crate::domain::ports::{Registry, StoreError};
@@ -41,6 +44,43 @@ pub struct WorldTenant {
     pub resources: Vec<WorldResource>,
     #[serde(default)]
     pub role_assignments: Vec<WorldRoleAssignment>,
+    #[serde(default)]
+    pub faults: Vec<WorldFault>,
+}
+
+/// A fault rule (see `ficus fault add`). It is added once per registry, under an id derived from
+/// its name: a restart does not bring back requests a counted rule has used, and `ficus fault
+/// clear` removes it for good (until it is renamed).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorldFault {
+    pub name: String,
+    pub endpoint: String,
+    pub resource: Option<String>,
+    pub identity: Option<String>,
+    pub application: Option<String>,
+    pub status: Option<u16>,
+    pub retry_after: Option<u32>,
+    pub latency_ms: Option<u32>,
+    #[serde(default)]
+    pub close_connection: bool,
+    pub requests: Option<u32>,
+    pub seconds: Option<u32>,
+    pub probability: Option<f64>,
+}
+
+impl WorldFault {
+    fn parts(&self) -> Result<(FaultEndpoint, FaultTargetInput, FaultEffect, FaultDuration), FaultError> {
+        let endpoint = FaultEndpoint::parse(&self.endpoint)?;
+        let target = FaultTargetInput::from_parts(
+            self.resource.as_deref(),
+            self.identity.as_deref(),
+            self.application.as_deref(),
+        )?;
+        let effect = FaultEffect::from_parts(self.status, self.retry_after, self.latency_ms, self.close_connection)?;
+        let duration = FaultDuration::from_parts(self.requests, self.seconds, self.probability)?;
+        Ok((endpoint, target, effect, duration))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -360,6 +400,12 @@ async fn apply_tenant(
             continue;
         }
         admin.assign_role(caller, principal, resource_sp, role.id).await.map_err(admin_err)?;
+    }
+    for fault in &spec.faults {
+        let invalid = |e: FaultError| WorldError::Invalid(format!("fault {}: {e}", fault.name));
+        let (endpoint, target, effect, duration) = fault.parts().map_err(invalid)?;
+        let id = ObjectId::new(derived(tenant.id, "fault", &fault.name));
+        admin.add_fault(caller, Some(id), endpoint, target, effect, duration).await.map_err(admin_err)?;
     }
     Ok(())
 }

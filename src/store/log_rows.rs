@@ -47,8 +47,15 @@ fn page<R: LogCells, T>(
     Ok((entries, if rows.len() > limit { last } else { None }))
 }
 
-const TARGET_TYPES: [&str; 6] =
-    ["Application", "FederatedIdentityCredential", "ManagedIdentity", "ComputeResource", "RoleAssignment", "Tenant"];
+const TARGET_TYPES: [&str; 7] = [
+    "Application",
+    "FederatedIdentityCredential",
+    "ManagedIdentity",
+    "ComputeResource",
+    "RoleAssignment",
+    "Tenant",
+    "FaultRule",
+];
 
 pub(crate) fn activity_page<R: LogCells>(rows: &[R], limit: usize) -> Result<ActivityPage, StoreError> {
     let (entries, next) = page(rows, limit, |row| {

@@ -5,6 +5,7 @@
 //! Adapters implement the ports in `domain::ports`; they hold no business rules beyond what the
 //! schema itself enforces (uniqueness, foreign keys).
 
+pub(crate) mod faults;
 mod load;
 mod log_rows;
 pub mod postgres;

@@ -20,7 +20,7 @@ async fn run(app: &TestApp, args: &[&str]) -> Output {
     .unwrap()
 }
 
-async fn json(app: &TestApp, args: &[&str]) -> Value {
+pub(crate) async fn json(app: &TestApp, args: &[&str]) -> Value {
     let output = run(app, args).await;
     assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).unwrap()

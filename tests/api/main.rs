@@ -12,6 +12,7 @@ mod contract;
 mod crash;
 mod discovery;
 mod fake_issuer;
+mod faults;
 mod federation;
 mod helpers;
 mod key_store;

@@ -96,7 +96,7 @@ pub(super) fn admin_error(shape: Shape, e: &AdminError) -> PendingError {
             | RoleAssignmentError::UnknownResource(_)
             | RoleAssignmentError::UnknownRole { .. } => bad(message),
         },
-        AdminError::Resource(_) | AdminError::InvalidId(_) => bad(message),
+        AdminError::Resource(_) | AdminError::InvalidId(_) | AdminError::Fault(_) => bad(message),
         AdminError::NotFound { .. } => {
             pending(shape, StatusCode::NOT_FOUND, "Request_ResourceNotFound", "ResourceNotFound", message)
         }

@@ -65,6 +65,12 @@ pub enum ApiError {
     AdminBodyTooLarge(Shape),
     #[error("{1}")]
     ManagedIdentity(MiEndpoint, crate::service::managed_identity::MiError),
+    /// A fault rule fired: its answer (see `http::faults`).
+    #[error("{}", .0.describe())]
+    Injected(Box<crate::domain::fault::FaultRule>),
+    /// An injected status in Entra's error shape (token endpoint, discovery, JWKS).
+    #[error("{description}")]
+    InjectedEntra { status: StatusCode, retry_after: Option<std::time::Duration>, description: String },
 }
 
 /// An error decided but not yet rendered: the context middleware adds ids and time.
@@ -102,6 +108,14 @@ impl ApiError {
             Self::InvalidBody(shape, message) => return admin::invalid_body(*shape, message),
             Self::AdminBodyTooLarge(shape) => return admin::too_large(*shape),
             Self::ManagedIdentity(_, e) => (StatusCode::BAD_REQUEST, "invalid_request", None, e.to_string()),
+            Self::Injected(rule) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", None, rule.describe()),
+            Self::InjectedEntra { status, description, .. } => {
+                let error = match status.as_u16() {
+                    500 => "server_error",
+                    _ => "temporarily_unavailable",
+                };
+                (*status, error, None, description.clone())
+            }
             Self::NoRoute { method, path } => {
                 (StatusCode::NOT_FOUND, "not_found", None, format!("No endpoint at {method} {path}."))
             }
@@ -128,6 +142,7 @@ impl ApiError {
         };
         let retry_after = match self {
             Self::Token(TokenError::Throttled(wait)) => Some(*wait),
+            Self::InjectedEntra { retry_after, .. } => *retry_after,
             _ => None,
         };
         PendingError { status, retry_after, error, code, description, shape: None }
@@ -139,6 +154,9 @@ impl IntoResponse for ApiError {
         // The managed-identity endpoints answer in their own shapes, without Entra's ids.
         if let Self::ManagedIdentity(endpoint, e) = &self {
             return managed_identity::render(*endpoint, e);
+        }
+        if let Self::Injected(rule) = &self {
+            return super::faults::render(rule);
         }
         let pending = self.pending();
         let mut response = pending.status.into_response();

@@ -9,9 +9,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::fault::{FaultEndpoint, FaultSubjects};
 use crate::domain::keys::JwkSet;
 use crate::http::AppState;
 use crate::http::error::ApiError;
+use crate::http::faults::inject;
 use crate::service::{DiscoveryService, InstanceMetadata, TenantEndpoints};
 
 /// Verifiers may cache metadata and keys this long; `keys.prepublish` must stay above it.
@@ -99,19 +101,28 @@ impl OpenIdConfigurationResponse {
     }
 }
 
+/// The tenant a discovery or JWKS request names, for fault rules.
+fn tenant_subjects(discovery: &DiscoveryService, tenant: &str) -> FaultSubjects {
+    FaultSubjects { tenant: discovery.tenant(tenant).ok().map(|t| t.id), ..FaultSubjects::default() }
+}
+
 pub async fn get_openid_configuration(
+    State(state): State<AppState>,
     State(discovery): State<Arc<DiscoveryService>>,
     Path(tenant): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
+    inject(&state, FaultEndpoint::Discovery, &tenant_subjects(&discovery, &tenant), || None).await?;
     let endpoints = discovery.tenant_endpoints(&tenant)?;
     let body = OpenIdConfigurationResponse::new(endpoints, discovery.host());
     Ok(([(header::CACHE_CONTROL, METADATA_CACHE)], Json(body)))
 }
 
 pub async fn get_keys(
+    State(state): State<AppState>,
     State(discovery): State<Arc<DiscoveryService>>,
     Path(tenant): Path<String>,
 ) -> Result<([(header::HeaderName, &'static str); 1], Json<JwkSet>), ApiError> {
+    inject(&state, FaultEndpoint::Jwks, &tenant_subjects(&discovery, &tenant), || None).await?;
     Ok(([(header::CACHE_CONTROL, METADATA_CACHE)], Json(discovery.jwks(&tenant)?)))
 }
 

@@ -11,7 +11,12 @@ use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use serde::Serialize;
 
+use crate::domain::fault::{FaultEndpoint, FaultSubjects};
+use crate::domain::sign_in::SignInKind;
+use crate::http::AppState;
 use crate::http::error::{ApiError, MiEndpoint};
+use crate::http::faults::inject;
+use crate::service::faults::InjectedSignIn;
 use crate::service::managed_identity::{
     AppServiceRequest, IdentitySelection, ImdsRequest, ManagedIdentityService, ManagedIdentityToken,
 };
@@ -84,13 +89,29 @@ fn imds_request(headers: &HeaderMap, query: Option<&str>) -> ImdsRequest {
     }
 }
 
+/// The sign-in log's view of a managed-identity request a fault rule answered.
+fn injected_sign_in(subjects: &FaultSubjects, resource: Option<&str>, caller: SocketAddr) -> Option<InjectedSignIn> {
+    subjects.tenant?;
+    Some(InjectedSignIn {
+        kind: SignInKind::ManagedIdentity,
+        principal_id: subjects.identity,
+        client_id: None,
+        resource: resource.unwrap_or_default().chars().take(256).collect(),
+        caller: Some(caller.ip()),
+    })
+}
+
 pub async fn issue_imds_token(
+    State(state): State<AppState>,
     State(service): State<Arc<ManagedIdentityService>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<impl IntoResponse, ApiError> {
     let request = imds_request(&headers, query.as_deref());
+    let subjects = service.imds_caller(Some(peer.ip()), &request.selection);
+    inject(&state, FaultEndpoint::Imds, &subjects, || injected_sign_in(&subjects, request.resource.as_deref(), peer))
+        .await?;
     let token =
         service.imds_token(Some(peer.ip()), request).map_err(|e| ApiError::ManagedIdentity(MiEndpoint::Imds, e))?;
     Ok(Json(ImdsTokenResponse::from(token)))
@@ -140,6 +161,7 @@ pub struct AppServiceTokenResponse {
 }
 
 pub async fn issue_app_service_token(
+    State(state): State<AppState>,
     State(service): State<Arc<ManagedIdentityService>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -152,6 +174,9 @@ pub async fn issue_app_service_token(
         resource: get(&pairs, "resource"),
         selection: selection(&pairs),
     };
+    let subjects = service.app_service_caller(request.identity_header.as_deref(), &request.selection);
+    let resource = request.resource.as_deref();
+    inject(&state, FaultEndpoint::AppService, &subjects, || injected_sign_in(&subjects, resource, peer)).await?;
     let token = service
         .app_service_token(Some(peer.ip()), request)
         .map_err(|e| ApiError::ManagedIdentity(MiEndpoint::AppService, e))?;

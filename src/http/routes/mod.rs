@@ -2,6 +2,7 @@
 
 pub mod arm;
 pub mod discovery;
+pub mod faults;
 pub mod graph_applications;
 pub mod graph_directory;
 pub mod health;

@@ -8,6 +8,8 @@
 mod applications;
 pub mod bootstrap;
 mod credentials;
+mod faults;
+pub use faults::FaultTargetInput;
 mod resources;
 
 pub use resources::ResourceSpec;
@@ -55,6 +57,8 @@ pub enum AdminError {
     RoleAssignment(#[from] RoleAssignmentError),
     #[error(transparent)]
     InvalidId(#[from] IdError),
+    #[error(transparent)]
+    Fault(#[from] crate::domain::fault::FaultError),
     #[error("{what} '{id}' does not exist in this tenant")]
     NotFound { what: &'static str, id: String },
     #[error("subscription '{0}' does not belong to this tenant")]

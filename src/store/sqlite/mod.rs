@@ -318,6 +318,47 @@ impl Registry for SqliteRegistry {
         self.delete(sql, &[id.to_string(), tenant.to_string()], format!("role assignment {id}")).await
     }
 
+    async fn add_fault(&self, rule: &crate::domain::fault::FaultRule) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO fault_rules (id, tenant_id, rule, remaining) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(rule.id.to_string())
+        .bind(rule.tenant.to_string())
+        .bind(crate::store::faults::encode(rule)?)
+        .bind(crate::store::faults::initial_remaining(rule))
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(db_error)
+    }
+
+    async fn list_faults(&self) -> Result<Vec<crate::domain::fault::FaultRule>, StoreError> {
+        let rows = sqlx::query("SELECT rule FROM fault_rules WHERE remaining IS NULL OR remaining > 0 ORDER BY rowid")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(|row| crate::store::faults::decode(row.get::<&str, _>(0))).collect()
+    }
+
+    async fn remove_faults(&self, tenant: TenantId, id: Option<ObjectId>) -> Result<u64, StoreError> {
+        sqlx::query("DELETE FROM fault_rules WHERE tenant_id = ?1 AND (?2 IS NULL OR id = ?2)")
+            .bind(tenant.to_string())
+            .bind(id.map(|id| id.to_string()))
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(db_error)
+    }
+
+    async fn take_fault(&self, id: ObjectId) -> Result<bool, StoreError> {
+        let taken = sqlx::query("UPDATE fault_rules SET remaining = remaining - 1 WHERE id = ? AND remaining > 0")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(taken.rows_affected() == 1)
+    }
+
     async fn append_activity(&self, entry: &ActivityEntry) -> Result<(), StoreError> {
         activity::append(&self.pool, entry).await
     }

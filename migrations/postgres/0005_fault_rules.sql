@@ -1,0 +1,9 @@
+-- Fault rules (ficus fault add): what a rule does is `rule` (JSON, the domain's FaultRule);
+-- `remaining` counts what a "next N requests" rule has left, shared by every replica.
+CREATE TABLE fault_rules (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    created BIGSERIAL,
+    rule TEXT NOT NULL,
+    remaining BIGINT
+);
