@@ -145,3 +145,42 @@ def test_an_unprivileged_user_gets_the_sandbox_through_a_user_namespace(broker):
         assert uid == "65534", "COMMAND keeps its own uid inside"
         assert '"token_type":"Bearer"' in answer and '"resource":"api://vault"' in answer, answer
         assert (home / "data" / "ficus.db").stat().st_uid == 65534, "what the broker wrote belongs to the user"
+
+
+def forbid_unshare():
+    """In the child, before exec: a seccomp filter that fails unshare(2) with EPERM, as a
+    container runtime's default profile does (x86_64 system call numbers)."""
+    import ctypes
+
+    class Filter(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
+
+    class Program(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Filter))]
+
+    unshare, eperm = 272, 1
+    filters = (Filter * 4)(
+        Filter(0x20, 0, 0, 0),  # load the system call number
+        Filter(0x15, 0, 1, unshare),  # unshare?
+        Filter(0x06, 0, 0, 0x00050000 | eperm),  # then fail with EPERM
+        Filter(0x06, 0, 0, 0x7FFF0000),  # else allow
+    )
+    program = Program(len(filters), filters)
+    libc = ctypes.CDLL(None, use_errno=True)
+    no_new_privs, set_seccomp, mode_filter = 38, 22, 2
+    if libc.prctl(no_new_privs, 1, 0, 0, 0) != 0 or libc.prctl(set_seccomp, mode_filter, ctypes.byref(program), 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "cannot install the seccomp filter")
+
+
+def test_where_namespaces_are_forbidden_the_sandbox_says_so_and_exits_125(broker):
+    import platform
+
+    if platform.machine() != "x86_64":
+        pytest.skip("the seccomp filter in this test uses x86_64 system call numbers")
+    run = subprocess.run(
+        [broker.binary, "sandbox", "--", "true"],
+        env=dict(broker.env), capture_output=True, text=True, timeout=60, preexec_fn=forbid_unshare,
+    )
+    assert run.returncode == 125, run.stderr
+    assert "cannot create a network namespace (Operation not permitted)" in run.stderr, run.stderr
+    assert "Run ficus sandbox as root, or allow them" in run.stderr, run.stderr
