@@ -15,14 +15,19 @@ use crate::domain::fault::{FaultEffect, FaultEndpoint, FaultRule, FaultSubjects}
 use crate::service::faults::InjectedSignIn;
 
 /// Applies the rule that fires on this request, if any: `Ok` to serve it (perhaps later), `Err`
-/// with the injected answer. `who` names the caller for the sign-in log (`None`: not a sign-in).
+/// with the injected answer. `subjects` says who is asking (worked out only when some rule is in
+/// force); `who` names the caller for the sign-in log (`None`: not a sign-in).
 pub async fn inject(
     state: &AppState,
     endpoint: FaultEndpoint,
-    subjects: &FaultSubjects,
-    who: impl FnOnce() -> Option<InjectedSignIn>,
+    subjects: impl FnOnce() -> FaultSubjects,
+    who: impl FnOnce(&FaultSubjects) -> Option<InjectedSignIn>,
 ) -> Result<(), ApiError> {
-    let Some(rule) = state.faults.fire(endpoint, subjects).await else {
+    if state.faults.is_idle() {
+        return Ok(());
+    }
+    let subjects = subjects();
+    let Some(rule) = state.faults.fire(endpoint, &subjects).await else {
         return Ok(());
     };
     state.metrics.count_injected(endpoint.as_str(), effect_label(&rule.effect));
@@ -31,7 +36,7 @@ pub async fn inject(
         tokio::time::sleep(latency).await;
         return Ok(());
     }
-    if let Some(who) = who() {
+    if let Some(who) = who(&subjects) {
         state.faults.log(&rule, who);
     }
     Err(ApiError::Injected(Box::new(rule)))

@@ -60,6 +60,11 @@ impl FaultService {
         }
     }
 
+    /// Whether no rule is in force anywhere: then no request needs looking at.
+    pub fn is_idle(&self) -> bool {
+        self.rules.read().unwrap_or_else(PoisonError::into_inner).is_empty()
+    }
+
     /// The rules in force, every tenant's.
     pub fn rules(&self) -> Arc<Vec<FaultRule>> {
         self.rules.read().unwrap_or_else(PoisonError::into_inner).clone()

@@ -111,7 +111,7 @@ pub async fn get_openid_configuration(
     State(discovery): State<Arc<DiscoveryService>>,
     Path(tenant): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    inject(&state, FaultEndpoint::Discovery, &tenant_subjects(&discovery, &tenant), || None).await?;
+    inject(&state, FaultEndpoint::Discovery, || tenant_subjects(&discovery, &tenant), |_| None).await?;
     let endpoints = discovery.tenant_endpoints(&tenant)?;
     let body = OpenIdConfigurationResponse::new(endpoints, discovery.host());
     Ok(([(header::CACHE_CONTROL, METADATA_CACHE)], Json(body)))
@@ -122,7 +122,7 @@ pub async fn get_keys(
     State(discovery): State<Arc<DiscoveryService>>,
     Path(tenant): Path<String>,
 ) -> Result<([(header::HeaderName, &'static str); 1], Json<JwkSet>), ApiError> {
-    inject(&state, FaultEndpoint::Jwks, &tenant_subjects(&discovery, &tenant), || None).await?;
+    inject(&state, FaultEndpoint::Jwks, || tenant_subjects(&discovery, &tenant), |_| None).await?;
     Ok(([(header::CACHE_CONTROL, METADATA_CACHE)], Json(discovery.jwks(&tenant)?)))
 }
 

@@ -109,9 +109,9 @@ pub async fn issue_imds_token(
     RawQuery(query): RawQuery,
 ) -> Result<impl IntoResponse, ApiError> {
     let request = imds_request(&headers, query.as_deref());
-    let subjects = service.imds_caller(Some(peer.ip()), &request.selection);
-    inject(&state, FaultEndpoint::Imds, &subjects, || injected_sign_in(&subjects, request.resource.as_deref(), peer))
-        .await?;
+    let caller = || service.imds_caller(Some(peer.ip()), &request.selection);
+    let resource = request.resource.as_deref();
+    inject(&state, FaultEndpoint::Imds, caller, |subjects| injected_sign_in(subjects, resource, peer)).await?;
     let token =
         service.imds_token(Some(peer.ip()), request).map_err(|e| ApiError::ManagedIdentity(MiEndpoint::Imds, e))?;
     Ok(Json(ImdsTokenResponse::from(token)))
@@ -174,9 +174,9 @@ pub async fn issue_app_service_token(
         resource: get(&pairs, "resource"),
         selection: selection(&pairs),
     };
-    let subjects = service.app_service_caller(request.identity_header.as_deref(), &request.selection);
+    let caller = || service.app_service_caller(request.identity_header.as_deref(), &request.selection);
     let resource = request.resource.as_deref();
-    inject(&state, FaultEndpoint::AppService, &subjects, || injected_sign_in(&subjects, resource, peer)).await?;
+    inject(&state, FaultEndpoint::AppService, caller, |subjects| injected_sign_in(subjects, resource, peer)).await?;
     let token = service
         .app_service_token(Some(peer.ip()), request)
         .map_err(|e| ApiError::ManagedIdentity(MiEndpoint::AppService, e))?;

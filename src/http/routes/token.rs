@@ -70,8 +70,8 @@ pub async fn issue_token(
     let form = TokenForm::parse(&body)?;
     let mut request = token_request(form, &headers);
     request.caller = Some(peer.ip());
-    let subjects = tokens.caller(&tenant, request.client_id.as_deref());
-    inject(&state, FaultEndpoint::Token, &subjects, || {
+    let caller = || tokens.caller(&tenant, request.client_id.as_deref());
+    inject(&state, FaultEndpoint::Token, caller, |subjects| {
         subjects.tenant?;
         Some(InjectedSignIn {
             kind: if subjects.identity.is_some() { SignInKind::ManagedIdentity } else { SignInKind::Application },
