@@ -381,9 +381,41 @@ impl Settings {
     /// Extracts and validates; exposed so tests can layer settings without touching the process
     /// environment.
     pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
-        let settings: Self = figment.extract().map_err(figment_error)?;
+        let mut settings: Self = figment.extract().map_err(figment_error)?;
+        settings.anchor_paths(&figment);
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// A relative path from a configuration file is relative to that file's directory, so
+    /// `ficus --config /etc/ficus/ficus.toml ...` means the same from any directory. Paths from the
+    /// built-in defaults and the environment stay relative to the working directory.
+    fn anchor_paths(&mut self, figment: &Figment) {
+        let anchor = |key: &str, path: &mut PathBuf| {
+            if path.is_absolute() {
+                return;
+            }
+            let file = figment.find_metadata(key).and_then(|m| match &m.source {
+                Some(figment::Source::File(file)) => file.parent().map(Path::to_path_buf),
+                _ => None,
+            });
+            if let Some(dir) = file {
+                *path = dir.join(&*path);
+            }
+        };
+        anchor("keys.dir", &mut self.keys.dir);
+        anchor("storage.data_dir", &mut self.storage.data_dir);
+        for (key, path) in [
+            ("keys.kek_file", &mut self.keys.kek_file),
+            ("tls.cert_file", &mut self.tls.cert_file),
+            ("tls.key_file", &mut self.tls.key_file),
+            ("federation.ca_file", &mut self.federation.ca_file),
+            ("world.file", &mut self.world.file),
+        ] {
+            if let Some(path) = path {
+                anchor(key, path);
+            }
+        }
     }
 
     /// The defaults alone, as a figment to merge test overrides into.
@@ -421,7 +453,7 @@ impl Settings {
         if let Some(ca) = &self.federation.ca_file
             && !ca.is_file()
         {
-            return Err(ConfigError::new("federation.ca_file", format!("no such file: {}", ca.display())));
+            return Err(ConfigError::new("federation.ca_file", format!("no such file: {}", shown(ca))));
         }
         if !["", "log", "response"].contains(&self.federation.explain_mismatches.as_str()) {
             return Err(ConfigError::new(
@@ -488,11 +520,7 @@ impl Settings {
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ConfigError::new("log.level", format!("not a tracing filter: {e}")))?;
-        if let Some(world) = &self.world.file
-            && !world.is_file()
-        {
-            return Err(ConfigError::new("world.file", format!("no such file: {}", world.display())));
-        }
+        // The world file is checked by the commands that read it (serve, env), not by every one.
         Ok(())
     }
 
@@ -503,7 +531,7 @@ impl Settings {
                     match file {
                         None => return Err(ConfigError::new(name, "required when tls.mode = \"files\"")),
                         Some(path) if !path.is_file() => {
-                            return Err(ConfigError::new(name, format!("no such file: {}", path.display())));
+                            return Err(ConfigError::new(name, format!("no such file: {}", shown(path))));
                         }
                         Some(_) => {}
                     }
@@ -596,11 +624,21 @@ where
     }
 }
 
+/// A path as a message shows it: a relative one with the directory it was resolved in.
+pub fn shown(path: &Path) -> String {
+    match std::env::current_dir() {
+        Ok(dir) if path.is_relative() => format!("{} (relative to {})", path.display(), dir.display()),
+        _ => path.display().to_string(),
+    }
+}
+
 /// Reads a world file (see `config/demo-world.toml` for its shape).
 pub fn load_world(path: &Path) -> Result<crate::service::world::World, ConfigError> {
     let setting = "world.file";
-    let text =
-        std::fs::read_to_string(path).map_err(|e| ConfigError::new(setting, format!("{}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let problem = if e.kind() == std::io::ErrorKind::NotFound { "no such file".to_owned() } else { e.to_string() };
+        ConfigError::new(setting, format!("{problem}: {}", shown(path)))
+    })?;
     let world: crate::service::world::World =
         toml::from_str(&text).map_err(|e| ConfigError::new(setting, format!("{}: {}", path.display(), e.message())))?;
     world.check().map_err(|e| ConfigError::new(setting, format!("{}: {e}", path.display())))?;

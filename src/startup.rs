@@ -113,6 +113,8 @@ impl Application {
         clock: Arc<dyn Clock>,
         overrides: Overrides,
     ) -> Result<Self, StartupError> {
+        // Read first: a wrong world file stops start-up before anything is created.
+        let world = settings.world.file.as_deref().map(crate::config::load_world).transpose()?;
         let api_listener = bind("server.addr", settings.server.addr)?;
         let mi_listener = bind("server.mi_addr", settings.server.mi_addr)?;
         let vm_extension_listener =
@@ -149,10 +151,9 @@ impl Application {
         let discovery = Arc::new(DiscoveryService::new(&public_url, directory.clone(), Arc::new(keys.clone())));
         let issuer_policy = IssuerPolicy { allow_http_loopback: settings.federation.allow_http_loopback_issuers };
         let admin = Arc::new(AdminService::new(registry.clone(), directory.clone(), clock.clone(), issuer_policy));
-        if let Some(file) = &settings.world.file {
-            let world = crate::config::load_world(file)?;
+        if let Some(world) = &world {
             let issuer_of = |tenant: &Tenant| discovery.issuer_for(tenant);
-            world::apply(&world, registry.as_ref(), &admin, &issuer_of).await.map_err(|e| match e {
+            world::apply(world, registry.as_ref(), &admin, &issuer_of).await.map_err(|e| match e {
                 WorldError::Store(source) => StartupError::Storage { location: location.clone(), source },
                 other => ConfigError { setting: "world.file".into(), problem: other.to_string() }.into(),
             })?;

@@ -248,13 +248,17 @@ impl AdminClient {
         let path = settings.keys.dir.join("admin").join(format!("{tenant}.json"));
         let creds: Value =
             std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).ok_or_else(|| {
-                ClientError::Setup(format!("{}: no admin credentials (start the server once)", path.display()))
+                ClientError::Setup(format!(
+                    "{}: no admin credentials (start the server once, or give the --config it runs with)",
+                    crate::config::shown(&path)
+                ))
             })?;
         let text = |k: &str| creds[k].as_str().unwrap_or_default().to_owned();
         let mut http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
         if settings.tls.mode == TlsMode::Dev {
-            let ca = std::fs::read(crate::tls::dev_ca_path(&settings.keys.dir))
-                .map_err(|e| ClientError::Setup(format!("development CA: {e}")))?;
+            let path = crate::tls::dev_ca_path(&settings.keys.dir);
+            let ca = std::fs::read(&path)
+                .map_err(|e| ClientError::Setup(format!("development CA {}: {e}", crate::config::shown(&path))))?;
             http = http.tls_certs_only([reqwest::Certificate::from_pem(&ca)?]);
         }
         let http = http.build()?;

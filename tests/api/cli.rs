@@ -120,3 +120,68 @@ fn help_names_every_command() {
         assert!(stdout.contains(command), "{stdout}");
     }
 }
+
+/// The binary with nothing but PATH, run in `cwd`.
+fn ficus_in(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ficus"))
+        .args(args)
+        .current_dir(cwd)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn relative_paths_in_a_config_file_are_its_directorys_so_commands_work_from_anywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo-world.toml");
+    std::fs::copy(world, dir.path().join("world.toml")).unwrap();
+    let config = dir.path().join("ficus.toml");
+    std::fs::write(
+        &config,
+        "[keys]\ndir = \"state/keys\"\n[storage]\ndata_dir = \"state/data\"\n[world]\nfile = \"world.toml\"\n",
+    )
+    .unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+
+    let output = ficus_in(elsewhere.path(), &["--config", config.to_str().unwrap(), "env"]);
+
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let ca = dir.path().join("state/keys/dev-ca.pem");
+    assert!(stdout.contains(&format!("export REQUESTS_CA_BUNDLE={}", ca.display())), "{stdout}");
+    assert!(stdout.contains("export AZURE_TENANT_ID=5e2d1c0a-7f3b-4e8d-9a61-0c4b8f2e9d17"), "{stdout}");
+}
+
+#[test]
+fn a_relative_path_that_names_nothing_is_reported_with_the_directory_it_was_resolved_in() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let cwd = elsewhere.path().canonicalize().unwrap();
+
+    let env = ficus_in(&cwd, &["env"]);
+    let stderr = String::from_utf8(env.stderr).unwrap();
+    assert!(
+        stderr.contains(&format!("world.file: no such file: config/demo-world.toml (relative to {})", cwd.display())),
+        "{stderr}"
+    );
+
+    // An admin command does not read the world file: what it misses is the admin credentials.
+    let admin = ficus_in(&cwd, &["app", "list"]);
+    let stderr = String::from_utf8(admin.stderr).unwrap();
+    assert!(!stderr.contains("world.file"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("keys/admin/demo.json (relative to {}): no admin credentials", cwd.display())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn serve_with_a_missing_world_file_stops_before_creating_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = ficus(dir.path(), &["serve"], &[("FICUS_WORLD__FILE", "/nonexistent/world.toml")]);
+    assert_eq!(output.status.code(), Some(2), "a setting is wrong");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("world.file: no such file: /nonexistent/world.toml"), "{stderr}");
+    assert!(!dir.path().join("data").exists() && !dir.path().join("keys").exists(), "nothing was created");
+}
