@@ -223,9 +223,10 @@ impl FaultRule {
     }
 
     /// Whether the rule hits this request at `now` (a counted rule must still have requests left,
-    /// and a probability is drawn by the caller).
+    /// and a probability is drawn by the caller). A request whose tenant is not known (an unknown
+    /// tenant, an IMDS caller bound to no resource) is no tenant's: no rule hits it.
     pub fn hits(&self, endpoint: FaultEndpoint, subjects: &FaultSubjects, now: OffsetDateTime) -> bool {
-        if self.endpoint != endpoint || subjects.tenant.is_some_and(|t| t != self.tenant) {
+        if self.endpoint != endpoint || subjects.tenant != Some(self.tenant) {
             return false;
         }
         if let FaultLimit::Until { time } = self.limit
@@ -338,6 +339,8 @@ mod tests {
         assert!(!r.hits(FaultEndpoint::Imds, &caller, NOW + time::Duration::seconds(30)), "over");
         assert!(r.is_expired(NOW + time::Duration::seconds(30)));
         let everyone = rule(FaultEndpoint::Jwks, FaultTarget::Everyone, FaultEffect::CloseConnection, ONCE);
-        assert!(everyone.hits(FaultEndpoint::Jwks, &FaultSubjects::default(), NOW));
+        let anyone = FaultSubjects { tenant: Some(tenant()), ..FaultSubjects::default() };
+        assert!(everyone.hits(FaultEndpoint::Jwks, &anyone, NOW));
+        assert!(!everyone.hits(FaultEndpoint::Jwks, &FaultSubjects::default(), NOW), "no tenant: no one's rule");
     }
 }

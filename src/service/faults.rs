@@ -52,10 +52,20 @@ impl FaultService {
     pub async fn follow(self: Arc<Self>, interval: Duration) {
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
         loop {
             ticks.tick().await;
-            if let Err(e) = self.refresh().await {
-                tracing::warn!(error = %e, "could not reload the fault rules; keeping the ones loaded");
+            // Said once when reloading starts failing (a database outage), and once when it recovers.
+            match self.refresh().await {
+                Err(e) if !failing => {
+                    tracing::warn!(error = %e, "could not reload the fault rules; keeping the ones loaded");
+                    failing = true;
+                }
+                Ok(()) if failing => {
+                    tracing::info!("fault rules reloaded again");
+                    failing = false;
+                }
+                _ => {}
             }
         }
     }
