@@ -148,6 +148,10 @@ impl RateLimiter for TokenRateLimits {
         })
     }
 
+    fn counts_in_flight(&self, scope: LimitScope) -> bool {
+        scope == LimitScope::ComputeResource && self.max_in_flight.is_some()
+    }
+
     fn enter(&self, scope: LimitScope, key: &str) -> Result<InFlight, Duration> {
         let (LimitScope::ComputeResource, Some(max)) = (scope, self.max_in_flight) else {
             return Ok(InFlight::uncounted());

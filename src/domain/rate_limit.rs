@@ -33,6 +33,10 @@ pub trait RateLimiter: Send + Sync {
     /// Counts a request of `key` in flight in `scope` until the returned guard drops. `Err(wait)`
     /// when the scope's limit on requests in flight is reached.
     fn enter(&self, scope: LimitScope, key: &str) -> Result<InFlight, Duration>;
+
+    /// Whether `scope` limits requests in flight at all (else `enter` counts nothing, and callers
+    /// need not work out the key).
+    fn counts_in_flight(&self, scope: LimitScope) -> bool;
 }
 
 /// A request counted in flight; dropping it ends the count.

@@ -20,7 +20,7 @@ use crate::domain::federated_credential::DEFAULT_AUDIENCE;
 use crate::domain::ids::{ClientId, ObjectId};
 use crate::domain::issued_token::TokenCacheKey;
 use crate::domain::ports::{DirectorySource, SignError};
-use crate::domain::rate_limit::{LimitScope, RateLimiter};
+use crate::domain::rate_limit::{InFlight, LimitScope, RateLimiter};
 use crate::domain::resource::{ComputeResource, ManagedIdentity, ResourceId};
 use crate::domain::sign_in::{SignIn, SignInKind, SignInSink};
 use crate::domain::tenant::TenantRef;
@@ -253,6 +253,52 @@ impl ManagedIdentityService {
         result
     }
 
+    /// Admits an IMDS (or VM extension) request against its compute resource's limit on requests
+    /// in flight (`rate_limits.profile = "azure"`: 5 per VM). The guard is held for the whole
+    /// request, injected latency included, as a slow IMDS holds Azure's. A refusal is logged.
+    pub fn admit_by_address(&self, caller: Option<IpAddr>, resource: Option<&str>) -> Result<InFlight, MiError> {
+        if !self.limits.counts_in_flight(LimitScope::ComputeResource) {
+            return Ok(InFlight::uncounted());
+        }
+        let view = self.directory.view();
+        let compute = match &self.imds_resource {
+            Some(id) => view.resource(id),
+            None => caller.and_then(|ip| view.resource_for_address(ip)),
+        };
+        self.admit(compute, caller, resource)
+    }
+
+    /// As [`Self::admit_by_address`], for an App Service request (by its identity header).
+    pub fn admit_by_header(
+        &self,
+        caller: Option<IpAddr>,
+        header: Option<&str>,
+        resource: Option<&str>,
+    ) -> Result<InFlight, MiError> {
+        if !self.limits.counts_in_flight(LimitScope::ComputeResource) {
+            return Ok(InFlight::uncounted());
+        }
+        let view = self.directory.view();
+        self.admit(header.and_then(|h| view.resource_by_identity_header(h)), caller, resource)
+    }
+
+    fn admit(
+        &self,
+        compute: Option<&ComputeResource>,
+        caller: Option<IpAddr>,
+        resource: Option<&str>,
+    ) -> Result<InFlight, MiError> {
+        let Some(compute) = compute else {
+            return Ok(InFlight::uncounted());
+        };
+        let started = Instant::now();
+        self.limits.enter(LimitScope::ComputeResource, compute.id.key()).map_err(|wait| {
+            let attempt = Attempt { compute: Some(compute), identity: None, cached: false };
+            self.log(&attempt, caller, resource, &Err(MiError::Throttled(wait)), started);
+            MiError::Throttled(wait)
+        })
+    }
+
     /// Who an IMDS (or VM extension) request comes from, as far as it can be told without
     /// refusing anything: for fault rules, before the request is served.
     pub fn imds_caller(&self, caller: Option<IpAddr>, selection: &IdentitySelection) -> FaultSubjects {
@@ -287,8 +333,6 @@ impl ManagedIdentityService {
     ) -> Result<ManagedIdentityToken, MiError> {
         // Per compute resource: off unless `rate_limits.profile = "azure"` (Azure's per-VM limits).
         self.limits.check(LimitScope::ComputeResource, compute.id.key(), None).map_err(MiError::Throttled)?;
-        let _in_flight =
-            self.limits.enter(LimitScope::ComputeResource, compute.id.key()).map_err(MiError::Throttled)?;
         let identity = select_identity(view, compute, selection)?;
         attempt.identity = Some(identity.clone());
         self.limits

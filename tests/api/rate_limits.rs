@@ -112,3 +112,23 @@ async fn the_azure_profile_answers_a_burst_over_twenty_a_second_per_vm_with_imds
     let burst = futures::future::join_all((0..40).map(|_| ficus.mi_get(IMDS, &[("Metadata", "true")]))).await;
     assert!(burst.iter().all(|(status, _)| *status == 200));
 }
+
+#[tokio::test]
+async fn the_azure_profile_holds_five_slow_imds_requests_of_a_vm_in_flight_and_refuses_the_others() {
+    let app = TestApp::spawn_with("[rate_limits]\nprofile = \"azure\"").await;
+    let admin = Admin::new(&app).await;
+    // A slow IMDS: every answer to vm-demo takes a second, so requests pile up in flight.
+    let slow = json!({"endpoint": "imds", "target": {"computeResource": "vm-demo"}, "latencyMs": 1000, "seconds": 60});
+    let (status, body) = admin.call(Method::POST, "/ficus/faults", Some(slow)).await;
+    assert_eq!(status, 201, "{body}");
+
+    let burst = futures::future::join_all((0..8).map(|_| app.mi_get(IMDS, &[("Metadata", "true")]))).await;
+
+    let mut statuses: Vec<u16> = burst.iter().map(|(status, _)| status.as_u16()).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429, 429], "Azure: 5 concurrent requests per VM");
+    let refused = burst.iter().find(|(status, _)| status.as_u16() == 429).unwrap();
+    assert_eq!(refused.1["error"], "too_many_requests", "{}", refused.1);
+    let in_flight = r#"ficus_rate_limited_total{scope="compute_resource_in_flight"}"#;
+    assert_eq!(app.metric(in_flight).await, 3.0);
+}

@@ -109,8 +109,11 @@ pub async fn issue_imds_token(
     RawQuery(query): RawQuery,
 ) -> Result<impl IntoResponse, ApiError> {
     let request = imds_request(&headers, query.as_deref());
-    let caller = || service.imds_caller(Some(peer.ip()), &request.selection);
     let resource = request.resource.as_deref();
+    let _in_flight = service
+        .admit_by_address(Some(peer.ip()), resource)
+        .map_err(|e| ApiError::ManagedIdentity(MiEndpoint::Imds, e))?;
+    let caller = || service.imds_caller(Some(peer.ip()), &request.selection);
     inject(&state, FaultEndpoint::Imds, caller, |subjects| injected_sign_in(subjects, resource, peer)).await?;
     let token =
         service.imds_token(Some(peer.ip()), request).map_err(|e| ApiError::ManagedIdentity(MiEndpoint::Imds, e))?;
@@ -136,6 +139,9 @@ pub async fn issue_vm_extension_token(
     RawQuery(query): RawQuery,
 ) -> Result<impl IntoResponse, ApiError> {
     let request = imds_request(&headers, query.as_deref());
+    let _in_flight = service
+        .admit_by_address(Some(peer.ip()), request.resource.as_deref())
+        .map_err(|e| ApiError::ManagedIdentity(MiEndpoint::VmExtension, e))?;
     let token = service
         .vm_extension_token(Some(peer.ip()), request)
         .map_err(|e| ApiError::ManagedIdentity(MiEndpoint::VmExtension, e))?;
@@ -174,8 +180,11 @@ pub async fn issue_app_service_token(
         resource: get(&pairs, "resource"),
         selection: selection(&pairs),
     };
-    let caller = || service.app_service_caller(request.identity_header.as_deref(), &request.selection);
     let resource = request.resource.as_deref();
+    let _in_flight = service
+        .admit_by_header(Some(peer.ip()), request.identity_header.as_deref(), resource)
+        .map_err(|e| ApiError::ManagedIdentity(MiEndpoint::AppService, e))?;
+    let caller = || service.app_service_caller(request.identity_header.as_deref(), &request.selection);
     inject(&state, FaultEndpoint::AppService, caller, |subjects| injected_sign_in(subjects, resource, peer)).await?;
     let token = service
         .app_service_token(Some(peer.ip()), request)
