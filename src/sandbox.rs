@@ -128,8 +128,8 @@ pub async fn run(mut settings: Settings, resource: &str, command: &[OsString]) -
     settings.server.proxy_protocol_from.clear();
     settings.server.drain_delay = std::time::Duration::ZERO;
     let app = Application::build(settings.clone(), Arc::new(SystemClock)).await?;
-    let compute = crate::startup::imds_resource(&settings, &app.directory().view())?
-        .and_then(|id| app.directory().view().resource(&id).map(|r| (r.id.clone(), r.tenant_id)));
+    let compute =
+        app.imds_resource().and_then(|id| app.directory().view().resource(id).map(|r| (r.id.clone(), r.tenant_id)));
     let Some((compute, tenant)) = compute else {
         return Err(StartupError::Admin(format!("no compute resource '{resource}'")));
     };

@@ -311,6 +311,11 @@ impl Application {
         self.vm_extension_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
+    /// The compute resource IMDS serves every caller as (`server.imds_resource`), resolved.
+    pub fn imds_resource(&self) -> Option<&ResourceId> {
+        self.state.managed_identities.imds_resource()
+    }
+
     /// The external base URL (issuers and endpoints are built from it).
     pub fn public_url(&self) -> &Url {
         &self.public_url
@@ -445,7 +450,7 @@ impl Application {
 }
 
 /// `server.imds_resource`: an ARM id, or the name of exactly one compute resource.
-pub(crate) fn imds_resource(
+fn imds_resource(
     settings: &Settings,
     view: &crate::domain::directory::DirectoryView,
 ) -> Result<Option<ResourceId>, ConfigError> {

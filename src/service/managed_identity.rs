@@ -197,10 +197,7 @@ impl ManagedIdentityService {
     ) -> Result<ManagedIdentityToken, MiError> {
         let started = Instant::now();
         let view = self.directory.view();
-        let compute = match &self.imds_resource {
-            Some(id) => view.resource(id),
-            None => caller.and_then(|ip| view.resource_for_address(ip)),
-        };
+        let compute = self.imds_compute(&view, caller);
         let mut attempt = Attempt { compute, identity: None, cached: false };
         let result = (|| {
             self.limit_address(caller)?;
@@ -261,10 +258,7 @@ impl ManagedIdentityService {
             return Ok(InFlight::uncounted());
         }
         let view = self.directory.view();
-        let compute = match &self.imds_resource {
-            Some(id) => view.resource(id),
-            None => caller.and_then(|ip| view.resource_for_address(ip)),
-        };
+        let compute = self.imds_compute(&view, caller);
         self.admit(compute, caller, resource)
     }
 
@@ -303,10 +297,7 @@ impl ManagedIdentityService {
     /// refusing anything: for fault rules, before the request is served.
     pub fn imds_caller(&self, caller: Option<IpAddr>, selection: &IdentitySelection) -> FaultSubjects {
         let view = self.directory.view();
-        let compute = match &self.imds_resource {
-            Some(id) => view.resource(id),
-            None => caller.and_then(|ip| view.resource_for_address(ip)),
-        };
+        let compute = self.imds_compute(&view, caller);
         subjects(&view, compute, selection)
     }
 
@@ -314,6 +305,20 @@ impl ManagedIdentityService {
     pub fn app_service_caller(&self, header: Option<&str>, selection: &IdentitySelection) -> FaultSubjects {
         let view = self.directory.view();
         subjects(&view, header.and_then(|h| view.resource_by_identity_header(h)), selection)
+    }
+
+    /// The compute resource an IMDS request comes from: the one `server.imds_resource` names, else
+    /// the one bound to the caller's address.
+    fn imds_compute<'v>(&self, view: &'v DirectoryView, caller: Option<IpAddr>) -> Option<&'v ComputeResource> {
+        match &self.imds_resource {
+            Some(id) => view.resource(id),
+            None => caller.and_then(|ip| view.resource_for_address(ip)),
+        }
+    }
+
+    /// The resource `server.imds_resource` resolved to at start-up, if set.
+    pub fn imds_resource(&self) -> Option<&ResourceId> {
+        self.imds_resource.as_ref()
     }
 
     fn limit_address(&self, caller: Option<IpAddr>) -> Result<(), MiError> {

@@ -4,12 +4,11 @@ admin API and removed afterwards; the sign-in log shows every attempt."""
 
 import time
 
-import msal
 import pytest
 from azure.identity import CredentialUnavailableError, ManagedIdentityCredential
 
 from conftest import ARM_RG
-from test_federation import TENANT, stock_tracker, trusting_session
+from test_federation import msal_client, stock_tracker
 from test_managed_identity import validated_claims
 
 
@@ -109,13 +108,7 @@ def test_msal_confidential_client_honours_token_endpoint_429_retry_after_and_the
         "api://AzureADTokenExchange/.default"
     ).token
     faults({"endpoint": "token", "target": {"application": app["appId"]}, "status": 429, "retryAfter": 1, "requests": 1})
-    client = msal.ConfidentialClientApplication(
-        app["appId"],
-        client_credential={"client_assertion": lambda: assertion},
-        authority=f"{broker.base}/{TENANT}",
-        instance_discovery=False,
-        http_client=trusting_session(broker, clean_identity_env),
-    )
+    client = msal_client(broker, clean_identity_env, app, assertion)
     throttled = client.acquire_token_for_client(scopes=["api://vault/.default"])
     assert throttled.get("error") == "temporarily_unavailable", throttled
     held_back = client.acquire_token_for_client(scopes=["api://vault/.default"])

@@ -21,6 +21,17 @@ def trusting_session(broker, env) -> requests.Session:
     return session
 
 
+def msal_client(broker, env, app: dict, assertion: str) -> msal.ConfidentialClientApplication:
+    """msal's confidential client for `app`, proving itself with `assertion`, pointed at the broker."""
+    return msal.ConfidentialClientApplication(
+        app["appId"],
+        client_credential={"client_assertion": lambda: assertion},
+        authority=f"{broker.base}/{TENANT}",
+        instance_discovery=False,
+        http_client=trusting_session(broker, env),
+    )
+
+
 def stock_tracker(broker) -> dict:
     apps = broker.admin("GET", "/v1.0/applications")["value"]
     return next(a for a in apps if a["displayName"] == "stock-tracker")
@@ -57,13 +68,7 @@ def test_client_assertion_credential_exchanges_the_identity_token(broker, clean_
 def test_msal_confidential_client_exchanges_the_identity_token(broker, clean_identity_env):
     assertion = uami_assertion(broker, clean_identity_env)
     app = stock_tracker(broker)
-    client = msal.ConfidentialClientApplication(
-        app["appId"],
-        client_credential={"client_assertion": lambda: assertion},
-        authority=f"{broker.base}/{TENANT}",
-        instance_discovery=False,
-        http_client=trusting_session(broker, clean_identity_env),
-    )
+    client = msal_client(broker, clean_identity_env, app, assertion)
 
     result = client.acquire_token_for_client(scopes=["api://vault/.default"])
 
@@ -92,13 +97,7 @@ def test_an_identity_that_no_credential_trusts_is_refused_with_aadsts700213_for_
     # vm-demo's system identity is not the subject of stock-tracker's credential.
     assertion = ManagedIdentityCredential().get_token("api://AzureADTokenExchange/.default").token
     app = stock_tracker(broker)
-    client = msal.ConfidentialClientApplication(
-        app["appId"],
-        client_credential={"client_assertion": lambda: assertion},
-        authority=f"{broker.base}/{TENANT}",
-        instance_discovery=False,
-        http_client=trusting_session(broker, clean_identity_env),
-    )
+    client = msal_client(broker, clean_identity_env, app, assertion)
 
     result = client.acquire_token_for_client(scopes=["api://vault/.default"])
 
