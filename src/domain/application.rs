@@ -5,6 +5,22 @@
 use super::ids::{ClientId, ObjectId};
 use super::tenant::TenantId;
 
+/// The admin API's resource, which each tenant's management API application claims.
+pub const MANAGEMENT_API: &str = "api://ficus-management";
+
+/// Microsoft Graph's and Azure Resource Manager's resource URIs. The admin plane speaks their
+/// protocols, and Microsoft's SDKs ask for these audiences by default, so where no application
+/// claims one it names the management API: a token for it is an admin token.
+const MICROSOFT_ADMIN_RESOURCES: [&str; 3] =
+    ["https://graph.microsoft.com", "https://management.azure.com", "https://management.core.windows.net"];
+
+/// Whether `resource` is Graph's or ARM's resource URI (case-insensitive, a trailing `/` allowed,
+/// as Entra accepts both spellings).
+pub fn is_microsoft_admin_resource(resource: &str) -> bool {
+    let resource = resource.strip_suffix('/').unwrap_or(resource);
+    MICROSOFT_ADMIN_RESOURCES.iter().any(|known| known.eq_ignore_ascii_case(resource))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApplicationError {
     #[error("displayName must be 1-256 characters without control characters")]

@@ -9,7 +9,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::application::Application;
+use super::application::{Application, MANAGEMENT_API, is_microsoft_admin_resource};
 use super::federated_credential::{CredentialOwner, FederatedCredential};
 use super::ids::{ClientId, ObjectId};
 use super::ports::Directory;
@@ -322,12 +322,20 @@ impl DirectoryView {
         self.application(tenant, *self.apps_by_sp.get(&sp_id)?)
     }
 
-    /// The application a client names as a resource: by identifier URI (case-insensitive) or appId.
+    /// The application a client names as a resource: by identifier URI (case-insensitive) or
+    /// appId; Graph's and ARM's resource URIs, unless an application claims them, name the
+    /// management API.
     pub fn resource_application(&self, tenant: TenantId, name: &str) -> Option<&Arc<Application>> {
         if let Some(id) = self.apps_by_uri.get(&(tenant, name.to_ascii_lowercase())) {
             return self.application(tenant, *id);
         }
-        ClientId::parse(name).ok().and_then(|app_id| self.application_by_client(tenant, app_id))
+        if let Some(app) = ClientId::parse(name).ok().and_then(|app_id| self.application_by_client(tenant, app_id)) {
+            return Some(app);
+        }
+        if is_microsoft_admin_resource(name) {
+            return self.application(tenant, *self.apps_by_uri.get(&(tenant, MANAGEMENT_API.to_owned()))?);
+        }
+        None
     }
 
     pub fn applications(&self, tenant: TenantId) -> Vec<&Arc<Application>> {
@@ -363,7 +371,12 @@ impl DirectoryView {
     }
 
     pub fn resource(&self, id: &ResourceId) -> Option<&ComputeResource> {
-        self.resources.get(id.key()).map(|r| &**r)
+        self.resource_by_key(id.key())
+    }
+
+    /// By [`ResourceId::key`] (the lower-cased id).
+    pub fn resource_by_key(&self, key: &str) -> Option<&ComputeResource> {
+        self.resources.get(key).map(|r| &**r)
     }
 
     /// User-assigned identities with this name, in any resource group (a scan, as below).
@@ -373,6 +386,20 @@ impl DirectoryView {
             .filter(|i| i.is_user_assigned() && i.resource_id.name().eq_ignore_ascii_case(name))
             .map(|i| &**i)
             .collect()
+    }
+
+    /// User-assigned identities of a subscription, or of one of its resource groups
+    /// (case-insensitive), by name (a scan, for the admin API).
+    pub fn user_identities_in(&self, subscription: uuid::Uuid, resource_group: Option<&str>) -> Vec<&ManagedIdentity> {
+        let mut found: Vec<&ManagedIdentity> = self
+            .identities
+            .values()
+            .map(|i| &**i)
+            .filter(|i| i.is_user_assigned() && i.resource_id.subscription() == subscription)
+            .filter(|i| resource_group.is_none_or(|rg| i.resource_id.resource_group().eq_ignore_ascii_case(rg)))
+            .collect();
+        found.sort_by(|a, b| a.resource_id.key().cmp(b.resource_id.key()));
+        found
     }
 
     /// Compute resources with this name, in any subscription and resource group (a scan: for

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::ids::{ClientId, ObjectId};
+use super::sign_in::aadsts;
 use super::tenant::TenantId;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -112,6 +113,18 @@ impl FaultEffect {
             (None, Some(millis), false) if retry_after.is_none() => Ok(Self::Latency { millis }),
             (None, None, true) if retry_after.is_none() => Ok(Self::CloseConnection),
             _ => Err(FaultError::Effect),
+        }
+    }
+
+    /// The AADSTS number the sign-in log gives an injected failure: Entra's throttling code for
+    /// 429, its transient-error code for a 5xx, a 410 (IMDS updating) or a closed connection, and
+    /// its invalid-request code for any other status.
+    pub fn aadsts(&self) -> u32 {
+        match *self {
+            Self::Status { status: 429, .. } => aadsts::THROTTLED,
+            Self::Status { status, .. } if status >= 500 || status == 410 => aadsts::TRANSIENT,
+            Self::CloseConnection => aadsts::TRANSIENT,
+            Self::Status { .. } | Self::Latency { .. } => aadsts::INVALID_REQUEST,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The sign-in log: every token request (managed identity or application), success or failure,
-//! with who asked, for what, from where, the outcome, the error code and the latency.
+//! with who asked (and their name, as Entra's log keeps it), for what, from where, through which
+//! compute resource or federated credential, the outcome, the error code and the latency.
 //!
 //! Identical requests close together in time (same principal, client, resource, caller, outcome,
 //! error and cache use) are written as one entry with a `count`, as Entra aggregates
@@ -12,8 +13,22 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::activity::Outcome;
+use super::application::Application;
 use super::ids::ObjectId;
+use super::resource::ManagedIdentity;
 use super::tenant::TenantId;
+
+/// Entra's AADSTS numbers for failures that have no finer code of their own.
+pub mod aadsts {
+    /// `TenantThrottlingError`: too many requests.
+    pub const THROTTLED: u32 = 90055;
+    /// A transient error; try again.
+    pub const TRANSIENT: u32 = 90033;
+    /// `InvalidRequest`: the request is malformed or not valid.
+    pub const INVALID_REQUEST: u32 = 9002313;
+    /// `TokenIssuanceError`: an issue with the sign-in service.
+    pub const SERVER_ERROR: u32 = 50000;
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignInKind {
@@ -36,6 +51,69 @@ impl SignInKind {
             _ => None,
         }
     }
+
+    /// Graph's `signInEventTypes` value.
+    pub fn graph_event_type(self) -> &'static str {
+        match self {
+            Self::ManagedIdentity => "managedIdentity",
+            Self::Application => "servicePrincipal",
+        }
+    }
+}
+
+/// A managed identity's kind (Graph's `msiType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MsiType {
+    SystemAssigned,
+    UserAssigned,
+}
+
+impl MsiType {
+    pub fn of(identity: &ManagedIdentity) -> Self {
+        if identity.is_user_assigned() { Self::UserAssigned } else { Self::SystemAssigned }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SystemAssigned => "systemAssigned",
+            Self::UserAssigned => "userAssigned",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::SystemAssigned, Self::UserAssigned].into_iter().find(|t| t.as_str() == raw)
+    }
+}
+
+/// Who signed in, as the log names them: the principal's ids, its name when the request was made
+/// (an application's display name; a managed identity's is its resource's name, as Entra names
+/// its service principal) and, for a managed identity, its kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SignInPrincipal {
+    pub principal_id: Option<ObjectId>,
+    pub client_id: Option<String>,
+    pub name: String,
+    pub msi_type: Option<MsiType>,
+}
+
+impl SignInPrincipal {
+    pub fn application(app: &Application) -> Self {
+        Self {
+            principal_id: Some(app.service_principal_id),
+            client_id: Some(app.app_id.to_string()),
+            name: app.display_name.as_str().to_owned(),
+            msi_type: None,
+        }
+    }
+
+    pub fn identity(identity: &ManagedIdentity) -> Self {
+        Self {
+            principal_id: Some(identity.principal_id),
+            client_id: Some(identity.client_id.to_string()),
+            name: identity.resource_id.name().to_owned(),
+            msi_type: Some(MsiType::of(identity)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,14 +122,21 @@ pub struct SignIn {
     pub time: OffsetDateTime,
     pub tenant_id: TenantId,
     pub kind: SignInKind,
-    /// The principal that got (or was refused) a token, when the request named a known one.
-    pub principal_id: Option<ObjectId>,
-    pub client_id: Option<String>,
+    /// The principal that got (or was refused) a token, when the request named a known one; the
+    /// client id as the request gave it otherwise.
+    pub principal: SignInPrincipal,
+    /// The compute resource whose managed-identity endpoint (IMDS, App Service) was asked.
+    pub compute_resource: Option<String>,
+    /// The federated identity credential that admitted the assertion.
+    pub credential_id: Option<ObjectId>,
     /// The resource (audience) asked for, as the client named it.
     pub resource: String,
     pub caller_address: Option<IpAddr>,
     pub outcome: Outcome,
-    /// `AADSTS500011`, `identity_not_found`, ...; empty on success.
+    /// Graph's `status.errorCode`: 0 on success, else the AADSTS number Entra would log.
+    pub status_code: u32,
+    /// ficus's own code, finer than the AADSTS number (`AADSTS500011`, `identity_not_found`,
+    /// `throttled`, `injected`, ...); empty on success.
     pub error_code: String,
     pub reason: String,
     pub latency: Duration,
@@ -66,15 +151,23 @@ impl SignIn {
     fn same_request(&self, other: &Self) -> bool {
         self.tenant_id == other.tenant_id
             && self.kind == other.kind
-            && self.principal_id == other.principal_id
-            && self.client_id == other.client_id
+            && self.principal == other.principal
+            && self.compute_resource == other.compute_resource
+            && self.credential_id == other.credential_id
             && self.resource == other.resource
             && self.caller_address == other.caller_address
             && self.outcome == other.outcome
+            && self.status_code == other.status_code
             && self.error_code == other.error_code
             && self.reason == other.reason
             && self.cached == other.cached
     }
+}
+
+/// What the log keeps of a value the client gave (a resource, a client id): its first 256
+/// characters.
+pub fn clipped(value: &str) -> String {
+    value.chars().take(256).collect()
 }
 
 /// Merges identical requests into one entry each (the first's id and time, the counts summed,
@@ -128,11 +221,18 @@ mod tests {
             time: OffsetDateTime::UNIX_EPOCH,
             tenant_id: TenantId::parse("5e2d1c0a-7f3b-4e8d-9a61-0c4b8f2e9d17").unwrap(),
             kind: SignInKind::ManagedIdentity,
-            principal_id: Some(ObjectId::parse(&format!("00000000-0000-4000-8000-0000000000{principal:02}")).unwrap()),
-            client_id: None,
+            principal: SignInPrincipal {
+                principal_id: Some(
+                    ObjectId::parse(&format!("00000000-0000-4000-8000-0000000000{principal:02}")).unwrap(),
+                ),
+                ..SignInPrincipal::default()
+            },
+            compute_resource: None,
+            credential_id: None,
             resource: "api://vault".into(),
             caller_address: None,
             outcome: Outcome::Success,
+            status_code: 0,
             error_code: String::new(),
             reason: String::new(),
             latency: Duration::from_millis(latency_ms),

@@ -10,6 +10,7 @@ pub mod context;
 pub mod error;
 pub mod faults;
 pub mod metrics;
+pub mod odata;
 pub mod proxy_protocol;
 pub mod routes;
 pub mod state;

@@ -1,5 +1,5 @@
 //! Who may call the admin API: bearer tokens this broker issued, for the management API
-//! (`api://ficus-management`), in time, carrying `Ficus.Admin` (any call) or `Ficus.Reader`
+//! (`api://ficus-management`, or Graph's or ARM's resource URI, which name it), in time, carrying `Ficus.Admin` (any call) or `Ficus.Reader`
 //! (reads). The token's `tid` picks the tenant the caller administers.
 
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use super::admin::Caller;
 use super::admin::bootstrap::{ADMIN_ROLE, MANAGEMENT_API, READER_ROLE};
 use super::discovery::DiscoveryService;
 use crate::domain::activity::Actor;
+use crate::domain::application::is_microsoft_admin_resource;
 use crate::domain::clock::Clock;
 use crate::domain::ids::ClientId;
 use crate::domain::keys::OwnTokenVerifier;
@@ -62,7 +63,8 @@ impl AdminAuthenticator {
         if text("iss") != Some(self.discovery.issuer_for(&tenant).as_str()) {
             return Err(AuthError::Invalid("invalid issuer"));
         }
-        if text("aud") != Some(MANAGEMENT_API) {
+        let audience = text("aud").unwrap_or_default();
+        if audience != MANAGEMENT_API && !is_microsoft_admin_resource(audience) {
             return Err(AuthError::Invalid("invalid audience"));
         }
         self.check_time(&claims)?;

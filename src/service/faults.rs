@@ -13,9 +13,8 @@ use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use crate::domain::activity::Outcome;
 use crate::domain::clock::Clock;
 use crate::domain::fault::{FaultEndpoint, FaultLimit, FaultRule, FaultSubjects};
-use crate::domain::ids::ObjectId;
 use crate::domain::ports::{Registry, StoreError};
-use crate::domain::sign_in::{SignIn, SignInKind, SignInSink};
+use crate::domain::sign_in::{SignIn, SignInKind, SignInPrincipal, SignInSink};
 
 pub struct FaultService {
     registry: Arc<dyn Registry>,
@@ -28,8 +27,8 @@ pub struct FaultService {
 /// Who an injected answer was for, as the sign-in log records it.
 pub struct InjectedSignIn {
     pub kind: SignInKind,
-    pub principal_id: Option<ObjectId>,
-    pub client_id: Option<String>,
+    pub principal: SignInPrincipal,
+    pub compute_resource: Option<String>,
     pub resource: String,
     pub caller: Option<IpAddr>,
 }
@@ -107,18 +106,21 @@ impl FaultService {
         None
     }
 
-    /// Writes an injected answer to the sign-in log: a failure whose code is `injected`.
+    /// Writes an injected answer to the sign-in log: a failure whose ficus code is `injected`, with
+    /// the AADSTS number of what it imitates.
     pub fn log(&self, rule: &FaultRule, who: InjectedSignIn) {
         self.sign_ins.record(SignIn {
             id: uuid::Uuid::new_v4(),
             time: self.clock.now(),
             tenant_id: rule.tenant,
             kind: who.kind,
-            principal_id: who.principal_id,
-            client_id: who.client_id,
+            principal: who.principal,
+            compute_resource: who.compute_resource,
+            credential_id: None,
             resource: who.resource,
             caller_address: who.caller,
             outcome: Outcome::Failure,
+            status_code: rule.effect.aadsts(),
             error_code: "injected".to_owned(),
             reason: rule.describe(),
             latency: Duration::ZERO,

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::claims::AccessToken;
 use super::discovery::DiscoveryService;
+use super::faults::InjectedSignIn;
 use super::mint::TokenMint;
 use super::token::unique_token_id;
 use crate::domain::activity::Outcome;
@@ -22,7 +23,7 @@ use crate::domain::issued_token::TokenCacheKey;
 use crate::domain::ports::{DirectorySource, SignError};
 use crate::domain::rate_limit::{InFlight, LimitScope, RateLimiter};
 use crate::domain::resource::{ComputeResource, ManagedIdentity, ResourceId};
-use crate::domain::sign_in::{SignIn, SignInKind, SignInSink};
+use crate::domain::sign_in::{SignIn, SignInKind, SignInPrincipal, SignInSink, aadsts, clipped};
 use crate::domain::tenant::TenantRef;
 use crate::domain::token::SignedJwt;
 
@@ -132,6 +133,27 @@ impl MiError {
             Self::Signing(_) => "server_error",
         }
     }
+
+    /// The sign-in log's AADSTS number: Entra's own where Entra answers the same failure
+    /// (500011, throttling, a missing parameter), "application not found" where no identity
+    /// answers, and "invalid request" for what only the endpoint itself checks.
+    pub fn aadsts(&self) -> u32 {
+        match self {
+            Self::MissingResource => 900144,
+            Self::UnboundAddress(_) | Self::IdentityNotFound => 700016,
+            Self::UnknownResource { .. } => 500011,
+            Self::Throttled(_) => aadsts::THROTTLED,
+            Self::Signing(_) => aadsts::SERVER_ERROR,
+            Self::MissingMetadataHeader
+            | Self::Forwarded
+            | Self::MissingApiVersion
+            | Self::UnsupportedApiVersion(_)
+            | Self::MissingIdentityHeader
+            | Self::WrongIdentityHeader
+            | Self::AmbiguousSelection
+            | Self::MultipleUserIdentities => aadsts::INVALID_REQUEST,
+        }
+    }
 }
 
 pub struct ManagedIdentityService {
@@ -210,7 +232,7 @@ impl ManagedIdentityService {
             match request.api_version.as_deref() {
                 _ if !versioned => {}
                 None => return Err(MiError::MissingApiVersion),
-                Some(v) if !IMDS_API_VERSIONS.contains(&v) => return Err(MiError::UnsupportedApiVersion(truncate(v))),
+                Some(v) if !IMDS_API_VERSIONS.contains(&v) => return Err(MiError::UnsupportedApiVersion(clipped(v))),
                 Some(_) => {}
             }
             let resource = request.resource.as_deref().filter(|r| !r.is_empty()).ok_or(MiError::MissingResource)?;
@@ -241,7 +263,7 @@ impl ManagedIdentityService {
             match request.api_version.as_deref() {
                 None => return Err(MiError::MissingApiVersion),
                 Some(APP_SERVICE_API_VERSION) => {}
-                Some(v) => return Err(MiError::UnsupportedApiVersion(truncate(v))),
+                Some(v) => return Err(MiError::UnsupportedApiVersion(clipped(v))),
             }
             let resource = request.resource.as_deref().filter(|r| !r.is_empty()).ok_or(MiError::MissingResource)?;
             self.issue(&view, compute, &request.selection, resource, &mut attempt)
@@ -301,6 +323,33 @@ impl ManagedIdentityService {
         subjects(&view, compute, selection)
     }
 
+    /// The sign-in log's view of a managed-identity request a fault rule answered (`None`: the
+    /// caller is no compute resource of any tenant).
+    pub fn injected_sign_in(
+        &self,
+        subjects: &FaultSubjects,
+        resource: Option<&str>,
+        caller: IpAddr,
+    ) -> Option<InjectedSignIn> {
+        subjects.tenant?;
+        let view = self.directory.view();
+        Some(InjectedSignIn {
+            kind: SignInKind::ManagedIdentity,
+            principal: subjects
+                .identity
+                .and_then(|p| view.identity(p))
+                .map(SignInPrincipal::identity)
+                .unwrap_or_default(),
+            compute_resource: subjects
+                .compute
+                .as_deref()
+                .and_then(|key| view.resource_by_key(key))
+                .map(|r| r.id.to_string()),
+            resource: resource.map(clipped).unwrap_or_default(),
+            caller: Some(caller),
+        })
+    }
+
     /// Who an App Service request comes from (by its identity header), for fault rules.
     pub fn app_service_caller(&self, header: Option<&str>, selection: &IdentitySelection) -> FaultSubjects {
         let view = self.directory.view();
@@ -348,7 +397,7 @@ impl ManagedIdentityService {
         // be exchanged through a federated credential (flow 2), as in Entra.
         let app = view.resource_application(tenant.id, resource);
         if app.is_none() && resource != DEFAULT_AUDIENCE {
-            return Err(MiError::UnknownResource { resource: truncate(resource), tenant: tenant.id.to_string() });
+            return Err(MiError::UnknownResource { resource: clipped(resource), tenant: tenant.id.to_string() });
         }
         let roles = app.map(|app| view.role_values(identity.principal_id, app)).unwrap_or_default();
         let key = TokenCacheKey {
@@ -399,20 +448,22 @@ impl ManagedIdentityService {
             }
             return;
         };
-        let (outcome, error_code, reason) = match result {
-            Ok(_) => (Outcome::Success, String::new(), String::new()),
-            Err(e) => (Outcome::Failure, e.code().to_owned(), e.to_string()),
+        let (outcome, status_code, error_code, reason) = match result {
+            Ok(_) => (Outcome::Success, 0, String::new(), String::new()),
+            Err(e) => (Outcome::Failure, e.aadsts(), e.code().to_owned(), e.to_string()),
         };
         self.sign_ins.record(SignIn {
             id: uuid::Uuid::new_v4(),
             time: self.clock.now(),
             tenant_id: compute.tenant_id,
             kind: SignInKind::ManagedIdentity,
-            principal_id: attempt.identity.as_ref().map(|i| i.principal_id),
-            client_id: attempt.identity.as_ref().map(|i| i.client_id.to_string()),
-            resource: resource.map(truncate).unwrap_or_default(),
+            principal: attempt.identity.as_ref().map(SignInPrincipal::identity).unwrap_or_default(),
+            compute_resource: Some(compute.id.to_string()),
+            credential_id: None,
+            resource: resource.map(clipped).unwrap_or_default(),
             caller_address: caller,
             outcome,
+            status_code,
             error_code,
             reason,
             latency: started.elapsed(),
@@ -468,8 +519,4 @@ fn select_identity(
         }
     };
     found.cloned().ok_or(MiError::IdentityNotFound)
-}
-
-fn truncate(value: &str) -> String {
-    value.chars().take(256).collect()
 }

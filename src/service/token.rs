@@ -16,6 +16,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use super::assertion_check::AssertionChecker;
 use super::claims::AccessToken;
 use super::discovery::{DiscoveryError, DiscoveryService};
+use super::faults::InjectedSignIn;
 use super::mint::TokenMint;
 use crate::domain::activity::Outcome;
 use crate::domain::application::Application;
@@ -28,7 +29,7 @@ use crate::domain::issued_token::TokenCacheKey;
 use crate::domain::ports::{DirectorySource, SignError};
 use crate::domain::rate_limit::{LimitScope, RateLimiter};
 use crate::domain::resource::ManagedIdentity;
-use crate::domain::sign_in::{SignIn, SignInKind, SignInSink};
+use crate::domain::sign_in::{SignIn, SignInKind, SignInPrincipal, SignInSink, aadsts, clipped};
 use crate::domain::tenant::{Tenant, TenantId};
 use crate::domain::token::{Claims, SignedJwt};
 
@@ -123,9 +124,10 @@ pub enum TokenError {
 }
 
 impl TokenError {
-    /// Entra's AADSTS code for this failure, where Entra has one.
-    pub fn aadsts(&self) -> Option<u32> {
-        Some(match self {
+    /// Entra's AADSTS code for this failure (throttling and signing failures get Entra's
+    /// `TenantThrottlingError` and `TokenIssuanceError`).
+    pub fn aadsts(&self) -> u32 {
+        match self {
             Self::Tenant(_) => 90002,
             Self::MissingParameter(_) => 900144,
             Self::RepeatedParameter(_) => 9002313,
@@ -145,8 +147,9 @@ impl TokenError {
             },
             Self::NoFederatedCredentials { .. } => 70025,
             Self::NoMatch { mismatch, .. } => mismatch.aadsts(),
-            Self::Throttled(_) | Self::Signing(_) => return None,
-        })
+            Self::Throttled(_) => aadsts::THROTTLED,
+            Self::Signing(_) => aadsts::SERVER_ERROR,
+        }
     }
 }
 
@@ -223,6 +226,8 @@ struct Authenticated {
 #[derive(Default)]
 struct Attempt {
     client: Option<Client>,
+    /// The federated credential that admitted the client's assertion.
+    credential: Option<ObjectId>,
     resource: String,
     cached: bool,
 }
@@ -252,6 +257,29 @@ impl TokenService {
         let client = client_id.and_then(|raw| ClientId::parse(raw).ok());
         let identity = client.and_then(|id| self.directory.view().identity_by_client(id).map(|i| i.principal_id));
         FaultSubjects { tenant: Some(tenant.id), compute: None, identity, application: client }
+    }
+
+    /// The sign-in log's view of a token request a fault rule answered (`None`: no tenant).
+    pub fn injected_sign_in(&self, subjects: &FaultSubjects, request: &TokenRequest) -> Option<InjectedSignIn> {
+        let tenant = subjects.tenant?;
+        let view = self.directory.view();
+        let identity = subjects.identity.and_then(|p| view.identity(p));
+        let application = subjects.application.and_then(|c| view.application_by_client(tenant, c));
+        let (kind, principal) = match (identity, application) {
+            (Some(identity), _) => (SignInKind::ManagedIdentity, SignInPrincipal::identity(identity)),
+            (None, Some(app)) => (SignInKind::Application, SignInPrincipal::application(app)),
+            (None, None) => (
+                SignInKind::Application,
+                SignInPrincipal { client_id: request.client_id.as_deref().map(clipped), ..SignInPrincipal::default() },
+            ),
+        };
+        Some(InjectedSignIn {
+            kind,
+            principal,
+            compute_resource: None,
+            resource: request.scope.as_deref().or(request.resource.as_deref()).map(clipped).unwrap_or_default(),
+            caller: request.caller,
+        })
     }
 
     /// Puts the diagnosis of a failed credential match into the error response too
@@ -284,7 +312,7 @@ impl TokenService {
         let exchange = match grant {
             CLIENT_CREDENTIALS => false,
             TOKEN_EXCHANGE => true,
-            other => return Err(TokenError::UnsupportedGrantType(truncate(other))),
+            other => return Err(TokenError::UnsupportedGrantType(clipped(other))),
         };
         let client = self.client(tenant, request)?;
         attempt.client = Some(client.clone());
@@ -304,9 +332,9 @@ impl TokenService {
             let kind =
                 request.subject_token_type.as_deref().ok_or(TokenError::MissingParameter("subject_token_type"))?;
             if !SUBJECT_TOKEN_TYPES.contains(&kind) {
-                return Err(TokenError::SubjectTokenType(truncate(kind)));
+                return Err(TokenError::SubjectTokenType(clipped(kind)));
             }
-            self.federated(client, &token.0, true).await?
+            self.federated(client, &token.0, true, attempt).await?
         } else {
             match (&request.client_secret, &request.client_assertion) {
                 (Some(secret), _) => {
@@ -321,7 +349,7 @@ impl TokenService {
                     if request.client_assertion_type.as_deref() != Some(JWT_BEARER) {
                         return Err(TokenError::AssertionType);
                     }
-                    self.federated(client, &assertion.0, false).await?
+                    self.federated(client, &assertion.0, false, attempt).await?
                 }
                 (None, None) => return Err(TokenError::NoCredential),
             }
@@ -346,11 +374,17 @@ impl TokenService {
                     .filter(|identity| identity.is_user_assigned() && identity.tenant_id == tenant.id)
                     .map(|identity| Client::Identity(identity.clone())),
             })
-            .ok_or_else(|| TokenError::UnknownClient { client_id: truncate(raw), tenant: tenant.id.to_string() })
+            .ok_or_else(|| TokenError::UnknownClient { client_id: clipped(raw), tenant: tenant.id.to_string() })
     }
 
     /// Verifies the assertion and finds the application's credential that it matches.
-    async fn federated(&self, client: Client, raw: &str, exchange: bool) -> Result<Authenticated, TokenError> {
+    async fn federated(
+        &self,
+        client: Client,
+        raw: &str,
+        exchange: bool,
+        attempt: &mut Attempt,
+    ) -> Result<Authenticated, TokenError> {
         let view = self.directory.view();
         let credentials = view.credentials(client.owner());
         let no_match = |issuer: String, subject: String, audiences: Vec<String>, claims: &Claims| {
@@ -380,6 +414,7 @@ impl TokenService {
                 &assertion.claims,
             ));
         };
+        attempt.credential = Some(credential.id);
         Ok(Authenticated { credential: credential.id, client, acr: "2" })
     }
 
@@ -475,7 +510,7 @@ impl TokenService {
     ) -> Result<IssuedToken, TokenError> {
         let view = self.directory.view();
         let resource = view.resource_application(tenant.id, resource_name).cloned().ok_or_else(|| {
-            TokenError::UnknownResource { resource: truncate(resource_name), tenant: tenant.id.to_string() }
+            TokenError::UnknownResource { resource: clipped(resource_name), tenant: tenant.id.to_string() }
         })?;
         let principal = who.client.principal();
         let roles = view.role_values(principal, &resource);
@@ -519,13 +554,15 @@ impl TokenService {
         result: &Result<IssuedToken, TokenError>,
         started: Instant,
     ) {
-        let (outcome, error_code, reason) = match result {
-            Ok(_) => (Outcome::Success, String::new(), String::new()),
-            Err(TokenError::Throttled(_)) => (Outcome::Failure, "throttled".to_owned(), "rate limited".to_owned()),
-            Err(e) => (Outcome::Failure, e.aadsts().map(|c| format!("AADSTS{c}")).unwrap_or_default(), e.to_string()),
+        let (outcome, status_code, error_code, reason) = match result {
+            Ok(_) => (Outcome::Success, 0, String::new(), String::new()),
+            Err(TokenError::Throttled(_)) => {
+                (Outcome::Failure, aadsts::THROTTLED, "throttled".to_owned(), "rate limited".to_owned())
+            }
+            Err(e) => (Outcome::Failure, e.aadsts(), format!("AADSTS{}", e.aadsts()), e.to_string()),
         };
         let resource = if attempt.resource.is_empty() {
-            request.scope.as_deref().or(request.resource.as_deref()).map(truncate).unwrap_or_default()
+            request.scope.as_deref().or(request.resource.as_deref()).map(clipped).unwrap_or_default()
         } else {
             attempt.resource.clone()
         };
@@ -537,15 +574,20 @@ impl TokenService {
                 Some(Client::Identity(_)) => SignInKind::ManagedIdentity,
                 _ => SignInKind::Application,
             },
-            principal_id: attempt.client.as_ref().map(Client::principal),
-            client_id: attempt
-                .client
-                .as_ref()
-                .map(|c| c.client_id().to_string())
-                .or_else(|| request.client_id.as_deref().map(truncate)),
+            principal: match &attempt.client {
+                Some(Client::Application(app)) => SignInPrincipal::application(app),
+                Some(Client::Identity(identity)) => SignInPrincipal::identity(identity),
+                None => SignInPrincipal {
+                    client_id: request.client_id.as_deref().map(clipped),
+                    ..SignInPrincipal::default()
+                },
+            },
+            compute_resource: None,
+            credential_id: attempt.credential,
             resource,
             caller_address: request.caller,
             outcome,
+            status_code,
             error_code,
             reason,
             latency: started.elapsed(),
@@ -562,7 +604,7 @@ fn client_credentials_resource(request: &TokenRequest) -> Result<String, TokenEr
         .strip_suffix("/.default")
         .filter(|r| !r.is_empty() && !r.contains(char::is_whitespace))
         .map(str::to_owned)
-        .ok_or_else(|| TokenError::InvalidScope(truncate(scope)))
+        .ok_or_else(|| TokenError::InvalidScope(clipped(scope)))
 }
 
 /// RFC 8693 names its target with `scope` (`/.default` optional), `resource` or `audience`.
@@ -570,7 +612,7 @@ fn exchange_resource(request: &TokenRequest) -> Result<String, TokenError> {
     if let Some(scope) = request.scope.as_deref() {
         let resource = scope.strip_suffix("/.default").unwrap_or(scope);
         if resource.is_empty() || resource.contains(char::is_whitespace) {
-            return Err(TokenError::InvalidScope(truncate(scope)));
+            return Err(TokenError::InvalidScope(clipped(scope)));
         }
         return Ok(resource.to_owned());
     }
@@ -602,10 +644,6 @@ pub fn unique_token_id() -> String {
     // A failed fill leaves zeros; `uti` is informational, never a security decision.
     let _ = rand::fill(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn truncate(value: &str) -> String {
-    value.chars().take(256).collect()
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use super::load::{Cells, corrupt};
 use crate::domain::activity::{ActivityEntry, ActivityPage, Actor, Outcome};
 use crate::domain::ids::ObjectId;
 use crate::domain::ports::StoreError;
-use crate::domain::sign_in::{SignIn, SignInKind, SignInPage};
+use crate::domain::sign_in::{MsiType, SignIn, SignInKind, SignInPage, SignInPrincipal};
 use crate::domain::tenant::TenantId;
 
 /// Cells beyond text that log rows hold.
@@ -82,11 +82,18 @@ pub(crate) fn sign_in_page<R: LogCells>(rows: &[R], limit: usize) -> Result<Sign
             time: time(row)?,
             tenant_id: TenantId::parse(row.text("tenant_id")?).map_err(corrupt)?,
             kind: SignInKind::parse(row.text("kind")?).ok_or_else(|| corrupt("kind"))?,
-            principal_id: row.opt_text("principal_id")?.map(ObjectId::parse).transpose().map_err(corrupt)?,
-            client_id: row.opt_text("client_id")?.map(str::to_owned),
+            principal: SignInPrincipal {
+                principal_id: row.opt_text("principal_id")?.map(ObjectId::parse).transpose().map_err(corrupt)?,
+                client_id: row.opt_text("client_id")?.map(str::to_owned),
+                name: row.text("principal_name")?.to_owned(),
+                msi_type: MsiType::parse(row.text("msi_type")?),
+            },
+            compute_resource: row.opt_text("compute_resource")?.map(str::to_owned),
+            credential_id: row.opt_text("credential_id")?.map(ObjectId::parse).transpose().map_err(corrupt)?,
             resource: row.text("resource")?.to_owned(),
             caller_address: row.text("caller_address")?.parse().ok(),
             outcome: Outcome::parse(row.text("outcome")?).ok_or_else(|| corrupt("outcome"))?,
+            status_code: u32::try_from(row.int("status_code")?).map_err(corrupt)?,
             error_code: row.text("error_code")?.to_owned(),
             reason: row.text("reason")?.to_owned(),
             latency: Duration::from_micros(u64::try_from(row.int("latency_us")?).unwrap_or(0)),

@@ -327,6 +327,7 @@ async fn every_write_appears_in_the_directory_audits_with_its_caller_and_pages()
         assert_eq!(entry["initiatedBy"]["app"]["displayName"], "ficus-admin");
     }
     let next = page["@odata.nextLink"].as_str().unwrap();
+    let next = next.strip_prefix(app.base.as_str()).expect("an absolute link, as Graph's SDKs follow it");
     let (_, older) = admin.call(Method::GET, next, None).await;
     assert_eq!(older["value"].as_array().unwrap().len(), 2);
     assert_ne!(older["value"][0]["id"], entries[0]["id"]);
@@ -404,4 +405,59 @@ async fn admin_credentials_on_file_are_kept_across_restarts_and_replaced_when_wr
         &std::fs::metadata(dir.path().join("keys/admin/demo.json")).unwrap().permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
+}
+
+#[tokio::test]
+async fn graphs_and_arms_audiences_name_the_management_api_so_microsofts_sdks_get_admin_tokens() {
+    let app = TestApp::spawn().await;
+    let creds = app.admin_credentials();
+    let call_with = |token: String, path: &'static str| {
+        let request = app.client.get(format!("{}{path}", app.base)).bearer_auth(token);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    for scope in [
+        "https://graph.microsoft.com/.default",
+        "https://management.azure.com//.default",
+        "https://management.core.windows.net//.default",
+    ] {
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", creds["client_id"].as_str().unwrap()),
+            ("client_secret", creds["client_secret"].as_str().unwrap()),
+            ("scope", scope),
+        ];
+        let (status, body) = app.token_request(&form).await;
+        assert_eq!(status, 200, "{scope}: {body}");
+        let token = body["access_token"].as_str().unwrap().to_owned();
+        let claims = crate::federation::payload(&token);
+        assert_eq!(claims["aud"], scope.trim_end_matches("/.default"), "the audience asked for, as Entra's v1 tokens");
+        assert_eq!(claims["roles"], json!(["Ficus.Admin"]));
+        assert_eq!(call_with(token, "/v1.0/applications").await, 200, "{scope}");
+    }
+
+    // A managed identity gets an ARM token too, but it administers nothing until given a role.
+    let arm = "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://management.azure.com/";
+    let (status, body) = app.mi_get(arm, &[("Metadata", "true")]).await;
+    assert_eq!(status, 200, "{body}");
+    let vm_token = body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(call_with(vm_token, "/v1.0/applications").await, 403);
+    let admin = Admin::new(&app).await;
+    let vm = admin.call(Method::GET, &format!("{ARM_RG}/Microsoft.Compute/virtualMachines/vm-demo"), None).await.1;
+    let (_, apps) = admin.call(Method::GET, "/v1.0/applications", None).await;
+    let management = apps["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["identifierUris"] == json!(["api://ficus-management"]))
+        .unwrap();
+    let reader = management["appRoles"].as_array().unwrap().iter().find(|r| r["value"] == "Ficus.Reader").unwrap();
+    let sp = management["servicePrincipalId"].as_str().unwrap();
+    let assignment = json!({"principalId": vm["identity"]["principalId"], "resourceId": sp, "appRoleId": reader["id"]});
+    let (status, body) =
+        admin.call(Method::POST, &format!("/v1.0/servicePrincipals/{sp}/appRoleAssignedTo"), Some(assignment)).await;
+    assert_eq!(status, 201, "{body}");
+    let arm = "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://management.azure.com";
+    let (_, body) = app.mi_get(arm, &[("Metadata", "true")]).await;
+    let vm_token = body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(call_with(vm_token, "/v1.0/applications").await, 200, "a Reader reads");
 }

@@ -135,6 +135,20 @@ async fn three_replicas_started_at_once_bootstrap_once_and_enforce_the_registry_
     let created =
         call(&client, &token, format!("{}/v1.0/applications", base(0)), Some(json!({"displayName": "crowded"}))).await;
     let app_id = created["id"].as_str().unwrap().to_owned();
+    // Replicas apply another's write when its notification arrives (milliseconds): the race under
+    // test starts once every replica knows the application.
+    for i in 0..3 {
+        let url = format!("{}/v1.0/applications/{app_id}", base(i));
+        let mut known = false;
+        for _ in 0..100 {
+            if client.get(&url).bearer_auth(&token).send().await.unwrap().status() == 200 {
+                known = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(known, "replica {i} learns of the application");
+    }
     let attempts = (0..50).map(|i| {
         let (client, token, url) = (client.clone(), token.clone(), base(i));
         let path = format!("{url}/v1.0/applications/{app_id}/federatedIdentityCredentials");

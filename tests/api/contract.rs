@@ -376,7 +376,7 @@ async fn fifty_concurrent_credential_writes_to_one_file_database_admit_exactly_t
 }
 
 async fn sign_ins_are_written_in_large_batches_and_read_back_with_filters(f: Fixture) {
-    use ficus::domain::sign_in::{SignIn, SignInKind, SignInQuery};
+    use ficus::domain::sign_in::{MsiType, SignIn, SignInKind, SignInPrincipal, SignInQuery};
     let principal = ObjectId::random();
     let batch: Vec<SignIn> = (0..1200u64)
         .map(|i| SignIn {
@@ -384,11 +384,20 @@ async fn sign_ins_are_written_in_large_batches_and_read_back_with_filters(f: Fix
             time: datetime!(2026-01-01 00:00 UTC) + time::Duration::seconds(i as i64),
             tenant_id: f.tenant,
             kind: SignInKind::ManagedIdentity,
-            principal_id: (i % 2 == 0).then_some(principal),
-            client_id: Some(format!("client-{i}")),
+            principal: SignInPrincipal {
+                principal_id: (i % 2 == 0).then_some(principal),
+                client_id: Some(format!("client-{i}")),
+                name: format!("identity-{i}"),
+                msi_type: [None, Some(MsiType::SystemAssigned), Some(MsiType::UserAssigned)][(i % 3) as usize],
+            },
+            compute_resource: (i % 4 == 0).then(|| {
+                format!("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm-{i}")
+            }),
+            credential_id: (i % 5 == 1).then(ObjectId::random),
             resource: "api://vault".into(),
             caller_address: Some("127.0.0.1".parse().unwrap()),
             outcome: if i % 3 == 0 { Outcome::Failure } else { Outcome::Success },
+            status_code: if i % 3 == 0 { 700016 } else { 0 },
             error_code: if i % 3 == 0 { "identity_not_found".into() } else { String::new() },
             reason: String::new(),
             latency: std::time::Duration::from_micros(i),
@@ -409,6 +418,7 @@ async fn sign_ins_are_written_in_large_batches_and_read_back_with_filters(f: Fix
     let page = f.registry.query_sign_ins(&query).await.unwrap();
     assert_eq!(page.entries.len(), 1000);
     assert_eq!(page.entries[0], batch[1199], "newest first, every field kept");
+    assert_eq!(page.entries[..5], batch[1195..].iter().rev().cloned().collect::<Vec<_>>()[..], "each kind of entry");
     let rest = f.registry.query_sign_ins(&SignInQuery { after: page.next, ..query.clone() }).await.unwrap();
     assert_eq!(rest.entries.len(), 200);
     let mine = SignInQuery { principal_id: Some(principal), outcome: Some(Outcome::Failure), ..query };

@@ -49,8 +49,8 @@ async fn a_counted_imds_rule_answers_imds_errors_then_lets_requests_through_and_
             .as_array()
             .unwrap()
             .iter()
-            .filter(|e| e["status"]["errorCode"] == "injected")
-            .map(|e| e["requestCount"].as_u64().unwrap())
+            .filter(|e| e["ficusErrorCode"] == "injected")
+            .map(|e| e["ficusRequestCount"].as_u64().unwrap())
             .sum::<u64>()
     };
     app.eventually("both injected answers are in the sign-in log", || async { injected().await == 2 }).await;

@@ -100,7 +100,7 @@ impl Setup {
     }
 }
 
-fn payload(token: &str) -> Value {
+pub(crate) fn payload(token: &str) -> Value {
     let part = token.split('.').nth(1).unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
 }
@@ -323,9 +323,22 @@ async fn application_sign_ins_record_successes_and_failures() {
     };
     s.app.eventually("both sign-ins are written", || async { read().await.len() == 2 }).await;
     let entries = read().await;
-    assert_eq!(entries[0]["status"]["errorCode"], "AADSTS700213");
-    assert_eq!(entries[1]["status"]["result"], "success");
-    assert_eq!(entries[1]["signInEventTypes"], json!(["application"]));
+    assert_eq!(
+        (entries[0]["status"]["errorCode"].as_u64(), entries[0]["ficusErrorCode"].as_str()),
+        (Some(700213), Some("AADSTS700213"))
+    );
+    assert!(entries[0].get("federatedCredentialId").is_none(), "no credential admitted the failure: {}", entries[0]);
+    assert_eq!(entries[1]["status"]["errorCode"], 0);
+    assert_eq!(entries[1]["signInEventTypes"], json!(["servicePrincipal"]));
+    let (_, credentials) = admin
+        .call(Method::GET, &format!("/v1.0/applications(appId='{client}')/federatedIdentityCredentials"), None)
+        .await;
+    let admitted = credentials["value"].as_array().unwrap().iter().find(|c| c["name"] == "github-main").unwrap();
+    assert_eq!(entries[1]["federatedCredentialId"], admitted["id"], "the credential that admitted the assertion");
+    assert!(entries[1].get("managedServiceIdentity").is_none(), "an application is no managed identity");
+    let (_, app) = admin.call(Method::GET, &format!("/v1.0/applications(appId='{client}')"), None).await;
+    assert_eq!(entries[1]["appDisplayName"], app["displayName"]);
+    assert_eq!(entries[1]["servicePrincipalId"], app["servicePrincipalId"]);
     let failures = r#"ficus_token_requests_total{error_code="AADSTS700213",kind="application",result="failure"}"#;
     assert_eq!(s.app.metric(failures).await, 1.0, "failures are counted by code");
 }
@@ -660,7 +673,7 @@ async fn a_user_assigned_identity_exchanges_an_assertion_its_own_flexible_creden
         all.as_array().unwrap().iter().filter(|e| e["appId"] == client_id.as_str()).cloned().collect::<Vec<_>>()
     };
     // Identical requests close together are one entry with their count.
-    let requests = |entries: Vec<Value>| entries.iter().map(|e| e["requestCount"].as_u64().unwrap()).sum::<u64>();
+    let requests = |entries: Vec<Value>| entries.iter().map(|e| e["ficusRequestCount"].as_u64().unwrap()).sum::<u64>();
     s.app.eventually("the identity's sign-ins are logged", || async { requests(mine().await) == 5 }).await;
     for entry in mine().await {
         assert_eq!(entry["signInEventTypes"], json!(["managedIdentity"]), "{entry}");

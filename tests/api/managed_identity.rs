@@ -362,21 +362,21 @@ async fn sign_ins_are_logged_for_successes_and_failures_and_readable_with_filter
     app.eventually("the sign-ins are written", || async { read().await.len() == 3 }).await;
     let entries = read().await;
     let failure = &entries[0];
-    assert_eq!(failure["status"]["result"], "failure");
-    assert_eq!(failure["status"]["errorCode"], "identity_not_found");
+    assert_eq!(failure["status"]["errorCode"], 700016);
+    assert_eq!(failure["ficusErrorCode"], "identity_not_found");
     assert_eq!(failure["ipAddress"], "127.0.0.1");
     assert_eq!(failure["resourceDisplayName"], "api://vault");
     assert_eq!(failure["signInEventTypes"], json!(["managedIdentity"]));
     let vm = vm_demo(&admin).await;
     assert_eq!(entries[1]["servicePrincipalId"], vm["identity"]["principalId"]);
     assert_eq!(
-        (entries[1]["servedFromCache"].as_bool(), entries[2]["servedFromCache"].as_bool()),
+        (entries[1]["ficusServedFromCache"].as_bool(), entries[2]["ficusServedFromCache"].as_bool()),
         (Some(true), Some(false))
     );
 
     let (_, failures) = admin.call(Method::GET, "/v1.0/auditLogs/signIns?result=failure", None).await;
     assert_eq!(failures["value"].as_array().unwrap().len(), 1);
-    assert_eq!(failures["value"][0]["status"]["errorCode"], "identity_not_found");
+    assert_eq!(failures["value"][0]["ficusErrorCode"], "identity_not_found");
     let principal = vm["identity"]["principalId"].as_str().unwrap();
     let (_, mine) =
         admin.call(Method::GET, &format!("/v1.0/auditLogs/signIns?principal={principal}&$top=1"), None).await;
@@ -397,13 +397,13 @@ async fn identical_requests_close_together_are_one_sign_in_entry_with_their_coun
         all.into_iter().filter(|e| e["signInEventTypes"] == json!(["managedIdentity"])).collect::<Vec<_>>()
     };
     app.eventually("the six requests are written", || async {
-        read().await.iter().map(|e| e["requestCount"].as_u64().unwrap()).sum::<u64>() == 6
+        read().await.iter().map(|e| e["ficusRequestCount"].as_u64().unwrap()).sum::<u64>() == 6
     })
     .await;
     let entries = read().await;
     let counts: Vec<(bool, u64)> = entries
         .iter()
-        .map(|e| (e["servedFromCache"].as_bool().unwrap(), e["requestCount"].as_u64().unwrap()))
+        .map(|e| (e["ficusServedFromCache"].as_bool().unwrap(), e["ficusRequestCount"].as_u64().unwrap()))
         .collect();
     assert_eq!(counts, vec![(true, 5), (false, 1)], "newest first: the five cache hits are one entry");
     let requests = r#"ficus_token_requests_total{error_code="",kind="managedIdentity",result="success"}"#;
@@ -443,4 +443,51 @@ async fn a_flood_of_requests_is_answered_while_the_log_store_stalls_and_overflow
         *store.inner.lock().unwrap() as f64 + dropped == 200.0
     })
     .await;
+}
+
+#[tokio::test]
+async fn managed_identity_sign_ins_name_the_identity_its_kind_and_the_resource_asked_through_as_graph_does() {
+    let app = TestApp::spawn().await;
+    let admin = Admin::new(&app).await;
+    let (vm, uami) = (vm_demo(&admin).await, uami_demo(&admin).await);
+    assert_eq!(app.mi_get(IMDS, &[META]).await.0, 200);
+    let as_uami = format!("{IMDS}&msi_res_id={}", uami["id"].as_str().unwrap());
+    assert_eq!(app.mi_get(&as_uami, &[META]).await.0, 200);
+
+    let successes =
+        "/v1.0/auditLogs/signIns?$filter=status/errorCode%20eq%200%20and%20createdDateTime%20ge%202020-01-01T00:00:00Z";
+    let read = || async {
+        let all = admin.call(Method::GET, successes, None).await.1["value"].clone();
+        all.as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["signInEventTypes"] == json!(["managedIdentity"]))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    app.eventually("both sign-ins are written", || async { read().await.len() == 2 }).await;
+    let entries = read().await;
+    let (user, system) = (&entries[0], &entries[1]);
+    assert_eq!(system["appDisplayName"], "vm-demo", "a system-assigned identity is named after its resource");
+    assert_eq!(system["servicePrincipalName"], "vm-demo");
+    assert_eq!(system["servicePrincipalId"], vm["identity"]["principalId"]);
+    assert_eq!(
+        system["managedServiceIdentity"],
+        json!({"msiType": "systemAssigned", "associatedResourceId": vm["id"]})
+    );
+    assert_eq!(user["appDisplayName"], "uami-demo");
+    assert_eq!(user["appId"], uami["properties"]["clientId"]);
+    assert_eq!(user["managedServiceIdentity"], json!({"msiType": "userAssigned", "associatedResourceId": vm["id"]}));
+    for entry in &entries {
+        assert_eq!(entry["status"], json!({"errorCode": 0, "failureReason": "", "additionalDetails": null}));
+        assert_eq!((entry["isInteractive"].as_bool(), entry["ficusErrorCode"].as_str()), (Some(false), Some("")));
+    }
+
+    let (status, body) = admin.call(Method::GET, "/v1.0/auditLogs/signIns?$filter=userId%20eq%20'x'", None).await;
+    assert_eq!(status, 400);
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("'userId'") && message.contains("createdDateTime"), "says what is understood: {message}");
+    let unknown_app = "/v1.0/auditLogs/signIns?$filter=appId%20eq%20'00000000-0000-4000-8000-000000000000'";
+    let (status, body) = admin.call(Method::GET, unknown_app, None).await;
+    assert_eq!((status.as_u16(), body["value"].clone()), (200, json!([])), "no principal has that appId");
 }

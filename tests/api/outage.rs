@@ -154,7 +154,7 @@ async fn with_postgres_down_tokens_flow_from_memory_writes_get_503_and_replicas_
             .unwrap()
             .iter()
             .filter(|e| e["resourceDisplayName"] == "api://stock-tracker" || e["resourceId"] == "api://stock-tracker")
-            .map(|e| e["requestCount"].as_u64().unwrap_or(1))
+            .map(|e| e["ficusRequestCount"].as_u64().unwrap_or(1))
             .sum::<u64>();
         if logged >= 15 {
             break;

@@ -34,9 +34,12 @@ async fn a_managed_identity_over_its_limit_gets_429_and_others_do_not() {
     let read =
         || async { admin.call(Method::GET, "/v1.0/auditLogs/signIns?result=failure", None).await.1["value"].clone() };
     app.eventually("the throttled request is in the sign-in log", || async {
-        read().await.as_array().unwrap().iter().any(|e| e["status"]["errorCode"] == "throttled")
+        read().await.as_array().unwrap().iter().any(|e| e["ficusErrorCode"] == "throttled")
     })
     .await;
+    let entries = read().await;
+    let throttled = entries.as_array().unwrap().iter().find(|e| e["ficusErrorCode"] == "throttled").unwrap();
+    assert_eq!(throttled["status"]["errorCode"], 90055, "Entra's TenantThrottlingError: {throttled}");
 }
 
 #[tokio::test]
@@ -57,6 +60,7 @@ async fn an_application_over_its_limit_gets_entras_429() {
     assert!(response.headers().contains_key("retry-after"));
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"], "temporarily_unavailable");
+    assert_eq!(body["error_codes"], serde_json::json!([90055]), "Entra's throttling code: {body}");
     assert!(body["trace_id"].is_string(), "Entra's error shape");
     let throttled = r#"ficus_token_requests_total{error_code="throttled",kind="application",result="failure"}"#;
     assert_eq!(app.metric(throttled).await, 1.0);

@@ -29,7 +29,7 @@ def faults(broker):
 def sign_ins_of(broker, principal: str) -> list[dict]:
     """vm-demo's sign-in entries, newest first, one per request (identical ones are merged in the log)."""
     entries = broker.admin("GET", f"/v1.0/auditLogs/signIns?principal={principal}&$top=1000")["value"]
-    return [e for e in entries for _ in range(e["requestCount"])]
+    return [e for e in entries for _ in range(e["ficusRequestCount"])]
 
 
 def vm_principal(broker) -> str:
@@ -45,7 +45,7 @@ def wait_for(condition, what: str, seconds: float = 10):
 
 def injected_since(broker, principal: str, before: int) -> list[dict]:
     entries = sign_ins_of(broker, principal)
-    return [e for e in entries[: len(entries) - before] if e["status"]["errorCode"] == "injected"]
+    return [e for e in entries[: len(entries) - before] if e["ficusErrorCode"] == "injected"]
 
 
 def test_managed_identity_credential_gets_a_token_through_imds_503_twice(broker, clean_identity_env, faults):
@@ -59,9 +59,9 @@ def test_managed_identity_credential_gets_a_token_through_imds_503_twice(broker,
     validated_claims(broker, token.token, "api://vault")
     wait_for(lambda: len(sign_ins_of(broker, principal)) >= before + 3, "the three attempts are logged")
     attempts = sign_ins_of(broker, principal)[: len(sign_ins_of(broker, principal)) - before]
-    codes = sorted(e["status"]["errorCode"] for e in attempts)
+    codes = sorted(e["ficusErrorCode"] for e in attempts)
     assert codes.count("injected") == 2 and codes.count("") >= 1, codes
-    assert all("503" in e["status"]["failureReason"] for e in attempts if e["status"]["errorCode"] == "injected")
+    assert all("503" in e["status"]["failureReason"] for e in attempts if e["ficusErrorCode"] == "injected")
 
 
 def test_managed_identity_credential_gets_a_token_through_imds_410_once(broker, clean_identity_env, faults):
@@ -121,8 +121,8 @@ def test_msal_confidential_client_honours_token_endpoint_429_retry_after_and_the
 
     def injected_for_the_app() -> int:
         logged = broker.admin("GET", "/v1.0/auditLogs/signIns?result=failure&$top=1000")["value"]
-        mine = [e for e in logged if e["appId"] == app["appId"] and e["status"]["errorCode"] == "injected"]
-        return sum(e["requestCount"] for e in mine)
+        mine = [e for e in logged if e["appId"] == app["appId"] and e["ficusErrorCode"] == "injected"]
+        return sum(e["ficusRequestCount"] for e in mine)
 
     wait_for(lambda: injected_for_the_app() > 0, "the 429 is logged")
     assert injected_for_the_app() == 1, "the held-back request never reached the broker"

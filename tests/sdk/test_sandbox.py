@@ -67,7 +67,7 @@ def node_ready() -> str | None:
 def probes(broker) -> int:
     """IMDS requests without the Metadata header (what an SDK's probe sends), as the sign-in log counts them."""
     entries = broker.admin("GET", "/v1.0/auditLogs/signIns?result=failure&$top=1000")["value"]
-    return sum(e["requestCount"] for e in entries if e["status"]["errorCode"] == "missing_metadata_header")
+    return sum(e["ficusRequestCount"] for e in entries if e["ficusErrorCode"] == "missing_metadata_header")
 
 
 @pytest.mark.parametrize("kind", ["managed", "default"])

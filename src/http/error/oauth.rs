@@ -24,7 +24,7 @@ pub(super) fn unknown_tenant(e: &DiscoveryError) -> (StatusCode, &'static str, O
 /// for client credentials and `invalid_grant` for RFC 8693 (its subject token is a grant).
 pub(super) fn token_error(e: &TokenError) -> (StatusCode, &'static str, Option<u32>, String) {
     let bad = StatusCode::BAD_REQUEST;
-    let code = e.aadsts();
+    let code = Some(e.aadsts());
     let client_or_grant = |exchange: bool| if exchange { "invalid_grant" } else { "invalid_client" };
     let (status, error, description) = match e {
         TokenError::Tenant(e) => return unknown_tenant(e),

@@ -26,6 +26,8 @@ pub fn router() -> Router<AppState> {
     let identity = format!("{RG}/Microsoft.ManagedIdentity/userAssignedIdentities/{{name}}");
     let compute = get(get_resource).put(put_resource).delete(delete_resource);
     let router = Router::new()
+        .route(&format!("{RG}/Microsoft.ManagedIdentity/userAssignedIdentities"), get(list_identities))
+        .route("/subscriptions/{sub}/providers/Microsoft.ManagedIdentity/userAssignedIdentities", get(list_identities))
         .route(&identity, get(get_identity).put(put_identity).delete(delete_identity))
         .route(&format!("{identity}/federatedIdentityCredentials"), get(list_identity_credentials))
         .route(
@@ -98,6 +100,21 @@ pub struct IdentityRequest {
     location: Option<String>,
     #[serde(default)]
     tags: Option<BTreeMap<String, String>>,
+}
+
+/// `GET .../userAssignedIdentities` in a subscription, or in one of its resource groups, by name.
+pub async fn list_identities(
+    AdminCaller(caller): AdminCaller,
+    State(admin): State<Arc<AdminService>>,
+    Path(params): Path<BTreeMap<String, String>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let raw = params.get("sub").map(String::as_str).unwrap_or_default();
+    let subscription = uuid::Uuid::try_parse(raw).map_err(|_| {
+        ApiError::InvalidBody(crate::http::error::Shape::Arm, format!("'{raw}' is not a subscription id"))
+    })?;
+    let identities = admin.user_identities(&caller, subscription, params.get("rg").map(String::as_str)).arm()?;
+    let value: Vec<_> = identities.iter().map(IdentityResponse::from).collect();
+    Ok(Json(serde_json::json!({ "value": value })))
 }
 
 pub async fn get_identity(

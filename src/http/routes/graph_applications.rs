@@ -115,6 +115,10 @@ pub struct ListResponse<T> {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateApplicationRequest {
+    /// Microsoft's Graph SDKs name the type they send (`#microsoft.graph.application`); it is
+    /// read and ignored.
+    #[serde(rename = "@odata.type", default)]
+    _odata_type: Option<String>,
     display_name: String,
     #[serde(default)]
     identifier_uris: Vec<String>,
@@ -128,6 +132,10 @@ pub struct CreateApplicationRequest {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateApplicationRequest {
+    /// Microsoft's Graph SDKs name the type they send (`#microsoft.graph.application`); it is
+    /// read and ignored.
+    #[serde(rename = "@odata.type", default)]
+    _odata_type: Option<String>,
     #[serde(default, deserialize_with = "present")]
     ficus_rate_limit: Option<Option<String>>,
 }
@@ -249,7 +257,8 @@ pub struct CredentialResponse {
     issuer: String,
     /// `null` for a flexible credential.
     subject: Option<String>,
-    /// `null` for an exact one.
+    /// Absent for an exact one (Graph v1.0 has no such property; beta's is `null` then).
+    #[serde(skip_serializing_if = "Option::is_none")]
     claims_matching_expression: Option<ExpressionBody>,
     audiences: [String; 1],
     description: Option<String>,
@@ -273,6 +282,10 @@ impl From<&FederatedCredential> for CredentialResponse {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CredentialRequest {
+    /// Microsoft's Graph SDKs name the type they send (`#microsoft.graph.application`); it is
+    /// read and ignored.
+    #[serde(rename = "@odata.type", default)]
+    _odata_type: Option<String>,
     #[serde(default)]
     name: String,
     #[serde(default)]

@@ -20,7 +20,9 @@ use crate::domain::sign_in::{SignIn, SignInQuery};
 use crate::http::AppState;
 use crate::http::admin::{AdminCaller, AdminJson};
 use crate::http::error::{ApiError, InShape, Shape};
+use crate::http::odata::{Comparison, Op, parse_filter};
 use crate::service::admin::{AdminError, AdminService};
+use crate::service::discovery::DiscoveryService;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -40,6 +42,10 @@ fn object_id(raw: &str) -> Result<ObjectId, ApiError> {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RoleAssignmentRequest {
+    /// Microsoft's Graph SDKs name the type they send (`#microsoft.graph.application`); it is
+    /// read and ignored.
+    #[serde(rename = "@odata.type", default)]
+    _odata_type: Option<String>,
     principal_id: String,
     resource_id: String,
     app_role_id: String,
@@ -111,7 +117,8 @@ pub async fn delete_role_assignment(
 }
 
 /// Paging and filters: `$top` (1-1000, default 100), `$skiptoken` (from `@odata.nextLink`),
-/// `since` / `until` (RFC 3339) and `target` (an object or resource id).
+/// `$filter` on `activityDateTime` (`ge`, `gt`, `le`, `lt`), and ficus's `since` / `until`
+/// (RFC 3339) and `target` (an object or resource id).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
@@ -119,6 +126,8 @@ pub struct AuditQuery {
     top: Option<usize>,
     #[serde(rename = "$skiptoken")]
     skip_token: Option<i64>,
+    #[serde(rename = "$filter")]
+    filter: Option<String>,
     since: Option<String>,
     until: Option<String>,
     target: Option<String>,
@@ -131,6 +140,8 @@ pub struct DirectoryAuditResponse {
     activity_date_time: String,
     activity_display_name: String,
     category: &'static str,
+    logged_by_service: &'static str,
+    operation_type: &'static str,
     result: &'static str,
     result_reason: String,
     initiated_by: serde_json::Value,
@@ -147,6 +158,8 @@ impl From<&ActivityEntry> for DirectoryAuditResponse {
                 "ManagedIdentity" | "ComputeResource" => "ResourceManagement",
                 _ => "ApplicationManagement",
             },
+            logged_by_service: "Core Directory",
+            operation_type: operation_type(&e.operation),
             result: e.outcome.as_str(),
             result_reason: e.reason.clone(),
             initiated_by: serde_json::json!({ "app": { "appId": e.actor.id, "displayName": e.actor.display_name } }),
@@ -155,9 +168,23 @@ impl From<&ActivityEntry> for DirectoryAuditResponse {
     }
 }
 
-/// `@odata.nextLink`: the same query, from the next page on.
-fn next_link(path: &str, limit: usize, next: i64, filters: &[(&str, &Option<String>)]) -> String {
-    let mut link = format!("{path}?$top={limit}&$skiptoken={next}");
+/// Graph's `operationType` (Add, Assign, Update, Unassign, Delete) of an activity, by its verb.
+/// (Entra's "Add app role assignment ..." is an Assign, its removal an Unassign.)
+fn operation_type(operation: &str) -> &'static str {
+    let assignment = operation.contains("role assignment");
+    match operation.split(' ').next().unwrap_or_default() {
+        "Add" | "Create" if assignment => "Assign",
+        "Remove" | "Delete" if assignment => "Unassign",
+        "Add" | "Create" => "Add",
+        "Delete" | "Remove" => "Delete",
+        _ => "Update",
+    }
+}
+
+/// `@odata.nextLink`: the same query, from the next page on, as an absolute URL (Graph's SDKs
+/// follow it as given).
+fn next_link(base: &str, path: &str, limit: usize, next: i64, filters: &[(&str, &Option<String>)]) -> String {
+    let mut link = format!("{base}{path}?$top={limit}&$skiptoken={next}");
     for (name, value) in filters {
         if let Some(value) = value {
             link.push_str(&format!(
@@ -167,6 +194,45 @@ fn next_link(path: &str, limit: usize, next: i64, filters: &[(&str, &Option<Stri
         }
     }
     link
+}
+
+/// A time range from `$filter` comparisons on `property` (both bounds inclusive), narrowing
+/// `since` and `until`; any other comparison is refused, naming what is understood.
+fn time_range(
+    comparisons: &[Comparison],
+    property: &str,
+    understood: &str,
+    since: &mut Option<OffsetDateTime>,
+    until: &mut Option<OffsetDateTime>,
+) -> Result<(), ApiError> {
+    for c in comparisons {
+        if !c.property.eq_ignore_ascii_case(property) {
+            return Err(unsupported_filter(c, understood));
+        }
+        let at = instant(Some(&c.value), property)?;
+        match c.op {
+            Op::Ge | Op::Gt => *since = (*since).max(at),
+            Op::Le | Op::Lt => {
+                *until = match (*until, at) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
+            Op::Eq | Op::Ne => return Err(unsupported_filter(c, understood)),
+        }
+    }
+    Ok(())
+}
+
+fn unsupported_filter(c: &Comparison, understood: &str) -> ApiError {
+    ApiError::InvalidBody(
+        Shape::Graph,
+        format!("$filter on '{}' with this comparison is not supported: ficus filters {understood}", c.property),
+    )
+}
+
+fn filter(raw: Option<&str>) -> Result<Vec<Comparison>, ApiError> {
+    raw.map_or(Ok(Vec::new()), |raw| parse_filter(raw).map_err(|e| ApiError::InvalidBody(Shape::Graph, e)))
 }
 
 fn instant(raw: Option<&str>, name: &str) -> Result<Option<OffsetDateTime>, ApiError> {
@@ -180,13 +246,17 @@ fn instant(raw: Option<&str>, name: &str) -> Result<Option<OffsetDateTime>, ApiE
 pub async fn list_directory_audits(
     AdminCaller(caller): AdminCaller,
     State(admin): State<Arc<AdminService>>,
+    State(discovery): State<Arc<DiscoveryService>>,
     Query(query): Query<AuditQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let limit = query.top.unwrap_or(100).clamp(1, 1000);
+    let (mut since, mut until) = (instant(query.since.as_deref(), "since")?, instant(query.until.as_deref(), "until")?);
+    let understood = "directory audits by activityDateTime (ge, gt, le, lt)";
+    time_range(&filter(query.filter.as_deref())?, "activityDateTime", understood, &mut since, &mut until)?;
     let activity = ActivityQuery {
         tenant_id: caller.tenant,
-        since: instant(query.since.as_deref(), "since")?,
-        until: instant(query.until.as_deref(), "until")?,
+        since,
+        until,
         target: query.target.clone(),
         limit,
         after: query.skip_token,
@@ -195,14 +265,17 @@ pub async fn list_directory_audits(
     let value: Vec<_> = page.entries.iter().map(DirectoryAuditResponse::from).collect();
     let mut body = serde_json::json!({ "value": value });
     if let Some(next) = page.next {
-        let filters = [("since", &query.since), ("until", &query.until), ("target", &query.target)];
-        body["@odata.nextLink"] = next_link("/v1.0/auditLogs/directoryAudits", limit, next, &filters).into();
+        let filters =
+            [("$filter", &query.filter), ("since", &query.since), ("until", &query.until), ("target", &query.target)];
+        body["@odata.nextLink"] =
+            next_link(discovery.base_url(), "/v1.0/auditLogs/directoryAudits", limit, next, &filters).into();
     }
     Ok(Json(body))
 }
 
-/// Paging and filters of the sign-in log: `$top`, `$skiptoken`, `since`, `until`, `principal`
-/// (service principal or managed identity principal id), `result` (`success` or `failure`).
+/// Paging and filters of the sign-in log: `$top`, `$skiptoken`, `$filter` (see
+/// [`SIGN_IN_FILTERS`]), and ficus's `since`, `until`, `principal` (service principal or managed
+/// identity principal id) and `result` (`success` or `failure`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignInsQuery {
@@ -210,27 +283,62 @@ pub struct SignInsQuery {
     top: Option<usize>,
     #[serde(rename = "$skiptoken")]
     skip_token: Option<i64>,
+    #[serde(rename = "$filter")]
+    filter: Option<String>,
     since: Option<String>,
     until: Option<String>,
     principal: Option<String>,
     result: Option<String>,
 }
 
+/// Graph's `signIn` resource (v1.0 properties, and beta's where v1.0 has none: the event type,
+/// the managed identity, the federated credential, the processing time), with ficus's extensions
+/// prefixed `ficus`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SignInResponse {
     id: String,
     created_date_time: String,
     app_id: Option<String>,
+    app_display_name: String,
     service_principal_id: Option<String>,
+    service_principal_name: String,
     resource_display_name: String,
     ip_address: String,
+    /// Token requests have no user in front of them.
+    is_interactive: bool,
+    status: SignInStatus,
     sign_in_event_types: [&'static str; 1],
-    status: serde_json::Value,
-    processing_time_in_milliseconds: u128,
-    served_from_cache: bool,
-    /// How many identical requests this entry stands for (a ficus extension; see the sign-in log).
-    request_count: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    managed_service_identity: Option<ManagedServiceIdentity>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    federated_credential_id: Option<String>,
+    /// For an aggregated entry, the slowest of its requests.
+    processing_time_in_milliseconds: u64,
+    /// ficus's own error code, finer than `status.errorCode` (`identity_not_found`, `throttled`,
+    /// `injected`, `AADSTS700213`, ...); empty on success.
+    ficus_error_code: String,
+    ficus_served_from_cache: bool,
+    /// How many identical requests this entry stands for (see the sign-in log).
+    ficus_request_count: u32,
+}
+
+/// Graph's `signInStatus`: `errorCode` 0 is a success.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignInStatus {
+    error_code: u32,
+    failure_reason: String,
+    additional_details: Option<String>,
+}
+
+/// Graph's `managedIdentity` (beta): the identity's kind and the compute resource it was asked
+/// through.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedServiceIdentity {
+    msi_type: &'static str,
+    associated_resource_id: Option<String>,
 }
 
 impl From<&SignIn> for SignInResponse {
@@ -238,24 +346,78 @@ impl From<&SignIn> for SignInResponse {
         Self {
             id: e.id.to_string(),
             created_date_time: e.time.format(&Rfc3339).unwrap_or_default(),
-            app_id: e.client_id.clone(),
-            service_principal_id: e.principal_id.map(|p| p.to_string()),
+            app_id: e.principal.client_id.clone(),
+            app_display_name: e.principal.name.clone(),
+            service_principal_id: e.principal.principal_id.map(|p| p.to_string()),
+            service_principal_name: e.principal.name.clone(),
             resource_display_name: e.resource.clone(),
             ip_address: e.caller_address.map(|a| a.to_string()).unwrap_or_default(),
-            sign_in_event_types: [e.kind.as_str()],
-            status: serde_json::json!({
-                "result": e.outcome.as_str(), "errorCode": e.error_code, "failureReason": e.reason,
+            is_interactive: false,
+            status: SignInStatus {
+                error_code: e.status_code,
+                failure_reason: e.reason.clone(),
+                additional_details: (e.count > 1).then(|| format!("{} identical requests", e.count)),
+            },
+            sign_in_event_types: [e.kind.graph_event_type()],
+            managed_service_identity: e.principal.msi_type.map(|t| ManagedServiceIdentity {
+                msi_type: t.as_str(),
+                associated_resource_id: e.compute_resource.clone(),
             }),
-            processing_time_in_milliseconds: e.latency.as_millis(),
-            served_from_cache: e.cached,
-            request_count: e.count,
+            federated_credential_id: e.credential_id.map(|c| c.to_string()),
+            processing_time_in_milliseconds: u64::try_from(e.latency.as_millis()).unwrap_or(u64::MAX),
+            ficus_error_code: e.error_code.clone(),
+            ficus_served_from_cache: e.cached,
+            ficus_request_count: e.count,
         }
     }
+}
+
+/// What `$filter` on the sign-in log understands.
+const SIGN_IN_FILTERS: &str = "sign-ins by createdDateTime (ge, gt, le, lt), appId and servicePrincipalId (eq), \
+     and status/errorCode (eq 0 for successes, ne 0 for failures)";
+
+/// Narrows `query` by the sign-in log's `$filter`; `false` when nothing can match (an appId no
+/// principal has, or two principals at once).
+fn apply_sign_in_filter(
+    comparisons: Vec<Comparison>,
+    query: &mut SignInQuery,
+    admin: &AdminService,
+) -> Result<bool, ApiError> {
+    let mut times = Vec::new();
+    for c in comparisons {
+        let principal = match (c.property.to_ascii_lowercase().as_str(), c.op) {
+            ("createddatetime", _) => {
+                times.push(c);
+                continue;
+            }
+            ("appid", Op::Eq) => match admin.principal_of_client(query.tenant_id, &c.value) {
+                Some(principal) => principal,
+                None => return Ok(false),
+            },
+            ("serviceprincipalid", Op::Eq) => object_id(&c.value)?,
+            ("status/errorcode", op @ (Op::Eq | Op::Ne)) if c.value == "0" => {
+                let outcome = if op == Op::Eq { Outcome::Success } else { Outcome::Failure };
+                if query.outcome.is_some_and(|o| o != outcome) {
+                    return Ok(false);
+                }
+                query.outcome = Some(outcome);
+                continue;
+            }
+            _ => return Err(unsupported_filter(&c, SIGN_IN_FILTERS)),
+        };
+        if query.principal_id.is_some_and(|p| p != principal) {
+            return Ok(false);
+        }
+        query.principal_id = Some(principal);
+    }
+    time_range(&times, "createdDateTime", SIGN_IN_FILTERS, &mut query.since, &mut query.until)?;
+    Ok(true)
 }
 
 pub async fn list_sign_ins(
     AdminCaller(caller): AdminCaller,
     State(admin): State<Arc<AdminService>>,
+    State(discovery): State<Arc<DiscoveryService>>,
     Query(query): Query<SignInsQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let limit = query.top.unwrap_or(100).clamp(1, 1000);
@@ -266,7 +428,7 @@ pub async fn list_sign_ins(
                 .ok_or_else(|| ApiError::InvalidBody(Shape::Graph, "result must be 'success' or 'failure'".into()))?,
         ),
     };
-    let sign_ins = SignInQuery {
+    let mut sign_ins = SignInQuery {
         tenant_id: caller.tenant,
         since: instant(query.since.as_deref(), "since")?,
         until: instant(query.until.as_deref(), "until")?,
@@ -275,17 +437,22 @@ pub async fn list_sign_ins(
         limit,
         after: query.skip_token,
     };
+    if !apply_sign_in_filter(filter(query.filter.as_deref())?, &mut sign_ins, &admin)? {
+        return Ok(Json(serde_json::json!({ "value": [] })));
+    }
     let page = admin.sign_ins(&sign_ins).await.graph()?;
     let value: Vec<_> = page.entries.iter().map(SignInResponse::from).collect();
     let mut body = serde_json::json!({ "value": value });
     if let Some(next) = page.next {
         let filters = [
+            ("$filter", &query.filter),
             ("since", &query.since),
             ("until", &query.until),
             ("principal", &query.principal),
             ("result", &query.result),
         ];
-        body["@odata.nextLink"] = next_link("/v1.0/auditLogs/signIns", limit, next, &filters).into();
+        body["@odata.nextLink"] =
+            next_link(discovery.base_url(), "/v1.0/auditLogs/signIns", limit, next, &filters).into();
     }
     Ok(Json(body))
 }

@@ -11,12 +11,10 @@ use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use serde::Serialize;
 
-use crate::domain::fault::{FaultEndpoint, FaultSubjects};
-use crate::domain::sign_in::SignInKind;
+use crate::domain::fault::FaultEndpoint;
 use crate::http::AppState;
 use crate::http::error::{ApiError, MiEndpoint};
 use crate::http::faults::inject;
-use crate::service::faults::InjectedSignIn;
 use crate::service::managed_identity::{
     AppServiceRequest, IdentitySelection, ImdsRequest, ManagedIdentityService, ManagedIdentityToken,
 };
@@ -89,18 +87,6 @@ fn imds_request(headers: &HeaderMap, query: Option<&str>) -> ImdsRequest {
     }
 }
 
-/// The sign-in log's view of a managed-identity request a fault rule answered.
-fn injected_sign_in(subjects: &FaultSubjects, resource: Option<&str>, caller: SocketAddr) -> Option<InjectedSignIn> {
-    subjects.tenant?;
-    Some(InjectedSignIn {
-        kind: SignInKind::ManagedIdentity,
-        principal_id: subjects.identity,
-        client_id: None,
-        resource: resource.unwrap_or_default().chars().take(256).collect(),
-        caller: Some(caller.ip()),
-    })
-}
-
 pub async fn issue_imds_token(
     State(state): State<AppState>,
     State(service): State<Arc<ManagedIdentityService>>,
@@ -114,7 +100,8 @@ pub async fn issue_imds_token(
         .admit_by_address(Some(peer.ip()), resource)
         .map_err(|e| ApiError::ManagedIdentity(MiEndpoint::Imds, e))?;
     let caller = || service.imds_caller(Some(peer.ip()), &request.selection);
-    inject(&state, FaultEndpoint::Imds, caller, |subjects| injected_sign_in(subjects, resource, peer)).await?;
+    inject(&state, FaultEndpoint::Imds, caller, |subjects| service.injected_sign_in(subjects, resource, peer.ip()))
+        .await?;
     let token =
         service.imds_token(Some(peer.ip()), request).map_err(|e| ApiError::ManagedIdentity(MiEndpoint::Imds, e))?;
     Ok(Json(ImdsTokenResponse::from(token)))
@@ -185,7 +172,10 @@ pub async fn issue_app_service_token(
         .admit_by_header(Some(peer.ip()), request.identity_header.as_deref(), resource)
         .map_err(|e| ApiError::ManagedIdentity(MiEndpoint::AppService, e))?;
     let caller = || service.app_service_caller(request.identity_header.as_deref(), &request.selection);
-    inject(&state, FaultEndpoint::AppService, caller, |subjects| injected_sign_in(subjects, resource, peer)).await?;
+    inject(&state, FaultEndpoint::AppService, caller, |subjects| {
+        service.injected_sign_in(subjects, resource, peer.ip())
+    })
+    .await?;
     let token = service
         .app_service_token(Some(peer.ip()), request)
         .map_err(|e| ApiError::ManagedIdentity(MiEndpoint::AppService, e))?;

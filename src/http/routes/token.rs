@@ -17,11 +17,9 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Serialize;
 
 use crate::domain::fault::FaultEndpoint;
-use crate::domain::sign_in::SignInKind;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::faults::inject;
-use crate::service::faults::InjectedSignIn;
 use crate::service::token::{Secret, TokenError, TokenRequest, TokenService};
 
 /// The form fields this endpoint reads; others (msal-node's `client-request-id`...) are ignored.
@@ -71,24 +69,7 @@ pub async fn issue_token(
     let mut request = token_request(form, &headers);
     request.caller = Some(peer.ip());
     let caller = || tokens.caller(&tenant, request.client_id.as_deref());
-    inject(&state, FaultEndpoint::Token, caller, |subjects| {
-        subjects.tenant?;
-        Some(InjectedSignIn {
-            kind: if subjects.identity.is_some() { SignInKind::ManagedIdentity } else { SignInKind::Application },
-            principal_id: subjects.identity,
-            client_id: request.client_id.as_deref().map(|id| id.chars().take(256).collect()),
-            resource: request
-                .scope
-                .as_deref()
-                .or(request.resource.as_deref())
-                .unwrap_or_default()
-                .chars()
-                .take(256)
-                .collect(),
-            caller: request.caller,
-        })
-    })
-    .await?;
+    inject(&state, FaultEndpoint::Token, caller, |subjects| tokens.injected_sign_in(subjects, &request)).await?;
     let issued = tokens.issue(&tenant, request).await?;
     let body = TokenResponse {
         token_type: "Bearer",

@@ -8,8 +8,7 @@ use super::*;
 use crate::service::token::{hash_secret, new_secret};
 use crate::service::world::app_ids;
 
-/// The admin API's resource: admin tokens carry this audience.
-pub const MANAGEMENT_API: &str = "api://ficus-management";
+pub use crate::domain::application::MANAGEMENT_API;
 /// Read and write the registry.
 pub const ADMIN_ROLE: &str = "Ficus.Admin";
 /// Read the registry and the logs.

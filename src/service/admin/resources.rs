@@ -4,10 +4,25 @@ use super::*;
 
 impl AdminService {
     fn check_subscription(&self, caller: &Caller, id: &ResourceId) -> Result<(), AdminError> {
-        match self.directory.view().subscription_tenant(id.subscription()) {
+        self.check_subscription_id(caller, id.subscription())
+    }
+
+    fn check_subscription_id(&self, caller: &Caller, subscription: uuid::Uuid) -> Result<(), AdminError> {
+        match self.directory.view().subscription_tenant(subscription) {
             Some(tenant) if tenant == caller.tenant => Ok(()),
-            _ => Err(AdminError::ForeignSubscription(id.subscription())),
+            _ => Err(AdminError::ForeignSubscription(subscription)),
         }
+    }
+
+    /// The user-assigned identities of a subscription (of one resource group, when named), by name.
+    pub fn user_identities(
+        &self,
+        caller: &Caller,
+        subscription: uuid::Uuid,
+        resource_group: Option<&str>,
+    ) -> Result<Vec<ManagedIdentity>, AdminError> {
+        self.check_subscription_id(caller, subscription)?;
+        Ok(self.directory.view().user_identities_in(subscription, resource_group).into_iter().cloned().collect())
     }
 
     pub fn user_identity(&self, caller: &Caller, id: &ResourceId) -> Result<ManagedIdentity, AdminError> {

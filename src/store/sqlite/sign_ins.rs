@@ -5,10 +5,10 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 use super::db_error;
 use crate::domain::activity::Outcome;
 use crate::domain::ports::StoreError;
-use crate::domain::sign_in::{SignIn, SignInPage, SignInQuery};
+use crate::domain::sign_in::{MsiType, SignIn, SignInPage, SignInQuery};
 use crate::store::log_rows::{micros, page_rows, sign_in_page};
 
-/// Rows per INSERT statement: 14 bound values each, well under SQLite's variable limit.
+/// Rows per INSERT statement: 19 bound values each, well under SQLite's variable limit.
 const ROWS_PER_STATEMENT: usize = 500;
 
 /// Inserts `entries` with multi-row statements (one round of parsing per 500 rows, not per row).
@@ -16,15 +16,16 @@ pub(super) async fn insert_all(tx: &mut Transaction<'static, Sqlite>, entries: &
     for chunk in entries.chunks(ROWS_PER_STATEMENT) {
         let mut insert = sqlx::QueryBuilder::<Sqlite>::new(
             "INSERT INTO sign_ins (id, time_us, tenant_id, kind, principal_id, client_id, resource, caller_address, \
-             outcome, error_code, reason, latency_us, cached, count) ",
+             outcome, error_code, reason, latency_us, cached, count, status_code, principal_name, msi_type, \
+             compute_resource, credential_id) ",
         );
         insert.push_values(chunk, |mut row, entry| {
             row.push_bind(entry.id.to_string())
                 .push_bind(micros(entry.time))
                 .push_bind(entry.tenant_id.to_string())
                 .push_bind(entry.kind.as_str())
-                .push_bind(entry.principal_id.map(|p| p.to_string()))
-                .push_bind(entry.client_id.clone())
+                .push_bind(entry.principal.principal_id.map(|p| p.to_string()))
+                .push_bind(entry.principal.client_id.clone())
                 .push_bind(entry.resource.clone())
                 .push_bind(entry.caller_address.map(|a| a.to_string()).unwrap_or_default())
                 .push_bind(entry.outcome.as_str())
@@ -32,7 +33,12 @@ pub(super) async fn insert_all(tx: &mut Transaction<'static, Sqlite>, entries: &
                 .push_bind(entry.reason.clone())
                 .push_bind(i64::try_from(entry.latency.as_micros()).unwrap_or(i64::MAX))
                 .push_bind(entry.cached)
-                .push_bind(i64::from(entry.count));
+                .push_bind(i64::from(entry.count))
+                .push_bind(i64::from(entry.status_code))
+                .push_bind(entry.principal.name.clone())
+                .push_bind(entry.principal.msi_type.map_or("", MsiType::as_str))
+                .push_bind(entry.compute_resource.clone())
+                .push_bind(entry.credential_id.map(|c| c.to_string()));
         });
         insert.build().execute(&mut **tx).await.map_err(db_error)?;
     }
