@@ -30,6 +30,7 @@ use crate::service::admin::bootstrap::MANAGEMENT_API;
 use crate::service::admin::{AdminService, Caller};
 use crate::service::admin_auth::AdminAuthenticator;
 use crate::service::assertion_check::{AssertionChecker, AssertionPolicy};
+use crate::service::console::ConsoleService;
 use crate::service::faults::FaultService;
 use crate::service::health::HealthService;
 use crate::service::managed_identity::ManagedIdentityService;
@@ -261,6 +262,13 @@ impl Application {
         );
         let faults = Arc::new(FaultService::new(registry.clone(), clock.clone(), sign_ins));
         faults.refresh().await.map_err(storage_error)?;
+        let console = Arc::new(ConsoleService::new(
+            Arc::new(keys.clone()),
+            Arc::new(keys.clone()),
+            directory.clone(),
+            discovery.clone(),
+            clock.clone(),
+        ));
         let state = AppState::new(http::state::Shared {
             discovery,
             health,
@@ -269,6 +277,7 @@ impl Application {
             admin: admin.clone(),
             admin_auth,
             faults: faults.clone(),
+            console,
             metrics,
             clock,
         });

@@ -508,6 +508,10 @@ pub enum AdminCall {
     Resource(ResourceCommand),
     Role(RoleCommand),
     Fault(FaultCommand),
+    /// A one-time console sign-in link (a Reader's with `reader`).
+    ConsoleLink {
+        reader: bool,
+    },
 }
 
 /// Runs `call` and returns what to print: the token, or the API's JSON answer, pretty-printed.
@@ -520,6 +524,13 @@ pub async fn dispatch(client: &AdminClient, call: AdminCall) -> Result<String, C
         AdminCall::Resource(command) => resource(client, command).await?,
         AdminCall::Role(command) => role(client, command).await?,
         AdminCall::Fault(command) => fault(client, command).await?,
+        AdminCall::ConsoleLink { reader } => {
+            let body = reader.then(|| json!({ "role": "Ficus.Reader" }));
+            let link = client.call(Method::POST, "/ficus/console/links", Some(body.unwrap_or(json!({})))).await?;
+            let url = link["url"].as_str().unwrap_or_default();
+            let role = link["role"].as_str().unwrap_or_default();
+            return Ok(format!("Open this link within two minutes; it works once and signs you in as {role}:\n{url}"));
+        }
     };
     Ok(serde_json::to_string_pretty(&answer).unwrap_or_default())
 }

@@ -98,6 +98,14 @@ pub enum Command {
         #[command(flatten)]
         target: admin::Target,
     },
+    /// Print a one-time link that signs in to the web console (valid for two minutes)
+    Console {
+        /// A look-only session (Ficus.Reader), even for an admin
+        #[arg(long)]
+        reader: bool,
+        #[command(flatten)]
+        target: admin::Target,
+    },
     /// Print shell `export` lines that point the Azure SDKs and MSAL at this broker
     Env {
         /// Tenant (name or GUID) for AZURE_TENANT_ID; defaults to the first tenant of the world file
@@ -162,6 +170,9 @@ pub async fn run(command: Command, settings: Settings) -> Result<u8, StartupErro
         }
         Command::Role { command, target } => run_admin(&settings, &target, admin::AdminCall::Role(command)).await,
         Command::Fault { command, target } => run_admin(&settings, &target, admin::AdminCall::Fault(command)).await,
+        Command::Console { reader, target } => {
+            run_admin(&settings, &target, admin::AdminCall::ConsoleLink { reader }).await
+        }
         Command::Sandbox { resource, command } => return crate::sandbox::run(settings, &resource, &command).await,
     };
     result.map(|()| 0)

@@ -402,6 +402,18 @@ impl DirectoryView {
         found
     }
 
+    /// A tenant's user-assigned identities and compute resources, by resource id (scans, for the
+    /// console).
+    pub fn tenant_resources(&self, tenant: TenantId) -> (Vec<&ManagedIdentity>, Vec<&ComputeResource>) {
+        let mut identities: Vec<&ManagedIdentity> =
+            self.identities.values().map(|i| &**i).filter(|i| i.tenant_id == tenant && i.is_user_assigned()).collect();
+        identities.sort_by(|a, b| a.resource_id.key().cmp(b.resource_id.key()));
+        let mut resources: Vec<&ComputeResource> =
+            self.resources.values().map(|r| &**r).filter(|r| r.tenant_id == tenant).collect();
+        resources.sort_by(|a, b| a.id.key().cmp(b.id.key()));
+        (identities, resources)
+    }
+
     /// Compute resources with this name, in any subscription and resource group (a scan: for
     /// start-up and commands, not the token path).
     pub fn resources_named(&self, name: &str) -> Vec<&ComputeResource> {

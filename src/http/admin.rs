@@ -20,8 +20,9 @@ pub fn shape_of(path: &str) -> Shape {
     if path.starts_with("/v1.0/") { Shape::Graph } else { Shape::Arm }
 }
 
-/// POST actions that change nothing: a Reader may call them.
-const READ_ONLY_ACTIONS: [&str; 1] = ["/explainAssertion"];
+/// POST actions that change nothing: a Reader may call them (a console link grants no more than
+/// the caller holds).
+const READ_ONLY_ACTIONS: [&str; 2] = ["/explainAssertion", "/ficus/console/links"];
 
 /// The caller of an admin route, authenticated and authorised for the request's method.
 pub struct AdminCaller(pub Caller);

@@ -6,6 +6,7 @@
 //! managed-identity listener.
 
 pub mod admin;
+pub mod console;
 pub mod context;
 pub mod error;
 pub mod faults;
@@ -35,7 +36,8 @@ pub fn api_router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(routes::graph_applications::router())
         .merge(routes::graph_directory::router())
         .merge(routes::arm::router())
-        .merge(routes::faults::router());
+        .merge(routes::faults::router())
+        .merge(console::router());
     finish(routes, state, max_body_bytes)
 }
 

@@ -9,6 +9,7 @@ use crate::http::metrics::HttpMetrics;
 use crate::service::DiscoveryService;
 use crate::service::admin::AdminService;
 use crate::service::admin_auth::AdminAuthenticator;
+use crate::service::console::ConsoleService;
 use crate::service::faults::FaultService;
 use crate::service::health::HealthService;
 use crate::service::managed_identity::ManagedIdentityService;
@@ -27,6 +28,7 @@ pub struct Shared {
     pub admin: Arc<AdminService>,
     pub admin_auth: Arc<AdminAuthenticator>,
     pub faults: Arc<FaultService>,
+    pub console: Arc<ConsoleService>,
     pub metrics: Arc<HttpMetrics>,
     pub clock: Arc<dyn Clock>,
 }
@@ -64,6 +66,7 @@ parts!(
     admin: Arc<AdminService>,
     admin_auth: Arc<AdminAuthenticator>,
     faults: Arc<FaultService>,
+    console: Arc<ConsoleService>,
     metrics: Arc<HttpMetrics>,
     clock: Arc<dyn Clock>,
 );

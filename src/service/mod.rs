@@ -5,6 +5,7 @@ pub mod admin;
 pub mod admin_auth;
 pub mod assertion_check;
 pub mod claims;
+pub mod console;
 pub mod discovery;
 pub mod faults;
 pub mod health;

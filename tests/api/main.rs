@@ -8,6 +8,7 @@ mod admin_cli;
 mod admin_service;
 mod cli;
 mod cluster;
+mod console;
 mod contract;
 mod crash;
 mod discovery;

@@ -6,6 +6,7 @@ ask for Graph's and ARM's default audiences, as they do against Azure."""
 import asyncio
 import datetime
 import json
+import ssl
 import uuid
 
 import httpx
@@ -52,7 +53,8 @@ def graph_client(broker, credential) -> GraphServiceClient:
     auth = AzureIdentityAuthenticationProvider(
         credential, scopes=["https://graph.microsoft.com/.default"], allowed_hosts=[host]
     )
-    http = GraphClientFactory.create_with_default_middleware(client=httpx.AsyncClient(verify=broker.ca))
+    trust = ssl.create_default_context(cafile=broker.ca)
+    http = GraphClientFactory.create_with_default_middleware(client=httpx.AsyncClient(verify=trust))
     adapter = GraphRequestAdapter(auth, client=http)
     adapter.base_url = f"{broker.base}/v1.0"
     return GraphServiceClient(request_adapter=adapter)
