@@ -146,6 +146,8 @@ pub struct ServerSettings {
     /// The deprecated VM extension endpoint's listener (`localhost:50342`); empty: off.
     #[serde(deserialize_with = "empty_as_none_address")]
     pub vm_extension_addr: Option<SocketAddr>,
+    /// The web console under `/console` (and its link endpoint); off: no console routes at all.
+    pub console: bool,
 }
 
 impl Settings {

@@ -37,7 +37,9 @@ use crate::service::managed_identity::ManagedIdentityService;
 use crate::service::mint::TokenMint;
 use crate::service::token::{TokenService, secret_matches};
 use crate::service::world::{self, WorldError};
-use crate::signing::{FileKeyStore, KeyRing, KeyRingHandle, KeyStore, KeyStoreError, SealedKeyStore};
+use crate::signing::{
+    FileKeyStore, KeyEntry, KeyRing, KeyRingHandle, KeyState, KeyStore, KeyStoreError, Rotation, SealedKeyStore,
+};
 use crate::store::postgres::PoolSettings;
 use crate::store::sign_in_writer::{BatchedSignInLog, RegistrySignIns, SignInStore};
 use crate::store::{DirectorySnapshot, PostgresRegistry, SqliteRegistry};
@@ -269,6 +271,19 @@ impl Application {
             discovery.clone(),
             clock.clone(),
         ));
+        let reloader = Reloader {
+            key_store,
+            key_notifications: storage.key_notifications.clone(),
+            keys: keys.clone(),
+            retire_after,
+            tls: tls.clone(),
+        };
+        let key_admin = Arc::new(KeyAdmin {
+            reloader: reloader.clone(),
+            clock: clock.clone(),
+            alg: settings.keys.algorithm,
+            prepublish: settings.keys.prepublish,
+        });
         let state = AppState::new(http::state::Shared {
             discovery,
             health,
@@ -278,16 +293,10 @@ impl Application {
             admin_auth,
             faults: faults.clone(),
             console,
+            key_admin,
             metrics,
             clock,
         });
-        let reloader = Reloader {
-            key_store,
-            key_notifications: storage.key_notifications.clone(),
-            keys: keys.clone(),
-            retire_after,
-            tls: tls.clone(),
-        };
         Ok(Self {
             sign_in_writer,
             membership,
@@ -379,8 +388,8 @@ impl Application {
         let api_handle: Handle<SocketAddr> = Handle::new();
         let mi_handle: Handle<SocketAddr> = Handle::new();
 
-        let api_app =
-            http::api_router(self.state.clone(), max_body).into_make_service_with_connect_info::<SocketAddr>();
+        let api_app = http::api_router(self.state.clone(), max_body, self.settings.server.console)
+            .into_make_service_with_connect_info::<SocketAddr>();
         let mi_app = http::mi_router(self.state.clone(), max_body).into_make_service_with_connect_info::<SocketAddr>();
         let proxied = ProxyProtocolAcceptor::new(&self.settings.server.proxy_networks()?);
         let api_server = match &self.tls {
@@ -702,6 +711,52 @@ fn bind(setting: &'static str, addr: SocketAddr) -> Result<TcpListener, StartupE
     let listener = TcpListener::bind(addr).map_err(|source| StartupError::Bind { setting, addr, source })?;
     listener.set_nonblocking(true)?;
     Ok(listener)
+}
+
+/// The running server's keys for operators (the console's keys page): states from the ring in
+/// memory; a rotation written to the key store, then loaded at once (other replicas follow
+/// through the store's announcement or their next poll).
+pub struct KeyAdmin {
+    reloader: Reloader,
+    clock: Arc<dyn Clock>,
+    alg: crate::signing::Algorithm,
+    prepublish: Duration,
+}
+
+#[async_trait::async_trait]
+impl crate::domain::keys::KeyAdministration for KeyAdmin {
+    fn statuses(&self) -> Vec<crate::domain::keys::KeyStatus> {
+        let ring = self.reloader.keys.snapshot();
+        ring.states(self.clock.now()).into_iter().map(|(entry, state)| key_status(entry, state)).collect()
+    }
+
+    async fn rotate(&self, immediately: bool) -> Result<crate::domain::keys::KeyStatus, String> {
+        let now = self.clock.now();
+        let rotation = Rotation {
+            alg: self.alg,
+            now,
+            activate_at: if immediately { now } else { now + self.prepublish },
+            retire_after: self.reloader.retire_after,
+            force: immediately,
+        };
+        let entry = self.reloader.key_store.rotate(rotation).await.map_err(|e| e.to_string())?;
+        self.reloader.reload_keys().await;
+        let state = if immediately { KeyState::Current } else { KeyState::Next };
+        Ok(key_status(&entry, state))
+    }
+}
+
+fn key_status(entry: &KeyEntry, state: KeyState) -> crate::domain::keys::KeyStatus {
+    crate::domain::keys::KeyStatus {
+        kid: entry.key.kid().to_owned(),
+        alg: entry.key.alg().as_str().to_owned(),
+        state: state.label(),
+        signs_from: entry.activate_at,
+        published_until: match state {
+            KeyState::Previous { published_until } => Some(published_until),
+            _ => None,
+        },
+    }
 }
 
 /// Re-reads the key store and TLS files into the running server.

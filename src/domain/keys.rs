@@ -58,3 +58,25 @@ pub enum VerifyError {
 pub trait OwnTokenVerifier: Send + Sync {
     fn verify(&self, token: &str) -> Result<super::token::Claims, VerifyError>;
 }
+
+/// One signing key as an operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyStatus {
+    pub kid: String,
+    pub alg: String,
+    /// `next`, `current`, `previous` or `retired`.
+    pub state: &'static str,
+    /// From when it signs (if no later key is active by then).
+    pub signs_from: time::OffsetDateTime,
+    /// For a previous key: until when it stays published.
+    pub published_until: Option<time::OffsetDateTime>,
+}
+
+/// The running server's signing keys, for operators: their states, and rotation.
+#[async_trait::async_trait]
+pub trait KeyAdministration: Send + Sync {
+    fn statuses(&self) -> Vec<KeyStatus>;
+    /// Adds a key: published at once, signing after `keys.prepublish`, or at once with
+    /// `immediately` (a suspected compromise). Every replica picks it up.
+    async fn rotate(&self, immediately: bool) -> Result<KeyStatus, String>;
+}

@@ -28,16 +28,16 @@ pub use state::AppState;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The HTTPS listener's routes.
-pub fn api_router(state: AppState, max_body_bytes: usize) -> Router {
+/// The HTTPS listener's routes (the web console's with `console`).
+pub fn api_router(state: AppState, max_body_bytes: usize, console: bool) -> Router {
     let routes = Router::new()
         .merge(routes::discovery::router())
         .merge(routes::health::router())
         .merge(routes::graph_applications::router())
         .merge(routes::graph_directory::router())
         .merge(routes::arm::router())
-        .merge(routes::faults::router())
-        .merge(console::router());
+        .merge(routes::faults::router());
+    let routes = if console { routes.merge(self::console::router()) } else { routes };
     finish(routes, state, max_body_bytes)
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 
 use crate::domain::clock::Clock;
+use crate::domain::keys::KeyAdministration;
 use crate::http::metrics::HttpMetrics;
 use crate::service::DiscoveryService;
 use crate::service::admin::AdminService;
@@ -29,6 +30,7 @@ pub struct Shared {
     pub admin_auth: Arc<AdminAuthenticator>,
     pub faults: Arc<FaultService>,
     pub console: Arc<ConsoleService>,
+    pub key_admin: Arc<dyn KeyAdministration>,
     pub metrics: Arc<HttpMetrics>,
     pub clock: Arc<dyn Clock>,
 }
@@ -67,6 +69,7 @@ parts!(
     admin_auth: Arc<AdminAuthenticator>,
     faults: Arc<FaultService>,
     console: Arc<ConsoleService>,
+    key_admin: Arc<dyn KeyAdministration>,
     metrics: Arc<HttpMetrics>,
     clock: Arc<dyn Clock>,
 );

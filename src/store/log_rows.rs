@@ -47,7 +47,7 @@ fn page<R: LogCells, T>(
     Ok((entries, if rows.len() > limit { last } else { None }))
 }
 
-const TARGET_TYPES: [&str; 7] = [
+const TARGET_TYPES: [&str; 8] = [
     "Application",
     "FederatedIdentityCredential",
     "ManagedIdentity",
@@ -55,6 +55,7 @@ const TARGET_TYPES: [&str; 7] = [
     "RoleAssignment",
     "Tenant",
     "FaultRule",
+    "SigningKey",
 ];
 
 pub(crate) fn activity_page<R: LogCells>(rows: &[R], limit: usize) -> Result<ActivityPage, StoreError> {

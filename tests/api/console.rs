@@ -219,3 +219,14 @@ async fn a_session_ends_when_the_admin_clients_secret_is_reissued_or_its_role_is
         .unwrap();
     assert_eq!(answer.status(), 403, "a Reader's token cannot ask for an Admin link");
 }
+
+#[tokio::test]
+async fn a_broker_with_the_console_off_has_no_console_routes() {
+    let app = TestApp::spawn_with("[server]\nconsole = false").await;
+    let admin = Admin::new(&app).await;
+    let (status, _) = admin.call(Method::POST, "/ficus/console/links", Some(json!({}))).await;
+    assert_eq!(status, 404);
+    for path in ["/console/applications", "/console/sign-in?code=x", "/console/static/console.css"] {
+        assert_eq!(page(&app, "", path).await.status(), 404, "{path}");
+    }
+}

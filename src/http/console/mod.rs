@@ -27,6 +27,7 @@ use super::admin::AdminCaller;
 use super::error::ApiError;
 use crate::domain::activity::{ActivityQuery, Outcome};
 use crate::domain::federated_credential::{CredentialError, CredentialOwner};
+use crate::domain::keys::KeyAdministration;
 use crate::domain::sign_in::SignInQuery;
 use crate::service::admin::{AdminError, AdminService, CredentialInput};
 use crate::service::admin_auth::AuthError;
@@ -59,6 +60,8 @@ pub fn router() -> Router<AppState> {
         .route("/console/identities", get(identities))
         .route("/console/sign-ins", get(sign_ins))
         .route("/console/activity", get(activity))
+        .route("/console/keys", get(keys))
+        .route("/console/keys/rotate", post(rotate_keys))
         .layer(axum::middleware::map_response(secure_headers))
 }
 
@@ -530,6 +533,44 @@ async fn activity(ConsoleUser(session): ConsoleUser, State(admin): State<Arc<Adm
     };
     match admin.activity(&query).await {
         Ok(page) => Html(pages::activity(&session, &page.entries).into_string()).into_response(),
+        Err(e) => admin_failure(e),
+    }
+}
+
+async fn keys(ConsoleUser(session): ConsoleUser, State(keys): State<Arc<dyn KeyAdministration>>) -> Html<String> {
+    Html(pages::keys(&session, &keys.statuses(), None).into_string())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RotateForm {
+    #[serde(default)]
+    csrf: String,
+    /// `scheduled` (sign after keys.prepublish) or `now`.
+    #[serde(default)]
+    when: String,
+    /// Rotating now needs this box ticked.
+    #[serde(default)]
+    understood: Option<String>,
+}
+
+async fn rotate_keys(
+    ConsoleUser(session): ConsoleUser,
+    State(admin): State<Arc<AdminService>>,
+    State(keys): State<Arc<dyn KeyAdministration>>,
+    Form(form): Form<RotateForm>,
+) -> Response {
+    if let Some(refusal) = refuse_change(&session, &form.csrf) {
+        return refusal;
+    }
+    let now = form.when == "now";
+    if now && form.understood.is_none() {
+        let message =
+            "Tick the box: rotating now means tokens signed from now on verify only where the new key is known.";
+        let page = pages::keys(&session, &keys.statuses(), Some(message));
+        return (StatusCode::UNPROCESSABLE_ENTITY, Html(page.into_string())).into_response();
+    }
+    match admin.rotate_keys(&session.caller, keys.as_ref(), now).await {
+        Ok(_) => Redirect::to("/console/keys").into_response(),
         Err(e) => admin_failure(e),
     }
 }

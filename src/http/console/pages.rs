@@ -25,13 +25,15 @@ enum Section {
     Identities,
     SignIns,
     Activity,
+    Keys,
 }
 
-const SECTIONS: [(Section, &str, &str); 4] = [
+const SECTIONS: [(Section, &str, &str); 5] = [
     (Section::Applications, "/console/applications", "Applications"),
     (Section::Identities, "/console/identities", "Identities and resources"),
     (Section::SignIns, "/console/sign-ins", "Sign-ins"),
     (Section::Activity, "/console/activity", "Activity"),
+    (Section::Keys, "/console/keys", "Signing keys"),
 ];
 
 fn head(title: &str) -> Markup {
@@ -655,4 +657,48 @@ pub fn activity(session: &ConsoleSession, entries: &[ActivityEntry]) -> Markup {
 
 fn rfc3339(t: OffsetDateTime) -> String {
     t.replace_nanosecond(0).unwrap_or(t).format(&Rfc3339).unwrap_or_default()
+}
+
+pub fn keys(session: &ConsoleSession, keys: &[crate::domain::keys::KeyStatus], error: Option<&str>) -> Markup {
+    let body = html! {
+        table {
+            caption { "Keys in the JWKS now, and any retired ones still stored" }
+            thead { tr { th scope="col" { "Key id" } th scope="col" { "Algorithm" } th scope="col" { "State" } th scope="col" { "Signs from (UTC)" } th scope="col" { "Published until (UTC)" } } }
+            tbody {
+                @for k in keys {
+                    tr {
+                        th scope="row" { code { (k.kid) } }
+                        td { (k.alg) }
+                        td { strong { (k.state) } }
+                        td { (rfc3339(k.signs_from)) }
+                        td { @match k.published_until { Some(t) => (rfc3339(t)), None => "while current or next" } }
+                    }
+                }
+            }
+        }
+        @if session.may_change() {
+            section aria-labelledby="rotate" {
+                h2 id="rotate" { "Rotate" }
+                form.credential method="post" action="/console/keys/rotate" {
+                    (csrf(session))
+                    input type="hidden" name="when" value="scheduled";
+                    p { "Adds a key that is published at once and signs after keys.prepublish, so resource servers learn it first." }
+                    button type="submit" { "Add the next key" }
+                }
+                form.credential method="post" action="/console/keys/rotate" aria-describedby=[error.map(|_| "rotate-now-error")] {
+                    (csrf(session))
+                    input type="hidden" name="when" value="now";
+                    p { "For a suspected compromise: the new key signs at once; the old one stays published until its tokens expire." }
+                    div.field.invalid[error.is_some()] {
+                        input id="rotate-understood" type="checkbox" name="understood" value="yes";
+                        " "
+                        label.inline for="rotate-understood" { "I understand that resource servers reject new tokens until their JWKS caches refresh" }
+                        @if let Some(error) = error { p.error id="rotate-now-error" role="alert" { (error) } }
+                    }
+                    button type="submit" { "Rotate now" }
+                }
+            }
+        }
+    };
+    layout(session, Section::Keys, "Signing keys", body)
 }

@@ -156,6 +156,7 @@ impl From<&ActivityEntry> for DirectoryAuditResponse {
             activity_display_name: e.operation.clone(),
             category: match e.target_type {
                 "ManagedIdentity" | "ComputeResource" => "ResourceManagement",
+                "SigningKey" => "KeyManagement",
                 _ => "ApplicationManagement",
             },
             logged_by_service: "Core Directory",

@@ -163,6 +163,22 @@ impl AdminService {
         self.registry.query_activity(query).await.map_err(AdminError::Storage)
     }
 
+    /// Rotates the signing keys (see
+    /// [`KeyAdministration::rotate`](crate::domain::keys::KeyAdministration::rotate)), in the
+    /// activity log.
+    pub async fn rotate_keys(
+        &self,
+        caller: &Caller,
+        keys: &dyn crate::domain::keys::KeyAdministration,
+        immediately: bool,
+    ) -> Result<crate::domain::keys::KeyStatus, AdminError> {
+        let operation = if immediately { "Rotate signing key now" } else { "Rotate signing key" };
+        self.audited(caller, operation, "SigningKey", "signing keys".to_owned(), async {
+            keys.rotate(immediately).await.map_err(AdminError::Conflict)
+        })
+        .await
+    }
+
     /// The principal whose client id (appId) is `raw`: an application's service principal, or a
     /// managed identity of the tenant.
     pub fn principal_of_client(&self, tenant: TenantId, raw: &str) -> Option<ObjectId> {
