@@ -218,7 +218,7 @@ async fn execute(args: &Args) -> Result<Value, String> {
     admin.remove(&fixture).await;
     let (results, changes) = outcome?;
 
-    let ratio = |o: &run::Outcome| floors.of(&o.name).map(|b| o.rps() / b.rps());
+    let ratio = |o: &run::Outcome| floors.of(&o.name).and_then(|b| ratio_to(o, b).ok());
     let rows: Vec<Value> = results
         .iter()
         .map(|r| {
@@ -226,7 +226,8 @@ async fn execute(args: &Args) -> Result<Value, String> {
             if let Some(base) = floors.of(&r.name) {
                 row["baseline"] = json!(base.name);
                 row["baseline_rps"] = json!(base.rps());
-                row["ratio"] = json!(r.rps() / base.rps());
+                // No ratio where the load generator set either run's pace.
+                row["ratio"] = json!(ratio_to(r, base).ok());
             }
             if let Some(pairs) = ceiling {
                 row["crypto_ceiling"] = json!(pairs);
@@ -346,8 +347,26 @@ fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
+/// A scenario's ratio to its floor, unless the load generator set the pace of either run.
+fn ratio_to(result: &run::Outcome, floor: &run::Outcome) -> Result<f64, String> {
+    match (result.client_bound(), floor.client_bound()) {
+        (false, false) => Ok(result.rps() / floor.rps()),
+        (true, _) => Err(format!("client-bound ({})", busy(result))),
+        (false, true) => Err(format!("client-bound floor ({})", busy(floor))),
+    }
+}
+
+fn busy(outcome: &run::Outcome) -> String {
+    outcome.client_busy.map_or("?".into(), |b| format!("the load generator {:.0}% busy", b * 100.0))
+}
+
 fn print_row(result: &run::Outcome, baseline: Option<&run::Outcome>) {
-    let ratio = baseline.map(|b| format!("  {:.2}x floor", result.rps() / b.rps())).unwrap_or_default();
+    let ratio = match baseline.map(|b| ratio_to(result, b)) {
+        Some(Ok(ratio)) => format!("  {ratio:.2}x floor"),
+        Some(Err(why)) => format!("  no ratio: {why}"),
+        None if result.client_bound() => format!("  client-bound: {}", busy(result)),
+        None => String::new(),
+    };
     let errors: Vec<String> = result.errors().iter().map(|(k, v)| format!("{k}: {v}")).collect();
     println!(
         "{:<14} {:>10.0} req/s  p50 {:>7.3} ms  p90 {:>7.3} ms  p99 {:>7.3} ms  p99.9 {:>7.3} ms  max {:>8.3} ms  [{}]  errors {}{}{ratio}",

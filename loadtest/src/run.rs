@@ -70,10 +70,18 @@ pub struct Outcome {
     failures: Vec<(u32, u16)>,
     /// When measurement began, in milliseconds since the Unix epoch.
     measured_from_unix_ms: u128,
+    /// The share of its cores the load generator itself kept busy while measuring (0-1).
+    pub client_busy: Option<f64>,
     pub notes: Vec<String>,
 }
 
 impl Outcome {
+    /// Whether the load generator, not the server, set this run's pace: it kept at least
+    /// [`CLIENT_BOUND`] of its cores busy. Such a run says nothing about the server.
+    pub fn client_bound(&self) -> bool {
+        self.client_busy.is_some_and(|b| b >= CLIENT_BOUND)
+    }
+
     pub fn rps(&self) -> f64 {
         self.histogram.len() as f64 / self.elapsed.as_secs_f64()
     }
@@ -132,9 +140,48 @@ impl Outcome {
                 "p99.9": self.quantile_ms(0.999), "max": self.max_ms(),
             },
             "errors": self.errors.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "client_busy": self.client_busy,
+            "client_bound": self.client_bound(),
             "notes": self.notes,
         })
     }
+}
+
+/// A run whose load generator kept this share of its cores busy is the generator's measurement.
+pub const CLIENT_BOUND: f64 = 0.9;
+
+/// CPU time this process has used so far (all threads), from `/proc/self/stat` (Linux; `None`
+/// elsewhere). Its utime and stime are in USER_HZ ticks, 100 per second on every Linux ABI.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // After the command name: state is field 3, utime 14 and stime 15 (1-based, of the whole line).
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// Samples the process's CPU time at `from` and at `to`: the share of its cores it kept busy.
+fn watch_client(from: Instant, to: Instant) -> tokio::task::JoinHandle<Option<f64>> {
+    tokio::spawn(async move {
+        tokio::time::sleep_until(from.into()).await;
+        let (start, started) = (process_cpu()?, Instant::now());
+        tokio::time::sleep_until(to.into()).await;
+        let used = process_cpu()?.saturating_sub(start).as_secs_f64();
+        let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+        Some(used / started.elapsed().as_secs_f64().max(0.001) / cores)
+    })
+}
+
+/// The outcome with how busy the load generator was, and a note when that set the pace.
+async fn with_client(mut outcome: Outcome, client: tokio::task::JoinHandle<Option<f64>>) -> Outcome {
+    outcome.client_busy = client.await.ok().flatten();
+    if outcome.client_bound() {
+        outcome.notes.push(format!(
+            "client-bound: the load generator kept {:.0}% of its cores busy, so this run measured it, not the server",
+            outcome.client_busy.unwrap_or_default() * 100.0
+        ));
+    }
+    outcome
 }
 
 fn empty_histogram() -> Result<Histogram<u64>, String> {
@@ -203,6 +250,7 @@ impl Recorder {
         Outcome {
             failures: self.failures,
             measured_from_unix_ms: now.saturating_sub(since).as_millis(),
+            client_busy: None,
             name: name.to_owned(),
             mode,
             histogram: self.histogram,
@@ -261,6 +309,7 @@ pub async fn closed_loop(name: &str, args: &Args, concurrency: usize, request: R
     let done = Arc::new(AtomicU64::new(0));
     let (bar, ticker) = progress(name, args, Arc::clone(&done));
     let template = Recorder::new(warm_until)?;
+    let client = watch_client(warm_until, stop_at);
     let workers: Vec<_> = (0..concurrency.max(1))
         .map(|_| {
             let (request, done, mut recorder) = (request.clone(), Arc::clone(&done), template.clone());
@@ -279,7 +328,7 @@ pub async fn closed_loop(name: &str, args: &Args, concurrency: usize, request: R
         })
         .collect();
     let total = gather(template, workers, (bar, ticker)).await;
-    Ok(total.finish(name, Mode::Closed { concurrency }, args.duration))
+    Ok(with_client(total.finish(name, Mode::Closed { concurrency }, args.duration), client).await)
 }
 
 /// Sends `request` at `rate` per second over `connections` workers, each on its own fixed
@@ -307,6 +356,7 @@ pub async fn open_loop(
     let (bar, ticker) = progress(name, args, Arc::clone(&done));
     let interval = Duration::from_secs_f64(connections as f64 / rate);
     let template = Recorder::new(warm_until)?;
+    let client = watch_client(warm_until, stop_at);
     let workers: Vec<_> = (0..connections)
         .map(|w| {
             let (request, done, mut recorder) = (request.clone(), Arc::clone(&done), template.clone());
@@ -331,5 +381,24 @@ pub async fn open_loop(
         })
         .collect();
     let total = gather(template, workers, (bar, ticker)).await;
-    Ok(total.finish(name, Mode::Open { rate, connections }, args.duration))
+    Ok(with_client(total.finish(name, Mode::Open { rate, connections }, args.duration), client).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_processs_cpu_time_grows_with_work_done_on_it() {
+        let before = process_cpu().expect("/proc/self/stat is readable on Linux");
+        let (mut x, started) = (0u64, Instant::now());
+        // Spin until 50 ms of CPU time show (however busy the machine), or give up after 10 s.
+        while process_cpu().unwrap().saturating_sub(before) < Duration::from_millis(50) {
+            for _ in 0..100_000 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "10 s of spinning never showed as CPU time");
+        }
+        std::hint::black_box(x);
+    }
 }

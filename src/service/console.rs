@@ -217,7 +217,7 @@ impl ConsoleService {
             id: text("appid").ok_or(())?.to_owned(),
             display_name: text("name").unwrap_or_default().to_owned(),
         };
-        Ok((claims.clone(), Caller { tenant: tenant.id, actor }, role))
+        Ok((claims, Caller { tenant: tenant.id, actor }, role))
     }
 
     fn expired(&self, claims: &Claims) -> bool {

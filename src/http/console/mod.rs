@@ -352,12 +352,12 @@ async fn add_credential(
     if let Some(refusal) = refuse_change(&session, &body.csrf) {
         return refusal;
     }
-    let owner = match admin.application(&session.caller, &app, false) {
-        Ok(found) => CredentialOwner::Application(found.object_id),
+    let id = match admin.application(&session.caller, &app, false) {
+        Ok(found) => found.object_id,
         Err(e) => return admin_failure(e),
     };
-    match admin.add_credential(&session.caller, owner, body.input()).await {
-        Ok(_) => Redirect::to(&format!("/console/applications/{app}#credentials")).into_response(),
+    match admin.add_credential(&session.caller, CredentialOwner::Application(id), body.input()).await {
+        Ok(_) => back_to_credentials(id),
         Err(e) => form_refused(&session, &admin, &app, body.form(None, Some(e))),
     }
 }
@@ -387,12 +387,12 @@ async fn update_credential(
     if let Some(refusal) = refuse_change(&session, &body.csrf) {
         return refusal;
     }
-    let owner = match admin.application(&session.caller, &app, false) {
-        Ok(found) => CredentialOwner::Application(found.object_id),
+    let id = match admin.application(&session.caller, &app, false) {
+        Ok(found) => found.object_id,
         Err(e) => return admin_failure(e),
     };
-    match admin.update_credential(&session.caller, owner, &credential, body.input()).await {
-        Ok(_) => Redirect::to(&format!("/console/applications/{app}#credentials")).into_response(),
+    match admin.update_credential(&session.caller, CredentialOwner::Application(id), &credential, body.input()).await {
+        Ok(_) => back_to_credentials(id),
         Err(e) => form_refused(&session, &admin, &app, body.form(Some(credential), Some(e))),
     }
 }
@@ -406,16 +406,19 @@ async fn delete_credential(
     if let Some(refusal) = refuse_change(&session, &form.csrf) {
         return refusal;
     }
-    let deleted = match admin.application(&session.caller, &app, false) {
-        Ok(found) => {
-            admin.delete_credential(&session.caller, CredentialOwner::Application(found.object_id), &credential).await
-        }
-        Err(e) => Err(e),
+    let id = match admin.application(&session.caller, &app, false) {
+        Ok(found) => found.object_id,
+        Err(e) => return admin_failure(e),
     };
-    match deleted {
-        Ok(()) => Redirect::to(&format!("/console/applications/{app}#credentials")).into_response(),
+    match admin.delete_credential(&session.caller, CredentialOwner::Application(id), &credential).await {
+        Ok(()) => back_to_credentials(id),
         Err(e) => admin_failure(e),
     }
+}
+
+/// After a change: the application's credentials (by its object id, never by what the path said).
+fn back_to_credentials(application: crate::domain::ids::ObjectId) -> Response {
+    Redirect::to(&format!("/console/applications/{application}#credentials")).into_response()
 }
 
 async fn dry_run(
