@@ -366,6 +366,15 @@ impl DirectoryView {
         self.identity(*self.identities_by_client.get(&client_id)?)
     }
 
+    /// The principal whose client id (appId) is `client` in `tenant`: an application's service
+    /// principal, else a managed identity's principal.
+    pub fn principal_of_client(&self, tenant: TenantId, client: ClientId) -> Option<ObjectId> {
+        if let Some(app) = self.application_by_client(tenant, client) {
+            return Some(app.service_principal_id);
+        }
+        self.identity_by_client(client).filter(|i| i.tenant_id == tenant).map(|i| i.principal_id)
+    }
+
     pub fn identity_by_resource(&self, id: &ResourceId) -> Option<&ManagedIdentity> {
         self.identity(*self.identities_by_resource.get(id.key())?)
     }

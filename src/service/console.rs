@@ -25,7 +25,7 @@ use super::admin::bootstrap::{ADMIN_ROLE, MANAGEMENT_API, READER_ROLE};
 use super::discovery::DiscoveryService;
 use crate::domain::activity::Actor;
 use crate::domain::clock::Clock;
-use crate::domain::ids::{ClientId, ObjectId};
+use crate::domain::ids::ClientId;
 use crate::domain::keys::OwnTokenVerifier;
 use crate::domain::ports::{DirectorySource, SignError, TokenSigner};
 use crate::domain::tenant::TenantId;
@@ -248,11 +248,7 @@ impl ConsoleService {
     /// management API.
     fn current_role(&self, tenant: TenantId, app_id: &str) -> Option<ConsoleRole> {
         let view = self.directory.view();
-        let client = ClientId::parse(app_id).ok()?;
-        let principal: ObjectId = match view.application_by_client(tenant, client) {
-            Some(app) => app.service_principal_id,
-            None => view.identity_by_client(client).filter(|i| i.tenant_id == tenant)?.principal_id,
-        };
+        let principal = view.principal_of_client(tenant, ClientId::parse(app_id).ok()?)?;
         let api = view.resource_application(tenant, MANAGEMENT_API)?;
         view.role_assignments_of(principal)
             .filter(|a| a.resource_id == api.service_principal_id)

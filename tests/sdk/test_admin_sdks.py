@@ -42,8 +42,18 @@ BETA_SIGN_IN_PROPERTIES = {
 }
 
 
-def admin_secret(broker) -> dict:
-    return json.loads((broker.dir / "keys" / "admin" / "demo.json").read_text())
+def admin_client_credential(broker, credential_type):
+    """`credential_type` (azure-identity's sync or async ClientSecretCredential) for the broker's
+    admin client, pointed at the broker."""
+    secret = json.loads((broker.dir / "keys" / "admin" / "demo.json").read_text())
+    return credential_type(
+        secret["tenant_id"],
+        secret["client_id"],
+        secret["client_secret"],
+        authority=broker.base,
+        connection_verify=broker.ca,
+        disable_instance_discovery=True,
+    )
 
 
 def graph_client(broker, credential) -> GraphServiceClient:
@@ -64,15 +74,7 @@ def with_graph(broker, scenario):
     """Runs `scenario(client)` with a Graph client signed in as the admin client."""
 
     async def run():
-        secret = admin_secret(broker)
-        async with AsyncClientSecretCredential(
-            secret["tenant_id"],
-            secret["client_id"],
-            secret["client_secret"],
-            authority=broker.base,
-            connection_verify=broker.ca,
-            disable_instance_discovery=True,
-        ) as credential:
+        async with admin_client_credential(broker, AsyncClientSecretCredential) as credential:
             return await scenario(graph_client(broker, credential))
 
     return asyncio.run(run())
@@ -191,15 +193,7 @@ def test_graph_sdk_reads_sign_ins_into_its_models_with_graphs_types_and_pages_th
 
 def arm_client(broker) -> ManagedServiceIdentityClient:
     """ARM's client with its base URL set to the broker, asking for ARM's own audience (its default)."""
-    secret = admin_secret(broker)
-    credential = ClientSecretCredential(
-        secret["tenant_id"],
-        secret["client_id"],
-        secret["client_secret"],
-        authority=broker.base,
-        connection_verify=broker.ca,
-        disable_instance_discovery=True,
-    )
+    credential = admin_client_credential(broker, ClientSecretCredential)
     return ManagedServiceIdentityClient(credential, SUBSCRIPTION, base_url=broker.base, connection_verify=broker.ca)
 
 

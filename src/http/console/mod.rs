@@ -349,12 +349,9 @@ async fn add_credential(
     Path(app): Path<String>,
     Form(body): Form<CredentialFormBody>,
 ) -> Response {
-    if let Some(refusal) = refuse_change(&session, &body.csrf) {
-        return refusal;
-    }
-    let id = match admin.application(&session.caller, &app, false) {
-        Ok(found) => found.object_id,
-        Err(e) => return admin_failure(e),
+    let id = match changed_application(&session, &admin, &app, &body.csrf) {
+        Ok(id) => id,
+        Err(refusal) => return *refusal,
     };
     match admin.add_credential(&session.caller, CredentialOwner::Application(id), body.input()).await {
         Ok(_) => back_to_credentials(id),
@@ -384,12 +381,9 @@ async fn update_credential(
     Path((app, credential)): Path<(String, String)>,
     Form(body): Form<CredentialFormBody>,
 ) -> Response {
-    if let Some(refusal) = refuse_change(&session, &body.csrf) {
-        return refusal;
-    }
-    let id = match admin.application(&session.caller, &app, false) {
-        Ok(found) => found.object_id,
-        Err(e) => return admin_failure(e),
+    let id = match changed_application(&session, &admin, &app, &body.csrf) {
+        Ok(id) => id,
+        Err(refusal) => return *refusal,
     };
     match admin.update_credential(&session.caller, CredentialOwner::Application(id), &credential, body.input()).await {
         Ok(_) => back_to_credentials(id),
@@ -403,17 +397,28 @@ async fn delete_credential(
     Path((app, credential)): Path<(String, String)>,
     Form(form): Form<CsrfOnly>,
 ) -> Response {
-    if let Some(refusal) = refuse_change(&session, &form.csrf) {
-        return refusal;
-    }
-    let id = match admin.application(&session.caller, &app, false) {
-        Ok(found) => found.object_id,
-        Err(e) => return admin_failure(e),
+    let id = match changed_application(&session, &admin, &app, &form.csrf) {
+        Ok(id) => id,
+        Err(refusal) => return *refusal,
     };
     match admin.delete_credential(&session.caller, CredentialOwner::Application(id), &credential).await {
         Ok(()) => back_to_credentials(id),
         Err(e) => admin_failure(e),
     }
+}
+
+/// The object id of the application a change is for, or the answer refusing it (no CSRF token, a
+/// Reader's session, no such application).
+fn changed_application(
+    session: &ConsoleSession,
+    admin: &AdminService,
+    app: &str,
+    csrf: &str,
+) -> Result<crate::domain::ids::ObjectId, Box<Response>> {
+    if let Some(refusal) = refuse_change(session, csrf) {
+        return Err(Box::new(refusal));
+    }
+    admin.application(&session.caller, app, false).map(|found| found.object_id).map_err(|e| Box::new(admin_failure(e)))
 }
 
 /// After a change: the application's credentials (by its object id, never by what the path said).

@@ -490,13 +490,8 @@ pub fn principal_filter(view: &DirectoryView, tenant: TenantId, raw: &str) -> Op
     if raw.is_empty() {
         return None;
     }
-    if let Ok(client) = ClientId::parse(raw) {
-        if let Some(app) = view.application_by_client(tenant, client) {
-            return Some(app.service_principal_id);
-        }
-        if let Some(identity) = view.identity_by_client(client) {
-            return Some(identity.principal_id);
-        }
+    if let Some(principal) = ClientId::parse(raw).ok().and_then(|client| view.principal_of_client(tenant, client)) {
+        return Some(principal);
     }
     if let Ok(id) = ObjectId::parse(raw) {
         return Some(id);

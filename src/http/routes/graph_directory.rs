@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::domain::activity::{ActivityEntry, ActivityQuery, Outcome};
-use crate::domain::ids::ObjectId;
+use crate::domain::ids::{ClientId, ObjectId};
 use crate::domain::role_assignment::{Principal, RoleAssignment};
 use crate::domain::sign_in::{SignIn, SignInQuery};
 use crate::http::AppState;
@@ -391,7 +391,10 @@ fn apply_sign_in_filter(
                 times.push(c);
                 continue;
             }
-            ("appid", Op::Eq) => match admin.principal_of_client(query.tenant_id, &c.value) {
+            ("appid", Op::Eq) => match ClientId::parse(&c.value)
+                .ok()
+                .and_then(|client| admin.directory().view().principal_of_client(query.tenant_id, client))
+            {
                 Some(principal) => principal,
                 None => return Ok(false),
             },

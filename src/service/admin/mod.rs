@@ -179,17 +179,6 @@ impl AdminService {
         .await
     }
 
-    /// The principal whose client id (appId) is `raw`: an application's service principal, or a
-    /// managed identity of the tenant.
-    pub fn principal_of_client(&self, tenant: TenantId, raw: &str) -> Option<ObjectId> {
-        let client = ClientId::parse(raw).ok()?;
-        let view = self.directory.view();
-        if let Some(app) = view.application_by_client(tenant, client) {
-            return Some(app.service_principal_id);
-        }
-        view.identity_by_client(client).filter(|i| i.tenant_id == tenant).map(|i| i.principal_id)
-    }
-
     pub async fn sign_ins(&self, query: &SignInQuery) -> Result<SignInPage, AdminError> {
         self.registry.query_sign_ins(query).await.map_err(AdminError::Storage)
     }
