@@ -123,7 +123,7 @@ pub async fn get_identity(
     uri: Uri,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = resource_id(&uri, 0)?;
-    Ok(Json(IdentityResponse::from(&admin.user_identity(&caller, &id).arm()?)))
+    Ok(Json(IdentityResponse::from(&admin.caught_up(|| admin.user_identity(&caller, &id)).await.arm()?)))
 }
 
 pub async fn put_identity(
@@ -194,14 +194,16 @@ fn credential_response(identity: &ResourceId, c: &FederatedCredential) -> ArmCre
     }
 }
 
-fn identity_owner(
+/// The user-assigned identity a path names (caught up with the registry on a miss: see
+/// [`AdminService::caught_up`]).
+async fn identity_owner(
     admin: &AdminService,
     caller: &Caller,
     uri: &Uri,
     depth: usize,
 ) -> Result<(ResourceId, CredentialOwner), ApiError> {
     let id = resource_id(uri, depth)?;
-    let identity = admin.user_identity(caller, &id).arm()?;
+    let identity = admin.caught_up(|| admin.user_identity(caller, &id)).await.arm()?;
     Ok((id, CredentialOwner::Identity(identity.principal_id)))
 }
 
@@ -210,7 +212,7 @@ pub async fn list_identity_credentials(
     State(admin): State<Arc<AdminService>>,
     uri: Uri,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (id, owner) = identity_owner(&admin, &caller, &uri, 1)?;
+    let (id, owner) = identity_owner(&admin, &caller, &uri, 1).await?;
     let value: Vec<_> = admin.credentials(owner).iter().map(|c| credential_response(&id, c)).collect();
     Ok(Json(serde_json::json!({ "value": value })))
 }
@@ -221,7 +223,7 @@ pub async fn get_identity_credential(
     uri: Uri,
     Path(params): Path<BTreeMap<String, String>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (id, owner) = identity_owner(&admin, &caller, &uri, 2)?;
+    let (id, owner) = identity_owner(&admin, &caller, &uri, 2).await?;
     let name = params.get("fic").map(String::as_str).unwrap_or_default();
     Ok(Json(credential_response(&id, &admin.credential(owner, name).arm()?)))
 }
@@ -235,7 +237,7 @@ pub async fn put_identity_credential(
     Path(params): Path<BTreeMap<String, String>>,
     AdminJson(body): AdminJson<ArmCredentialRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (id, owner) = identity_owner(&admin, &caller, &uri, 2)?;
+    let (id, owner) = identity_owner(&admin, &caller, &uri, 2).await?;
     let name = params.get("fic").cloned().unwrap_or_default();
     let input = CredentialInput {
         name: name.clone(),
@@ -259,7 +261,7 @@ pub async fn delete_identity_credential(
     uri: Uri,
     Path(params): Path<BTreeMap<String, String>>,
 ) -> Result<StatusCode, ApiError> {
-    let (_, owner) = identity_owner(&admin, &caller, &uri, 2)?;
+    let (_, owner) = identity_owner(&admin, &caller, &uri, 2).await?;
     let name = params.get("fic").map(String::as_str).unwrap_or_default();
     admin.delete_credential(&caller, owner, name).await.arm()?;
     Ok(StatusCode::OK)

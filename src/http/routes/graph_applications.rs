@@ -46,13 +46,15 @@ fn app_ref(segment: &str) -> (&str, bool) {
     }
 }
 
-fn resolve(
+/// The application a path names (caught up with the registry on a miss: see
+/// [`AdminService::caught_up`]).
+async fn resolve(
     admin: &AdminService,
     caller: &crate::service::admin::Caller,
     segment: &str,
 ) -> Result<Arc<Application>, ApiError> {
     let (id, by_app_id) = app_ref(segment);
-    admin.application(caller, id, by_app_id).graph()
+    admin.caught_up(|| admin.application(caller, id, by_app_id)).await.graph()
 }
 
 #[derive(Debug, Serialize)]
@@ -206,7 +208,7 @@ pub async fn get_application(
     State(admin): State<Arc<AdminService>>,
     Path(app): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let app = resolve(&admin, &caller, &app)?;
+    let app = resolve(&admin, &caller, &app).await?;
     Ok(axum::Json(ApplicationResponse::from(app.as_ref())))
 }
 
@@ -314,7 +316,7 @@ pub async fn list_credentials(
     State(admin): State<Arc<AdminService>>,
     Path(app): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let owner = CredentialOwner::Application(resolve(&admin, &caller, &app)?.object_id);
+    let owner = CredentialOwner::Application(resolve(&admin, &caller, &app).await?.object_id);
     let value = admin.credentials(owner).iter().map(CredentialResponse::from).collect();
     Ok(axum::Json(ListResponse { value }))
 }
@@ -325,7 +327,7 @@ pub async fn create_credential(
     Path(app): Path<String>,
     AdminJson(body): AdminJson<CredentialRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let owner = CredentialOwner::Application(resolve(&admin, &caller, &app)?.object_id);
+    let owner = CredentialOwner::Application(resolve(&admin, &caller, &app).await?.object_id);
     let created = admin.add_credential(&caller, owner, body.into()).await.graph()?;
     Ok((StatusCode::CREATED, axum::Json(CredentialResponse::from(&created))))
 }
@@ -335,7 +337,7 @@ pub async fn get_credential(
     State(admin): State<Arc<AdminService>>,
     Path((app, fic)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let owner = CredentialOwner::Application(resolve(&admin, &caller, &app)?.object_id);
+    let owner = CredentialOwner::Application(resolve(&admin, &caller, &app).await?.object_id);
     Ok(axum::Json(CredentialResponse::from(&admin.credential(owner, &fic).graph()?)))
 }
 
@@ -346,7 +348,7 @@ pub async fn update_credential(
     Path((app, fic)): Path<(String, String)>,
     AdminJson(body): AdminJson<CredentialRequest>,
 ) -> Result<StatusCode, ApiError> {
-    let owner = CredentialOwner::Application(resolve(&admin, &caller, &app)?.object_id);
+    let owner = CredentialOwner::Application(resolve(&admin, &caller, &app).await?.object_id);
     let current = admin.credential(owner, &fic).graph()?;
     // A subject or an expression given replaces whichever the credential had; neither keeps it.
     let (subject, expression) = match (body.subject, body.claims_matching_expression) {
@@ -373,7 +375,7 @@ pub async fn delete_credential(
     State(admin): State<Arc<AdminService>>,
     Path((app, fic)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let owner = CredentialOwner::Application(resolve(&admin, &caller, &app)?.object_id);
+    let owner = CredentialOwner::Application(resolve(&admin, &caller, &app).await?.object_id);
     admin.delete_credential(&caller, owner, &fic).await.graph()?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -408,7 +410,7 @@ pub async fn explain_assertion(
     Path(app): Path<String>,
     AdminJson(body): AdminJson<ExplainRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let client = resolve(&admin, &caller, &app)?;
+    let client = resolve(&admin, &caller, &app).await?;
     let report = tokens.explain(caller.tenant, &client, &body.assertion, body.resource.as_deref()).await;
     let assertion = match &report.assertion {
         Ok(a) => serde_json::json!({

@@ -179,6 +179,21 @@ impl AdminService {
         .await
     }
 
+    /// `find`, and on a miss `find` again once this process has caught up with the registry: in
+    /// a cluster another replica may have created the entity a moment ago, and a client going
+    /// through a balancer expects to read its own write.
+    pub async fn caught_up<T>(&self, find: impl Fn() -> Result<T, AdminError>) -> Result<T, AdminError> {
+        match find() {
+            Err(AdminError::NotFound { .. }) => {
+                if let Err(e) = self.directory.refresh().await {
+                    tracing::warn!(error = %e, "could not catch up with the registry before answering not found");
+                }
+                find()
+            }
+            found => found,
+        }
+    }
+
     pub async fn sign_ins(&self, query: &SignInQuery) -> Result<SignInPage, AdminError> {
         self.registry.query_sign_ins(query).await.map_err(AdminError::Storage)
     }
