@@ -17,7 +17,7 @@ use std::hash::Hash;
 use std::time::Duration;
 
 use moka::sync::Cache;
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
 use crate::domain::assertion::{VerifiedAssertion, VerifiedAssertionCache};
 use crate::domain::issued_token::{CachedToken, IssuedTokenCache, TokenCacheKey};
@@ -47,9 +47,10 @@ impl CacheMetrics {
 
 /// A bounded moka cache that counts its lookups and capacity evictions under `name`.
 pub struct CountedCache<K, V> {
-    name: &'static str,
     cache: Cache<K, V>,
-    lookups: IntCounterVec,
+    /// This cache's hit and miss counters, resolved once.
+    hits: IntCounter,
+    misses: IntCounter,
 }
 
 impl<K, V> CountedCache<K, V>
@@ -68,11 +69,13 @@ where
                 }
             })
             .build();
-        Self { name, cache, lookups: metrics.lookups.clone() }
+        let hits = metrics.lookups.with_label_values(&[name, "hit"]);
+        let misses = metrics.lookups.with_label_values(&[name, "miss"]);
+        Self { cache, hits, misses }
     }
 
     fn count(&self, hit: bool) {
-        self.lookups.with_label_values(&[self.name, if hit { "hit" } else { "miss" }]).inc();
+        if hit { &self.hits } else { &self.misses }.inc();
     }
 }
 

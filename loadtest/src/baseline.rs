@@ -1,6 +1,12 @@
-//! The in-run baselines: the HTTPS floor (a minimal axum + rustls server answering a token-sized
-//! JSON body, measured with the same client and loop as the scenarios) and the crypto ceiling
-//! (RS256 sign + verify pairs per second, one key per core, held parsed).
+//! The in-run baselines:
+//! - the floors: a minimal axum server answering a token-sized JSON body, over rustls (HTTPS, what
+//!   exchanges are compared with) and plain HTTP (what IMDS is compared with), measured with the
+//!   same client and loop as the scenarios;
+//! - the client's ceiling: the same requests against an empty server (HTTP/1.1 parsed with
+//!   httparse and nothing else: no routing, no header map, the answer written at once), which
+//!   costs less per request than any real server, so what the client reaches against it is the
+//!   client's own limit; a run that reaches 90% of it measured the client;
+//! - the crypto ceiling: RS256 sign + verify pairs per second, one key per core, held parsed.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +18,8 @@ use axum::Router;
 use axum::routing::post;
 
 use crate::Args;
-use crate::run::{self, Answer, Outcome, Request};
+use crate::client::{Endpoint, Prepared};
+use crate::run::{self, Load, Outcome};
 
 /// About the size of an access token response.
 fn token_sized_body() -> String {
@@ -31,6 +38,97 @@ fn floor_identity() -> Result<Floor, String> {
         .and_then(|p| p.self_signed(&key))
         .map_err(|e| e.to_string())?;
     Ok(Floor { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+}
+
+/// The empty server's answer to every request: a status line, two headers and the same body.
+fn empty_answer() -> Arc<[u8]> {
+    let body = token_sized_body();
+    let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", body.len());
+    [head.as_bytes(), body.as_bytes()].concat().into()
+}
+
+/// Serves the empty server on `listener`: over TLS with `tls`, plain otherwise.
+async fn serve_empty(listener: tokio::net::TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) {
+    let answer = empty_answer();
+    while let Ok((tcp, _)) = listener.accept().await {
+        let (tls, answer) = (tls.clone(), Arc::clone(&answer));
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            let _ = match tls {
+                Some(tls) => match tls.accept(tcp).await {
+                    Ok(stream) => answer_at_once(stream, &answer).await,
+                    Err(e) => Err(e),
+                },
+                None => answer_at_once(tcp, &answer).await,
+            };
+        });
+    }
+}
+
+/// For every complete request read (head parsed, body skipped by its content-length), `answer`;
+/// the answers to what one read brought are written together. Ends when the client closes.
+async fn answer_at_once<S>(mut stream: S, answer: &[u8]) -> std::io::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut input, mut output) = (Vec::with_capacity(16 * 1024), Vec::with_capacity(16 * 1024));
+    loop {
+        if stream.read_buf(&mut input).await? == 0 {
+            return Ok(());
+        }
+        let mut used = 0;
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut request = httparse::Request::new(&mut headers);
+            let head = match request.parse(&input[used..]) {
+                Ok(httparse::Status::Complete(head)) => head,
+                Ok(httparse::Status::Partial) => break,
+                Err(e) => return Err(std::io::Error::other(e)),
+            };
+            let body = request
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if input.len() - used < head + body {
+                break;
+            }
+            used += head + body;
+            output.extend_from_slice(answer);
+        }
+        input.drain(..used);
+        if !output.is_empty() {
+            stream.write_all(&output).await?;
+            output.clear();
+        }
+    }
+}
+
+/// The floor's certificate and key as a rustls server configuration (for the empty server).
+fn tls_acceptor(floor: &Floor) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_slice_iter(floor.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let key = PrivateKeyDer::from_pem_slice(floor.key_pem.as_bytes()).map_err(|e| e.to_string())?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key))
+        .map_err(|e| e.to_string())?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The empty servers beside a floor on `port`: HTTPS on `port + 2`, plain HTTP on `port + 3`.
+async fn empty_servers(port: u16, floor: &Floor) -> Result<(), String> {
+    let https = tokio::net::TcpListener::bind(("127.0.0.1", port + 2)).await.map_err(|e| e.to_string())?;
+    let http = tokio::net::TcpListener::bind(("127.0.0.1", port + 3)).await.map_err(|e| e.to_string())?;
+    let tls = tls_acceptor(floor)?;
+    tokio::join!(serve_empty(https, Some(tls)), serve_empty(http, None));
+    Ok(())
 }
 
 /// `POST /token` (exchange-shaped) and `GET /token` (IMDS-shaped), both answering the same body.
@@ -68,12 +166,24 @@ pub async fn serve_floor(addr: &str) -> Result<(), String> {
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     eprintln!(
         "loadtest: HTTPS floor on https://localhost:{port}/token (certificate in floor-ca.pem), \
-         plain HTTP floor on http://127.0.0.1:{}/token",
-        port + 1
+         plain HTTP floor on http://127.0.0.1:{}/token, empty servers (the client's ceiling) on ports {} and {}",
+        port + 1,
+        port + 2,
+        port + 3
     );
+    serve_all(listener, port, floor).await
+}
+
+/// The floors and the empty servers beside them, until one fails.
+async fn serve_all(listener: std::net::TcpListener, port: u16, floor: Floor) -> Result<(), String> {
     let plain = tokio::spawn(plain_floor_server(port));
+    let empty = {
+        let floor = Floor { cert_pem: floor.cert_pem.clone(), key_pem: floor.key_pem.clone() };
+        tokio::spawn(async move { empty_servers(port, &floor).await })
+    };
     let outcome = floor_server(listener, &floor).await;
     plain.abort();
+    empty.abort();
     outcome
 }
 
@@ -82,9 +192,48 @@ fn port_of(url: &str) -> Option<u16> {
     url.split("://").nth(1)?.split('/').next()?.rsplit(':').next()?.parse().ok()
 }
 
-/// The HTTPS floor (POST) and the plain-HTTP floor (GET), measured with the same client settings.
-pub async fn measure(args: &Args) -> Result<(Outcome, Outcome), String> {
-    let (url, cert_pem, handle) = match &args.baseline_url {
+/// The floors measured, and where the client's ceiling is measured.
+pub struct Baselines {
+    pub https: Outcome,
+    pub http: Outcome,
+    /// The empty servers, HTTPS and plain HTTP: in the order of the scenarios' endpoints (the
+    /// broker's HTTPS listener, then its managed-identity one).
+    empty: Arc<[Arc<Endpoint>]>,
+    /// The floor and empty servers when they run in this process, stopped with the baselines.
+    servers: Option<tokio::task::JoinHandle<Result<(), String>>>,
+}
+
+impl Drop for Baselines {
+    fn drop(&mut self) {
+        if let Some(servers) = &self.servers {
+            servers.abort();
+        }
+    }
+}
+
+impl Baselines {
+    /// The client's ceiling for `load`: what the same requests reach against the empty servers
+    /// (closed loop, at most 5 s).
+    pub async fn client_ceiling(&self, name: &str, args: &Args, load: &Load) -> Result<f64, String> {
+        let args = Args { duration: args.duration.min(Duration::from_secs(5)), ..args.clone() };
+        let outcome =
+            run::closed_loop(&format!("{name} ceiling"), &args, args.concurrency, &load.against(&self.empty), None)
+                .await?;
+        if outcome.error_count() > 0 {
+            return Err(format!(
+                "the empty server failed {} requests of {name}: {:?}",
+                outcome.error_count(),
+                outcome.errors()
+            ));
+        }
+        Ok(outcome.rps())
+    }
+}
+
+/// The HTTPS floor (POST) and the plain-HTTP floor (GET), each after the client's ceiling for the
+/// same request, measured with the same client settings.
+pub async fn measure(args: &Args) -> Result<Baselines, String> {
+    let (url, cert_pem, servers) = match &args.baseline_url {
         Some(url) => {
             (url.clone(), std::fs::read_to_string("floor-ca.pem").map_err(|e| format!("floor-ca.pem: {e}"))?, None)
         }
@@ -93,41 +242,31 @@ pub async fn measure(args: &Args) -> Result<(Outcome, Outcome), String> {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
             let port = listener.local_addr().map_err(|e| e.to_string())?.port();
             let cert = floor.cert_pem.clone();
-            let handle = tokio::spawn(async move {
-                let plain = tokio::spawn(plain_floor_server(port));
-                let outcome = floor_server(listener, &floor).await;
-                plain.abort();
-                outcome
-            });
-            (format!("https://localhost:{port}/token"), cert, Some(handle))
+            let servers = tokio::spawn(serve_all(listener, port, floor));
+            (format!("https://localhost:{port}/token"), cert, Some(servers))
         }
     };
-    let plain_url = format!("http://127.0.0.1:{}/token", port_of(&url).ok_or("the floor URL has no port")? + 1);
-    let client = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(cert_pem.as_bytes()).map_err(|e| e.to_string())?])
-        .build()
-        .map_err(|e| e.to_string())?;
-    let answer = |sent: reqwest::RequestBuilder| async move {
-        match sent.send().await {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                let _ = response.bytes().await;
-                Answer { status, error: None }
-            }
-            Err(_) => Answer { status: 0, error: None },
-        }
-    };
-    let https: Request = {
-        let client = client.clone();
-        Arc::new(move || Box::pin(answer(client.post(&url).form(&[("grant_type", "client_credentials")]))))
-    };
-    let plain: Request = Arc::new(move || Box::pin(answer(client.get(&plain_url).header("Metadata", "true"))));
-    let https = run::closed_loop("https-floor", args, args.concurrency, https).await;
-    let plain = run::closed_loop("http-floor", args, args.concurrency, plain).await;
-    if let Some(handle) = handle {
-        handle.abort();
-    }
-    Ok((https?, plain?))
+    let port = port_of(&url).ok_or("the floor URL has no port")?;
+    let (base, path) = url.rsplit_once('/').ok_or("the floor URL has no path")?;
+    let path = format!("/{path}");
+    let floors: Arc<[Arc<Endpoint>]> = Arc::from([
+        Endpoint::new(base, cert_pem.as_bytes(), None).await?,
+        Endpoint::new(&format!("http://127.0.0.1:{}", port + 1), &[], None).await?,
+    ]);
+    let empty: Arc<[Arc<Endpoint>]> = Arc::from([
+        Endpoint::new(&format!("https://localhost:{}", port + 2), cert_pem.as_bytes(), None).await?,
+        Endpoint::new(&format!("http://127.0.0.1:{}", port + 3), &[], None).await?,
+    ]);
+    let mut baselines = Baselines { https: Outcome::default(), http: Outcome::default(), empty, servers };
+    let https = Prepared::post_form((0, &floors[0]), &path, &[("grant_type", "client_credentials")])?;
+    let plain = Prepared::get((1, &floors[1]), &path, &[("metadata", "true")])?;
+    let https = Load::new(Arc::clone(&floors), vec![https])?;
+    let plain = Load::new(floors, vec![plain])?;
+    let ceiling = baselines.client_ceiling("https-floor", args, &https).await?;
+    baselines.https = run::closed_loop("https-floor", args, args.concurrency, &https, Some(ceiling)).await?;
+    let ceiling = baselines.client_ceiling("http-floor", args, &plain).await?;
+    baselines.http = run::closed_loop("http-floor", args, args.concurrency, &plain, Some(ceiling)).await?;
+    Ok(baselines)
 }
 
 pub fn crypto_ceiling(duration: Duration) -> f64 {

@@ -11,6 +11,7 @@
 //! `--json` and `--html` (latency over time and histograms).
 
 mod baseline;
+mod client;
 mod issuer;
 mod report;
 mod run;
@@ -25,7 +26,7 @@ use serde_json::{Value, json};
 
 use crate::setup::Observer;
 
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "loadtest", about = "Load generator for ficus (closed loop, HDR histograms, in-run baselines)")]
 pub struct Args {
     /// The broker's HTTPS base URL
@@ -95,6 +96,10 @@ pub struct Args {
     /// A floor server started separately with `loadtest --serve-floor ADDR`
     #[arg(long, requires = "baseline")]
     pub baseline_url: Option<String>,
+    /// Measure the floors only (with --baseline), no broker needed: for comparing this client
+    /// with another (scripts/bench alternates it with wrk)
+    #[arg(long, requires = "baseline")]
+    pub floors_only: bool,
     /// Only serve the HTTPS floor on ADDR (certificate for localhost written to floor-ca.pem) and wait
     #[arg(long, value_name = "ADDR")]
     pub serve_floor: Option<String>,
@@ -113,9 +118,26 @@ pub struct Args {
     pub html: Option<String>,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args = Args::parse();
+    // The floor server runs as the broker does (tokio's multi-threaded scheduler, one worker per
+    // core it may use), so the floor compares like with like. The load generator on a single core
+    // uses the current-thread scheduler: no handing of wake-ups between threads.
+    let runtime = if args.serve_floor.is_none() && threads() == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    };
+    match runtime {
+        Ok(runtime) => runtime.block_on(run_main(args)),
+        Err(e) => {
+            eprintln!("loadtest: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_main(args: Args) -> ExitCode {
     if let Some(addr) = &args.serve_floor {
         return match baseline::serve_floor(addr).await {
             Ok(()) => ExitCode::SUCCESS,
@@ -147,6 +169,8 @@ async fn main() -> ExitCode {
 struct Floors<'a> {
     https: Option<&'a run::Outcome>,
     http: Option<&'a run::Outcome>,
+    /// Where each scenario's client ceiling is measured (with the floors).
+    baselines: Option<&'a baseline::Baselines>,
 }
 
 impl<'a> Floors<'a> {
@@ -179,15 +203,23 @@ async fn execute(args: &Args) -> Result<Value, String> {
     if let Some(unknown) = args.scenarios.iter().find(|s| !scenarios::NAMES.contains(&s.as_str())) {
         return Err(format!("unknown scenario '{unknown}' ({})", scenarios::NAMES.join(", ")));
     }
-    let (baseline, http_floor) = if args.baseline {
-        let (https, http) = baseline::measure(args).await?;
-        print_row(&https, None);
-        print_row(&http, None);
-        (Some(https), Some(http))
+    let baselines = if args.baseline {
+        let measured = baseline::measure(args).await?;
+        print_row(&measured.https, None);
+        print_row(&measured.http, None);
+        Some(measured)
     } else {
-        (None, None)
+        None
     };
-    let floors = Floors { https: baseline.as_ref(), http: http_floor.as_ref() };
+    let (baseline, http_floor) = (baselines.as_ref().map(|b| &b.https), baselines.as_ref().map(|b| &b.http));
+    if let (true, Some(https), Some(http)) = (args.floors_only, baseline, http_floor) {
+        return Ok(json!({
+            "machine": { "cores": threads() },
+            "baseline": https.to_json(),
+            "baseline_http": http.to_json(),
+        }));
+    }
+    let floors = Floors { https: baseline, http: http_floor, baselines: baselines.as_ref() };
     let ceiling = if args.crypto_ceiling {
         let pairs = baseline::crypto_ceiling(args.duration.min(Duration::from_secs(5)));
         println!("{:<14} {pairs:>10.0} RS256 sign+verify pairs/s on {} cores", "crypto-ceiling", threads());
@@ -197,20 +229,19 @@ async fn execute(args: &Args) -> Result<Value, String> {
     };
     let ca = std::fs::read(&args.ca_file).map_err(|e| format!("{}: {e}", args.ca_file))?;
     let certificate = reqwest::Certificate::from_pem(&ca).map_err(|e| e.to_string())?;
-    // One client per connection the scenarios may use (see `Clients`); setup uses the first.
-    let clients = |from: Option<std::net::IpAddr>| {
-        (0..args.concurrency.max(1))
-            .map(|_| {
-                let builder = reqwest::Client::builder().tls_certs_only([certificate.clone()]);
-                builder.local_address(from).build().map_err(|e| e.to_string())
-            })
-            .collect::<Result<Vec<_>, String>>()
-            .map(scenarios::Clients::new)
+    // reqwest for setup and change checks; the load itself goes through `client`'s connections.
+    let reqwest_from = |from: Option<std::net::IpAddr>| {
+        let builder = reqwest::Client::builder().tls_certs_only([certificate.clone()]);
+        builder.local_address(from).build().map_err(|e| e.to_string())
     };
-    let (http, mi_http) = (clients(None)?, clients(Some(args.mi_address))?);
-    let admin = setup::Admin::sign_in(http.next(), args).await?;
+    let (http, mi_http) = (reqwest_from(None)?, reqwest_from(Some(args.mi_address))?);
+    let endpoints = (
+        client::Endpoint::new(&args.target, &ca, None).await?,
+        client::Endpoint::new(&args.mi, &ca, Some(args.mi_address)).await?,
+    );
+    let admin = setup::Admin::sign_in(&http, args).await?;
     let fixture = admin.prepare(args, &args.scenarios).await?;
-    let scenarios = scenarios::Scenarios::new(&http, &mi_http, args, &fixture);
+    let scenarios = scenarios::Scenarios::new(endpoints, (&http, &mi_http), args, &fixture);
     let outcome = tokio::select! {
         outcome = run_all(args, &drive, &scenarios, &fixture, &admin, floors) => outcome,
         _ = tokio::signal::ctrl_c() => Err("interrupted".to_owned()),
@@ -238,15 +269,15 @@ async fn execute(args: &Args) -> Result<Value, String> {
         .collect();
     let context = vec![
         format!("target {} ({} tenant), {} cores for the load generator", args.target, args.tenant, threads()),
-        baseline.as_ref().map_or("no HTTPS floor measured".into(), |b| format!("HTTPS floor: {:.0} req/s", b.rps())),
-        http_floor.as_ref().map_or("no HTTP floor measured".into(), |b| {
+        baseline.map_or("no HTTPS floor measured".into(), |b| format!("HTTPS floor: {:.0} req/s", b.rps())),
+        http_floor.map_or("no HTTP floor measured".into(), |b| {
             format!("plain-HTTP floor (mi-token's baseline): {:.0} req/s", b.rps())
         }),
         ceiling.map_or("no crypto ceiling measured".into(), |c| format!("crypto ceiling: {c:.0} RS256 pairs/s")),
     ];
     if let Some(path) = &args.html {
         let mut all: Vec<(&run::Outcome, Option<f64>)> =
-            baseline.iter().chain(http_floor.iter()).map(|b| (b, None)).collect();
+            baseline.into_iter().chain(http_floor).map(|b| (b, None)).collect();
         all.extend(results.iter().map(|r| (r, ratio(r))));
         let page = report::html("ficus load test", &context, &all)?;
         std::fs::write(path, page).map_err(|e| format!("{path}: {e}"))?;
@@ -255,8 +286,8 @@ async fn execute(args: &Args) -> Result<Value, String> {
         "machine": { "cores": threads() },
         "concurrency": args.concurrency,
         "duration_s": args.duration.as_secs_f64(),
-        "baseline": baseline.as_ref().map(run::Outcome::to_json),
-        "baseline_http": http_floor.as_ref().map(run::Outcome::to_json),
+        "baseline": baseline.map(run::Outcome::to_json),
+        "baseline_http": http_floor.map(run::Outcome::to_json),
         "crypto_ceiling_pairs_per_s": ceiling,
         "scenarios": rows,
         "changes": changes,
@@ -273,19 +304,32 @@ async fn run_all(
 ) -> Result<(Vec<run::Outcome>, Option<Value>), String> {
     let mut results = Vec::new();
     for name in &args.scenarios {
-        let request = scenarios.build(name, fixture).await?;
+        let load = scenarios.build(name, fixture).await?;
+        let ceiling = match floors.baselines {
+            Some(baselines) => {
+                let ceiling = baselines.client_ceiling(name, args, &load).await?;
+                println!(
+                    "{:<14} {ceiling:>10.0} req/s  the client's ceiling (the same requests against an empty server)",
+                    name
+                );
+                Some(ceiling)
+            }
+            None => None,
+        };
         let mut outcomes = Vec::new();
         match drive {
-            Drive::Closed => outcomes.push(run::closed_loop(name, args, args.concurrency, request).await?),
-            Drive::Open(rate) => outcomes.push(run::open_loop(name, args, args.concurrency, *rate, request).await?),
+            Drive::Closed => outcomes.push(run::closed_loop(name, args, args.concurrency, &load, ceiling).await?),
+            Drive::Open(rate) => {
+                outcomes.push(run::open_loop(name, args, args.concurrency, *rate, &load, ceiling).await?);
+            }
             Drive::Half => {
-                let closed = run::closed_loop(name, args, args.concurrency, request).await?;
+                let closed = run::closed_loop(name, args, args.concurrency, &load, ceiling).await?;
                 let half = closed.rps() / 2.0;
                 print_row(&closed, floors.of(name));
                 outcomes.push(closed);
                 // Built again: exchange-miss needs a new pool of fresh assertions.
-                let request = scenarios.build(name, fixture).await?;
-                outcomes.push(run::open_loop(name, args, args.concurrency, half, request).await?);
+                let load = scenarios.build(name, fixture).await?;
+                outcomes.push(run::open_loop(name, args, args.concurrency, half, &load, ceiling).await?);
             }
         }
         if let (Some(limit), "exchange-hit") = (&args.app_rate_limit, name.as_str()) {
@@ -331,7 +375,7 @@ async fn run_all(
     }
     let changes = if args.measure_changes > 0 {
         let observer = match &args.changes_on {
-            Some(url) => Observer::Poll(scenarios.exchanger.on(url, &args.tenant)),
+            Some(url) => Observer::Poll(scenarios.exchanger.on(url)),
             None => Observer::Once(scenarios.exchanger.clone()),
         };
         let measured = admin.measure_changes(fixture, &observer, args.measure_changes).await?;
@@ -356,20 +400,26 @@ fn ratio_to(result: &run::Outcome, floor: &run::Outcome) -> Result<f64, String> 
     }
 }
 
+/// How close the load generator came to its limit in a run.
 fn busy(outcome: &run::Outcome) -> String {
-    outcome.client_busy.map_or("?".into(), |b| format!("the load generator {:.0}% busy", b * 100.0))
+    match (outcome.client_ceiling, outcome.client_busy) {
+        (Some(ceiling), _) => format!("the load generator at {:.0}% of its ceiling", outcome.rps() / ceiling * 100.0),
+        (None, Some(busy)) => format!("the load generator {:.0}% busy", busy * 100.0),
+        (None, None) => "?".into(),
+    }
 }
 
 fn print_row(result: &run::Outcome, baseline: Option<&run::Outcome>) {
     let ratio = match baseline.map(|b| ratio_to(result, b)) {
         Some(Ok(ratio)) => format!("  {ratio:.2}x floor"),
         Some(Err(why)) => format!("  no ratio: {why}"),
-        None if result.client_bound() => format!("  client-bound: {}", busy(result)),
+        None if result.client_bound() => "  client-bound".to_owned(),
         None => String::new(),
     };
     let errors: Vec<String> = result.errors().iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    let client = if result.client_busy.is_some() { format!("  [{}]", busy(result)) } else { String::new() };
     println!(
-        "{:<14} {:>10.0} req/s  p50 {:>7.3} ms  p90 {:>7.3} ms  p99 {:>7.3} ms  p99.9 {:>7.3} ms  max {:>8.3} ms  [{}]  errors {}{}{ratio}",
+        "{:<14} {:>10.0} req/s  p50 {:>7.3} ms  p90 {:>7.3} ms  p99 {:>7.3} ms  p99.9 {:>7.3} ms  max {:>8.3} ms  [{}]  errors {}{}{client}{ratio}",
         result.name,
         result.rps(),
         result.quantile_ms(0.5),

@@ -5,42 +5,73 @@
 //! HDR histograms and a timeline; failures are counted by status and error code.
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
 use crate::Args;
+use crate::client::{Answer, Connections, Endpoint, Prepared};
 
-/// What one request got back.
-#[derive(Debug, Clone)]
-pub struct Answer {
-    /// The HTTP status, or 0 when the request failed before one arrived.
-    pub status: u16,
-    /// The error code the body named (`AADSTS70021`, `invalid_request`...), for failures.
-    pub error: Option<String>,
+/// A scenario's load: requests prepared up front, taken in turn by every worker, and optionally a
+/// look at each success's body (which is then kept; otherwise bodies are read and dropped).
+#[derive(Clone)]
+pub struct Load {
+    endpoints: Arc<[Arc<Endpoint>]>,
+    requests: Arc<[Prepared]>,
+    cursor: Arc<AtomicUsize>,
+    watch: Option<Watch>,
 }
 
-impl Answer {
-    fn ok(&self) -> bool {
-        (200..300).contains(&self.status)
+/// Sees the body of each successful request, with the request's place in the sequence.
+pub type Watch = Arc<dyn Fn(usize, &Bytes) + Send + Sync>;
+
+impl Load {
+    pub fn new(endpoints: Arc<[Arc<Endpoint>]>, requests: Vec<Prepared>) -> Result<Self, String> {
+        if requests.is_empty() {
+            return Err("a load needs at least one request".into());
+        }
+        Ok(Self { endpoints, requests: requests.into(), cursor: Arc::default(), watch: None })
     }
 
-    fn key(&self) -> String {
-        match (&self.error, self.status) {
-            (_, 0) => "transport error".to_owned(),
-            (Some(code), status) => format!("{status} {code}"),
-            (None, status) => status.to_string(),
+    pub fn watching(self, watch: Watch) -> Self {
+        Self { watch: Some(watch), ..self }
+    }
+
+    /// The prepared requests, in the order they are sent.
+    pub fn requests(&self) -> &[Prepared] {
+        &self.requests
+    }
+
+    /// Sends the next request on this worker's connections.
+    async fn send(&self, connections: &mut Connections) -> Answer {
+        let i = self.cursor.fetch_add(1, Ordering::Relaxed);
+        let prepared = &self.requests[i % self.requests.len()];
+        let (answer, body) = connections.send(prepared, self.watch.is_some()).await;
+        if let (Some(watch), Some(body), true) = (&self.watch, &body, answer.ok()) {
+            watch(i, body);
+        }
+        answer
+    }
+
+    /// The same requests sent to other endpoints (in the same order of endpoints), from the first
+    /// again, and without the look at bodies.
+    pub fn against(&self, endpoints: &Arc<[Arc<Endpoint>]>) -> Self {
+        Self {
+            endpoints: Arc::clone(endpoints),
+            requests: Arc::clone(&self.requests),
+            cursor: Arc::default(),
+            watch: None,
         }
     }
-}
 
-/// One request of a scenario.
-pub type Request = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Answer> + Send>> + Send + Sync>;
+    fn connections(&self) -> Connections {
+        Connections::new(Arc::clone(&self.endpoints))
+    }
+}
 
 /// How the load is applied.
 #[derive(Debug, Clone, Copy)]
@@ -72,14 +103,29 @@ pub struct Outcome {
     measured_from_unix_ms: u128,
     /// The share of its cores the load generator itself kept busy while measuring (0-1).
     pub client_busy: Option<f64>,
+    /// The client's ceiling for these requests (req/s against the empty server), when measured.
+    pub client_ceiling: Option<f64>,
     pub notes: Vec<String>,
 }
 
+impl Default for Outcome {
+    fn default() -> Self {
+        Recorder::new(Instant::now()).map_or_else(
+            |_| unreachable!("the histogram's bounds are valid"),
+            |r| r.finish("", Mode::Closed { concurrency: 0 }, Duration::ZERO),
+        )
+    }
+}
+
 impl Outcome {
-    /// Whether the load generator, not the server, set this run's pace: it kept at least
-    /// [`CLIENT_BOUND`] of its cores busy. Such a run says nothing about the server.
+    /// Whether the load generator, not the server, set this run's pace: it reached
+    /// [`CLIENT_BOUND`] of its ceiling for the same requests or, where no ceiling was measured,
+    /// kept that share of its cores busy. Such a run says nothing about the server.
     pub fn client_bound(&self) -> bool {
-        self.client_busy.is_some_and(|b| b >= CLIENT_BOUND)
+        match self.client_ceiling {
+            Some(ceiling) => self.rps() >= CLIENT_BOUND * ceiling,
+            None => self.client_busy.is_some_and(|b| b >= CLIENT_BOUND),
+        }
     }
 
     pub fn rps(&self) -> f64 {
@@ -141,13 +187,15 @@ impl Outcome {
             },
             "errors": self.errors.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
             "client_busy": self.client_busy,
+            "client_ceiling_rps": self.client_ceiling,
             "client_bound": self.client_bound(),
             "notes": self.notes,
         })
     }
 }
 
-/// A run whose load generator kept this share of its cores busy is the generator's measurement.
+/// A run that reached this share of the client's ceiling (or kept this share of its cores busy) is
+/// the load generator's measurement.
 pub const CLIENT_BOUND: f64 = 0.9;
 
 /// CPU time this process has used so far (all threads), from `/proc/self/stat` (Linux; `None`
@@ -172,14 +220,24 @@ fn watch_client(from: Instant, to: Instant) -> tokio::task::JoinHandle<Option<f6
     })
 }
 
-/// The outcome with how busy the load generator was, and a note when that set the pace.
-async fn with_client(mut outcome: Outcome, client: tokio::task::JoinHandle<Option<f64>>) -> Outcome {
+/// The outcome with how busy the load generator was and its ceiling, and a note when it set the
+/// pace.
+async fn with_client(
+    mut outcome: Outcome,
+    client: tokio::task::JoinHandle<Option<f64>>,
+    ceiling: Option<f64>,
+) -> Outcome {
     outcome.client_busy = client.await.ok().flatten();
+    outcome.client_ceiling = ceiling;
     if outcome.client_bound() {
-        outcome.notes.push(format!(
-            "client-bound: the load generator kept {:.0}% of its cores busy, so this run measured it, not the server",
-            outcome.client_busy.unwrap_or_default() * 100.0
-        ));
+        let how = match ceiling {
+            Some(ceiling) => format!(
+                "reached {:.0}% of the client's ceiling ({ceiling:.0} req/s against an empty server)",
+                outcome.rps() / ceiling * 100.0
+            ),
+            None => format!("kept {:.0}% of its cores busy", outcome.client_busy.unwrap_or_default() * 100.0),
+        };
+        outcome.notes.push(format!("client-bound: the load generator {how}, so this run measured it, not the server"));
     }
     outcome
 }
@@ -251,6 +309,7 @@ impl Recorder {
             failures: self.failures,
             measured_from_unix_ms: now.saturating_sub(since).as_millis(),
             client_busy: None,
+            client_ceiling: None,
             name: name.to_owned(),
             mode,
             histogram: self.histogram,
@@ -303,7 +362,14 @@ async fn gather(
 }
 
 /// Runs `request` from `concurrency` workers: warm-up first (not recorded), then measured.
-pub async fn closed_loop(name: &str, args: &Args, concurrency: usize, request: Request) -> Result<Outcome, String> {
+/// `ceiling` is the client's ceiling for the same requests, when measured.
+pub async fn closed_loop(
+    name: &str,
+    args: &Args,
+    concurrency: usize,
+    load: &Load,
+    ceiling: Option<f64>,
+) -> Result<Outcome, String> {
     let warm_until = Instant::now() + args.warmup;
     let stop_at = warm_until + args.duration;
     let done = Arc::new(AtomicU64::new(0));
@@ -312,14 +378,15 @@ pub async fn closed_loop(name: &str, args: &Args, concurrency: usize, request: R
     let client = watch_client(warm_until, stop_at);
     let workers: Vec<_> = (0..concurrency.max(1))
         .map(|_| {
-            let (request, done, mut recorder) = (request.clone(), Arc::clone(&done), template.clone());
+            let (load, done, mut recorder) = (load.clone(), Arc::clone(&done), template.clone());
             tokio::spawn(async move {
+                let mut connections = load.connections();
                 loop {
                     let started = Instant::now();
                     if started >= stop_at {
                         break;
                     }
-                    let answer = request().await;
+                    let answer = load.send(&mut connections).await;
                     done.fetch_add(1, Ordering::Relaxed);
                     recorder.record(started, &answer, Instant::now());
                 }
@@ -328,7 +395,7 @@ pub async fn closed_loop(name: &str, args: &Args, concurrency: usize, request: R
         })
         .collect();
     let total = gather(template, workers, (bar, ticker)).await;
-    Ok(with_client(total.finish(name, Mode::Closed { concurrency }, args.duration), client).await)
+    Ok(with_client(total.finish(name, Mode::Closed { concurrency }, args.duration), client, ceiling).await)
 }
 
 /// Sends `request` at `rate` per second over `connections` workers, each on its own fixed
@@ -345,7 +412,8 @@ pub async fn open_loop(
     args: &Args,
     connections: usize,
     rate: f64,
-    request: Request,
+    load: &Load,
+    ceiling: Option<f64>,
 ) -> Result<Outcome, String> {
     let rate = rate.max(1.0);
     let connections = connections.max(1);
@@ -359,10 +427,11 @@ pub async fn open_loop(
     let client = watch_client(warm_until, stop_at);
     let workers: Vec<_> = (0..connections)
         .map(|w| {
-            let (request, done, mut recorder) = (request.clone(), Arc::clone(&done), template.clone());
+            let (load, done, mut recorder) = (load.clone(), Arc::clone(&done), template.clone());
             // Staggered, so the workers' sends interleave evenly.
             let offset = interval.mul_f64(w as f64 / connections as f64);
             tokio::spawn(async move {
+                let mut connections = load.connections();
                 let mut intended = start + offset;
                 while intended < stop_at {
                     let from = if Instant::now() < intended {
@@ -371,7 +440,7 @@ pub async fn open_loop(
                     } else {
                         intended
                     };
-                    let answer = request().await;
+                    let answer = load.send(&mut connections).await;
                     done.fetch_add(1, Ordering::Relaxed);
                     recorder.record_from(intended, from, &answer, Instant::now());
                     intended += interval;
@@ -381,7 +450,7 @@ pub async fn open_loop(
         })
         .collect();
     let total = gather(template, workers, (bar, ticker)).await;
-    Ok(with_client(total.finish(name, Mode::Open { rate, connections }, args.duration), client).await)
+    Ok(with_client(total.finish(name, Mode::Open { rate, connections }, args.duration), client, ceiling).await)
 }
 
 #[cfg(test)]

@@ -11,21 +11,27 @@
 
 use std::collections::HashSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
 use crate::Args;
+use crate::client::{Answer, Endpoint, Prepared};
 use crate::issuer::FakeIssuer;
-use crate::run::{Answer, Request};
+use crate::run::Load;
 use crate::setup::Fixture;
 
 pub const NAMES: [&str; 6] = ["discovery", "mi-token", "exchange-hit", "exchange-miss", "external", "mixed"];
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
-/// Reads the answer; failures keep the error code the body names (AADSTS number or `error`).
+/// Where the scenarios send their load: the broker's HTTPS listener, and its managed-identity one.
+const TARGET: usize = 0;
+const MI: usize = 1;
+
+/// Sends a request with reqwest (setup and change checks, off the measured path) and reads the
+/// answer; failures keep the error code the body names.
 async fn answer_of(request: reqwest::RequestBuilder, keep_body: bool) -> (Answer, Option<Value>) {
     let response = match request.send().await {
         Ok(response) => response,
@@ -37,17 +43,9 @@ async fn answer_of(request: reqwest::RequestBuilder, keep_body: bool) -> (Answer
         let _ = response.bytes().await;
         return (Answer { status, error: None }, None);
     }
-    let body: Option<Value> = response.json().await.ok();
-    let error = (!ok).then(|| {
-        body.as_ref().and_then(|b| {
-            b["error_codes"][0]
-                .as_u64()
-                .map(|code| format!("AADSTS{code}"))
-                .or_else(|| b["error"].as_str().map(str::to_owned))
-                .or_else(|| b["error"]["code"].as_str().map(str::to_owned))
-        })
-    });
-    (Answer { status, error: error.flatten() }, body)
+    let body = response.bytes().await.unwrap_or_default();
+    let answer = if ok { Answer { status, error: None } } else { Answer::failed(status, &body) };
+    (answer, serde_json::from_slice(&body).ok())
 }
 
 /// The wall clock in Unix seconds: the load test has no clock port (it is a client, and the times
@@ -57,32 +55,13 @@ pub fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Clients with connection pools of their own, taken in turn: the load travels over as many TCP
-/// connections as there are clients, as separate callers' would. A balancer in TCP mode spreads
-/// connections, not requests; one shared pool would carry a light load on two or three
-/// connections, which a balancer can hand to fewer replicas than it has.
-#[derive(Clone)]
-pub struct Clients {
-    pool: Arc<[reqwest::Client]>,
-    next: Arc<AtomicUsize>,
-}
-
-impl Clients {
-    pub fn new(pool: Vec<reqwest::Client>) -> Self {
-        Self { pool: pool.into(), next: Arc::default() }
-    }
-
-    /// The next client in turn.
-    pub fn next(&self) -> &reqwest::Client {
-        &self.pool[self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len()]
-    }
-}
-
-/// Exchanges fake-issuer assertions at the token endpoint.
+/// Exchanges fake-issuer assertions at the token endpoint: the form every exchange scenario
+/// prepares, and single exchanges sent with reqwest to check a registry change on the token path.
 #[derive(Clone)]
 pub struct Exchanger {
-    http: Clients,
+    http: reqwest::Client,
     url: String,
+    path: String,
     scope: String,
     issuer: Option<Arc<FakeIssuer>>,
     nonce: Arc<AtomicU64>,
@@ -90,19 +69,23 @@ pub struct Exchanger {
 
 impl Exchanger {
     /// The same exchanges against another broker (a replica of the same cluster).
-    pub fn on(&self, target: &str, tenant: &str) -> Self {
-        Self { url: format!("{}/{tenant}/oauth2/v2.0/token", target.trim_end_matches('/')), ..self.clone() }
+    pub fn on(&self, target: &str) -> Self {
+        Self { url: format!("{}{}", target.trim_end_matches('/'), self.path), ..self.clone() }
     }
 
-    fn form(&self, client_id: &str, assertion: &str) -> reqwest::RequestBuilder {
-        let form = [
+    fn form<'a>(&'a self, client_id: &'a str, assertion: &'a str) -> [(&'a str, &'a str); 5] {
+        [
             ("grant_type", "client_credentials"),
             ("client_id", client_id),
             ("scope", self.scope.as_str()),
             ("client_assertion_type", ASSERTION_TYPE),
             ("client_assertion", assertion),
-        ];
-        self.http.next().post(&self.url).form(&form)
+        ]
+    }
+
+    /// The exchange, prepared for the load.
+    fn prepare(&self, target: &Endpoint, client_id: &str, assertion: &str) -> Result<Prepared, String> {
+        Prepared::post_form((TARGET, target), &self.path, &self.form(client_id, assertion))
     }
 
     /// One exchange of a freshly signed assertion for `subject`: the HTTP status.
@@ -111,14 +94,15 @@ impl Exchanger {
         let Ok(assertion) = issuer.assertion(subject, now_secs(), self.nonce.fetch_add(1, Ordering::Relaxed)) else {
             return 0;
         };
-        answer_of(self.form(client_id, &assertion), false).await.0.status
+        answer_of(self.http.post(&self.url).form(&self.form(client_id, &assertion)), false).await.0.status
     }
 }
 
 pub struct Scenarios {
-    http: Clients,
-    mi_http: Clients,
-    target: String,
+    /// The broker's HTTPS listener ([`TARGET`]) and managed-identity listener ([`MI`]).
+    endpoints: Arc<[Arc<Endpoint>]>,
+    /// reqwest from the IMDS caller's address, for the assertion exchange-hit exchanges.
+    mi_http: reqwest::Client,
     mi: String,
     tenant: String,
     pub exchanger: Exchanger,
@@ -149,11 +133,19 @@ impl RepeatCounter {
 }
 
 impl Scenarios {
-    pub fn new(http: &Clients, mi_http: &Clients, args: &Args, fixture: &Fixture) -> Self {
-        let target = args.target.trim_end_matches('/').to_owned();
+    /// `target` and `mi` are the endpoints for `--target` and `--mi`; `http` and `mi_http` are
+    /// reqwest clients for the same, used off the measured path.
+    pub fn new(
+        (target, mi): (Arc<Endpoint>, Arc<Endpoint>),
+        (http, mi_http): (&reqwest::Client, &reqwest::Client),
+        args: &Args,
+        fixture: &Fixture,
+    ) -> Self {
+        let path = format!("/{}/oauth2/v2.0/token", args.tenant);
         let exchanger = Exchanger {
             http: http.clone(),
-            url: format!("{target}/{}/oauth2/v2.0/token", args.tenant),
+            url: format!("{}{path}", args.target.trim_end_matches('/')),
+            path,
             scope: format!("{}/.default", fixture.resource),
             issuer: fixture.issuer.clone(),
             nonce: Arc::new(AtomicU64::new(0)),
@@ -164,9 +156,8 @@ impl Scenarios {
             (5_000.0 * secs) as usize
         });
         Self {
-            http: http.clone(),
+            endpoints: Arc::from([target, mi]),
             mi_http: mi_http.clone(),
-            target,
             mi: args.mi.trim_end_matches('/').to_owned(),
             tenant: args.tenant.clone(),
             exchanger,
@@ -175,84 +166,78 @@ impl Scenarios {
         }
     }
 
-    fn imds_url(&self, resource: &str, client_id: Option<&str>) -> String {
+    fn imds_path(resource: &str, client_id: Option<&str>) -> String {
         let client = client_id.map(|c| format!("&client_id={c}")).unwrap_or_default();
-        format!("{}/metadata/identity/oauth2/token?api-version=2018-02-01&resource={resource}{client}", self.mi)
+        format!("/metadata/identity/oauth2/token?api-version=2018-02-01&resource={resource}{client}")
     }
 
-    pub async fn build(&self, name: &str, fixture: &Fixture) -> Result<Request, String> {
+    fn load(&self, requests: Vec<Prepared>) -> Result<Load, String> {
+        Load::new(Arc::clone(&self.endpoints), requests)
+    }
+
+    pub async fn build(&self, name: &str, fixture: &Fixture) -> Result<Load, String> {
+        let (target, mi) = (&self.endpoints[TARGET], &self.endpoints[MI]);
         match name {
             "discovery" => {
-                let (http, url) = (
-                    self.http.clone(),
-                    format!("{}/{}/v2.0/.well-known/openid-configuration", self.target, self.tenant),
-                );
-                Ok(Arc::new(move || {
-                    let request = http.next().get(&url);
-                    Box::pin(async move { answer_of(request, false).await.0 })
-                }))
+                let path = format!("/{}/v2.0/.well-known/openid-configuration", self.tenant);
+                self.load(vec![Prepared::get((TARGET, target), &path, &[])?])
             }
             "mi-token" => {
-                let (http, url) = (self.mi_http.clone(), self.imds_url(&fixture.resource, None));
-                Ok(Arc::new(move || {
-                    let request = http.next().get(&url).header("Metadata", "true");
-                    Box::pin(async move { answer_of(request, false).await.0 })
-                }))
+                let path = Self::imds_path(&fixture.resource, None);
+                self.load(vec![Prepared::get((MI, mi), &path, &[("metadata", "true")])?])
             }
             "exchange-hit" => {
                 let (uami, client) = fixture.mi_client.clone().ok_or("the fixture has no managed identity")?;
-                let imds = self.imds_url("api://AzureADTokenExchange", Some(&uami));
-                let (answer, body) = answer_of(self.mi_http.next().get(&imds).header("Metadata", "true"), true).await;
+                let imds = format!("{}{}", self.mi, Self::imds_path("api://AzureADTokenExchange", Some(&uami)));
+                let (answer, body) = answer_of(self.mi_http.get(&imds).header("Metadata", "true"), true).await;
                 let assertion = body
                     .as_ref()
                     .and_then(|b| b["access_token"].as_str())
                     .ok_or_else(|| format!("no assertion from IMDS ({})", answer.status))?
                     .to_owned();
-                let exchanger = self.exchanger.clone();
-                Ok(Arc::new(move || {
-                    let request = exchanger.form(&client, &assertion);
-                    Box::pin(async move { answer_of(request, false).await.0 })
-                }))
+                self.load(vec![self.exchanger.prepare(target, &client, &assertion)?])
             }
             "exchange-miss" => self.exchange_miss(fixture),
             "external" => {
                 let issuer = fixture.issuer.clone().ok_or("the fixture has no fake issuer")?;
                 let now = now_secs();
-                let mut pairs = Vec::new();
+                let mut requests = Vec::new();
                 for app in &fixture.federated {
                     for subject in &app.subjects {
-                        pairs.push((app.client_id.clone(), issuer.assertion(subject, now, pairs.len() as u64)?));
+                        let assertion = issuer.assertion(subject, now, requests.len() as u64)?;
+                        requests.push(self.exchanger.prepare(target, &app.client_id, &assertion)?);
                     }
                 }
-                let (pairs, next, exchanger) = (Arc::new(pairs), Arc::new(AtomicUsize::new(0)), self.exchanger.clone());
-                Ok(Arc::new(move || {
-                    let (client, assertion) = &pairs[next.fetch_add(1, Ordering::Relaxed) % pairs.len()];
-                    let request = exchanger.form(client, assertion);
-                    Box::pin(async move { answer_of(request, false).await.0 })
-                }))
+                self.load(requests)
             }
             "mixed" => {
-                let parts: Vec<Request> = vec![
+                let parts = [
                     Box::pin(self.build("mi-token", fixture)).await?,
                     Box::pin(self.build("exchange-hit", fixture)).await?,
                     Box::pin(self.build("external", fixture)).await?,
                     Box::pin(self.build("discovery", fixture)).await?,
                 ];
-                // Out of every 20 requests: 10 mi-token, 6 exchange-hit, 3 external, 1 discovery.
-                let plan: Vec<usize> = [0, 1, 0, 2, 0, 1, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1].to_vec();
-                let next = Arc::new(AtomicUsize::new(0));
-                Ok(Arc::new(move || {
-                    let step = plan[next.fetch_add(1, Ordering::Relaxed) % plan.len()];
-                    parts[step]()
-                }))
+                // Out of every 20 requests: 10 mi-token, 6 exchange-hit, 3 external, 1 discovery;
+                // repeated until external's assertions have each come once.
+                let plan = [0, 1, 0, 2, 0, 1, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1];
+                let rounds = parts[2].requests().len().div_ceil(3).max(1);
+                let mut taken = [0usize; 4];
+                let mut requests = Vec::with_capacity(rounds * plan.len());
+                for step in std::iter::repeat_n(plan, rounds).flatten() {
+                    let part = parts[step].requests();
+                    requests.push(part[taken[step] % part.len()].clone());
+                    taken[step] += 1;
+                }
+                self.load(requests)
             }
             other => Err(format!("unknown scenario '{other}' ({})", NAMES.join(", "))),
         }
     }
 
     /// Signs the pool of fresh assertions up front, on every core, so the load generator's own
-    /// signing does not limit the rate; each request takes the next one.
-    fn exchange_miss(&self, fixture: &Fixture) -> Result<Request, String> {
+    /// signing does not limit the rate; each request takes the next one, and every token that
+    /// comes back is checked for a repeat.
+    fn exchange_miss(&self, fixture: &Fixture) -> Result<Load, String> {
         let issuer = fixture.issuer.clone().ok_or("the fixture has no fake issuer")?;
         let subjects: Vec<(String, String)> = fixture
             .federated
@@ -265,7 +250,8 @@ impl Scenarios {
         let (count, now) = (self.assertions.max(1), now_secs());
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         eprintln!("loadtest: signing {count} fresh assertions for exchange-miss on {threads} threads");
-        let chunks: Vec<Result<Vec<(String, String)>, String>> = std::thread::scope(|scope| {
+        let target = &self.endpoints[TARGET];
+        let chunks: Vec<Result<Vec<Prepared>, String>> = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads)
                 .map(|t| {
                     let (issuer, subjects) = (&issuer, &subjects);
@@ -274,7 +260,8 @@ impl Scenarios {
                             .step_by(threads)
                             .map(|i| {
                                 let (client, subject) = &subjects[i % subjects.len()];
-                                Ok((client.clone(), issuer.assertion(subject, now, 1_000_000 + i as u64)?))
+                                let assertion = issuer.assertion(subject, now, 1_000_000 + i as u64)?;
+                                self.exchanger.prepare(target, client, &assertion)
                             })
                             .collect()
                     })
@@ -286,23 +273,15 @@ impl Scenarios {
         for chunk in chunks {
             pool.extend(chunk?);
         }
-        let (pool, next, exchanger, repeats) =
-            (Arc::new(pool), Arc::new(AtomicUsize::new(0)), self.exchanger.clone(), Arc::clone(&self.repeats));
-        Ok(Arc::new(move || {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            if i >= pool.len() {
+        let (size, repeats) = (pool.len(), Arc::clone(&self.repeats));
+        Ok(self.load(pool)?.watching(Arc::new(move |i, body| {
+            if i >= size {
                 repeats.reused_assertions.fetch_add(1, Ordering::Relaxed);
             }
-            let (client, assertion) = &pool[i % pool.len()];
-            let request = exchanger.form(client, assertion);
-            let repeats = Arc::clone(&repeats);
-            Box::pin(async move {
-                let (answer, body) = answer_of(request, true).await;
-                if let Some(token) = body.as_ref().and_then(|b| b["access_token"].as_str()) {
-                    repeats.saw(token);
-                }
-                answer
-            })
-        }))
+            let token: Option<Value> = serde_json::from_slice(body).ok();
+            if let Some(token) = token.as_ref().and_then(|b| b["access_token"].as_str()) {
+                repeats.saw(token);
+            }
+        })))
     }
 }

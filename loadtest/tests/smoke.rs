@@ -96,6 +96,7 @@ async fn every_scenario_runs_cleanly_writes_its_reports_and_removes_what_it_crea
         "3000",
         "--measure-changes",
         "2",
+        "--baseline",
         "--json",
         "report.json",
         "--html",
@@ -118,11 +119,19 @@ async fn every_scenario_runs_cleanly_writes_its_reports_and_removes_what_it_crea
         assert!(row["requests"].as_u64().unwrap() > 0, "{row}");
         assert_eq!(row["errors"], serde_json::json!({}), "{row}");
         assert!(row["latency_ms"]["p50"].as_f64().unwrap() > 0.0, "{row}");
+        // Its client ceiling: the same requests answered by the empty server, every one of them.
+        assert!(row["client_ceiling_rps"].as_f64().unwrap() > 0.0, "{row}");
     }
     let changes = &report["changes"];
     assert_eq!(changes["add_then_exchange_ms"]["rounds"], 2, "{changes}");
+    for floor in ["baseline", "baseline_http"] {
+        let floor = &report[floor];
+        assert!(floor["requests"].as_u64().unwrap() > 0 && floor["errors"] == serde_json::json!({}), "{floor}");
+        assert!(floor["client_ceiling_rps"].as_f64().unwrap() > 0.0, "{floor}");
+    }
     let html = std::fs::read_to_string(out.path().join("report.html")).unwrap();
-    assert_eq!(html.matches("<svg").count(), 2 * scenarios.len(), "a latency-over-time plot and a histogram each");
+    let plotted = scenarios.len() + 2;
+    assert_eq!(html.matches("<svg").count(), 2 * plotted, "a latency-over-time plot and a histogram each, floors too");
 
     assert_eq!((broker.app_names)(), before, "the load test removed the applications it created");
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
@@ -60,15 +61,23 @@ impl HttpMetrics {
 /// Counts and times every request under its route template (never the raw path: bounded labels).
 pub async fn record(State(metrics): State<Arc<HttpMetrics>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route =
-        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = match request.method().as_str() {
-        m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => m.to_owned(),
-        _ => "OTHER".to_owned(),
+    // The matched path is shared (an `Arc<str>` inside); method and status are static text: no
+    // label is allocated per request.
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
     };
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics.requests.with_label_values(&[route.as_str(), method.as_str(), status.as_str()]).inc();
-    metrics.latency.with_label_values(&[route.as_str(), method.as_str()]).observe(started.elapsed().as_secs_f64());
+    let status = response.status();
+    metrics.requests.with_label_values(&[route, method, status.as_str()]).inc();
+    metrics.latency.with_label_values(&[route, method]).observe(started.elapsed().as_secs_f64());
     response
 }

@@ -5,13 +5,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use serde::Serialize;
 
 use crate::domain::fault::FaultEndpoint;
+use crate::domain::ids::ClientId;
 use crate::http::AppState;
 use crate::http::error::{ApiError, MiEndpoint};
 use crate::http::faults::inject;
@@ -43,32 +43,40 @@ fn selection(pairs: &[(String, String)]) -> IdentitySelection {
     }
 }
 
-/// IMDS's success body: numbers as strings.
+/// IMDS's success body after `access_token` (see [`super::token_json`]): numbers as strings.
 #[derive(Debug, Serialize)]
-pub struct ImdsTokenResponse {
-    access_token: String,
+pub struct ImdsTokenResponse<'a> {
     refresh_token: &'static str,
-    expires_in: String,
-    expires_on: String,
-    ext_expires_in: String,
-    not_before: String,
-    resource: String,
+    #[serde(serialize_with = "as_text")]
+    expires_in: i64,
+    #[serde(serialize_with = "as_text")]
+    expires_on: i64,
+    #[serde(serialize_with = "as_text")]
+    ext_expires_in: i64,
+    #[serde(serialize_with = "as_text")]
+    not_before: i64,
+    resource: &'a str,
     token_type: &'static str,
-    client_id: String,
+    #[serde(serialize_with = "as_text")]
+    client_id: &'a ClientId,
 }
 
-impl From<ManagedIdentityToken> for ImdsTokenResponse {
-    fn from(t: ManagedIdentityToken) -> Self {
+/// A number (or id) written as a JSON string, as IMDS writes them, without an interim `String`.
+fn as_text<T: std::fmt::Display, S: serde::Serializer>(value: &T, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
+impl<'a> From<&'a ManagedIdentityToken> for ImdsTokenResponse<'a> {
+    fn from(t: &'a ManagedIdentityToken) -> Self {
         Self {
-            access_token: t.access_token.expose().to_owned(),
             refresh_token: "",
-            expires_in: t.expires_in.to_string(),
-            expires_on: t.expires_on.to_string(),
-            ext_expires_in: t.expires_in.to_string(),
-            not_before: t.not_before.to_string(),
-            resource: t.resource,
+            expires_in: t.expires_in,
+            expires_on: t.expires_on,
+            ext_expires_in: t.expires_in,
+            not_before: t.not_before,
+            resource: &t.resource,
             token_type: "Bearer",
-            client_id: t.client_id.to_string(),
+            client_id: &t.client_id,
         }
     }
 }
@@ -104,13 +112,13 @@ pub async fn issue_imds_token(
         .await?;
     let token =
         service.imds_token(Some(peer.ip()), request).map_err(|e| ApiError::ManagedIdentity(MiEndpoint::Imds, e))?;
-    Ok(Json(ImdsTokenResponse::from(token)))
+    Ok(super::token_json(&token.access_token, &ImdsTokenResponse::from(&token)))
 }
 
-/// The VM extension's success body: IMDS's without `client_id` and `ext_expires_in`.
+/// The VM extension's success body after `access_token`: IMDS's without `client_id` and
+/// `ext_expires_in`.
 #[derive(Debug, Serialize)]
 pub struct VmExtensionTokenResponse {
-    access_token: String,
     refresh_token: &'static str,
     expires_in: String,
     expires_on: String,
@@ -132,21 +140,20 @@ pub async fn issue_vm_extension_token(
     let token = service
         .vm_extension_token(Some(peer.ip()), request)
         .map_err(|e| ApiError::ManagedIdentity(MiEndpoint::VmExtension, e))?;
-    Ok(Json(VmExtensionTokenResponse {
-        access_token: token.access_token.expose().to_owned(),
+    let rest = VmExtensionTokenResponse {
         refresh_token: "",
         expires_in: token.expires_in.to_string(),
         expires_on: token.expires_on.to_string(),
         not_before: token.not_before.to_string(),
         resource: token.resource,
         token_type: "Bearer",
-    }))
+    };
+    Ok(super::token_json(&token.access_token, &rest))
 }
 
-/// App Service's success body.
+/// App Service's success body after `access_token`.
 #[derive(Debug, Serialize)]
 pub struct AppServiceTokenResponse {
-    access_token: String,
     expires_on: String,
     resource: String,
     token_type: &'static str,
@@ -179,11 +186,11 @@ pub async fn issue_app_service_token(
     let token = service
         .app_service_token(Some(peer.ip()), request)
         .map_err(|e| ApiError::ManagedIdentity(MiEndpoint::AppService, e))?;
-    Ok(Json(AppServiceTokenResponse {
-        access_token: token.access_token.expose().to_owned(),
+    let rest = AppServiceTokenResponse {
         expires_on: token.expires_on.to_string(),
         resource: token.resource,
         token_type: "Bearer",
         client_id: token.client_id.to_string(),
-    }))
+    };
+    Ok(super::token_json(&token.access_token, &rest))
 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use std::borrow::Cow;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, Path, State};
@@ -37,12 +36,12 @@ pub struct TokenForm {
     audience: Option<String>,
 }
 
+/// The success body's fields after `access_token` (see [`super::token_json`]).
 #[derive(Debug, Serialize)]
 pub struct TokenResponse {
     token_type: &'static str,
     expires_in: u64,
     ext_expires_in: u64,
-    access_token: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     issued_token_type: Option<&'static str>,
 }
@@ -71,20 +70,22 @@ pub async fn issue_token(
     let caller = || tokens.caller(&tenant, request.client_id.as_deref());
     inject(&state, FaultEndpoint::Token, caller, |subjects| tokens.injected_sign_in(subjects, &request)).await?;
     let issued = tokens.issue(&tenant, request).await?;
-    let body = TokenResponse {
+    let rest = TokenResponse {
         token_type: "Bearer",
         expires_in: issued.expires_in,
         ext_expires_in: issued.expires_in,
-        access_token: issued.access_token.expose().to_owned(),
         issued_token_type: issued.issued_token_type,
     };
-    Ok(([(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")], Json(body)))
+    Ok((
+        [(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")],
+        super::token_json(&issued.access_token, &rest),
+    ))
 }
 
 /// One `name=value` pair, decoded. Token requests carry long values (assertions) made only of
 /// characters that need no decoding: those are taken as they are, in one pass.
 fn decode_pair(raw: &[u8]) -> Option<(Cow<'_, str>, Cow<'_, str>)> {
-    if !raw.iter().any(|b| matches!(b, b'%' | b'+'))
+    if memchr::memchr2(b'%', b'+', raw).is_none()
         && let Ok(text) = std::str::from_utf8(raw)
     {
         let (name, value) = text.split_once('=').unwrap_or((text, ""));
@@ -98,7 +99,14 @@ impl TokenForm {
     /// (RFC 6749, section 3.2); unknown ones are ignored.
     fn parse(body: &[u8]) -> Result<Self, TokenError> {
         let mut form = Self::default();
-        for raw in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+        let mut start = 0;
+        // Split on '&' with memchr: an assertion is a kilobyte or two to pass over.
+        let pairs = memchr::memchr_iter(b'&', body).chain(std::iter::once(body.len())).map(|end| {
+            let pair = &body[start..end];
+            start = end + 1;
+            pair
+        });
+        for raw in pairs.filter(|p| !p.is_empty()) {
             let Some((name, value)) = decode_pair(raw) else { continue };
             let (slot, name) = match name.as_ref() {
                 "grant_type" => (&mut form.grant_type, "grant_type"),
