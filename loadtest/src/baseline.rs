@@ -196,6 +196,10 @@ fn port_of(url: &str) -> Option<u16> {
 pub struct Baselines {
     pub https: Outcome,
     pub http: Outcome,
+    /// The floors in the open loop too (when the scenarios run in it): the tail a server that
+    /// does nothing shows on this machine with this client, the control for the scenarios' tails.
+    pub https_open: Option<Outcome>,
+    pub http_open: Option<Outcome>,
     /// The empty servers, HTTPS and plain HTTP: in the order of the scenarios' endpoints (the
     /// broker's HTTPS listener, then its managed-identity one).
     empty: Arc<[Arc<Endpoint>]>,
@@ -231,8 +235,9 @@ impl Baselines {
 }
 
 /// The HTTPS floor (POST) and the plain-HTTP floor (GET), each after the client's ceiling for the
-/// same request, measured with the same client settings.
-pub async fn measure(args: &Args) -> Result<Baselines, String> {
+/// same request, measured with the same client settings; then, where `open_rate` gives a rate for
+/// a floor's closed-loop throughput, the same floor in the open loop at that rate.
+pub async fn measure(args: &Args, open_rate: impl Fn(f64) -> Option<f64>) -> Result<Baselines, String> {
     let (url, cert_pem, servers) = match &args.baseline_url {
         Some(url) => {
             (url.clone(), std::fs::read_to_string("floor-ca.pem").map_err(|e| format!("floor-ca.pem: {e}"))?, None)
@@ -257,15 +262,30 @@ pub async fn measure(args: &Args) -> Result<Baselines, String> {
         Endpoint::new(&format!("https://localhost:{}", port + 2), cert_pem.as_bytes(), None).await?,
         Endpoint::new(&format!("http://127.0.0.1:{}", port + 3), &[], None).await?,
     ]);
-    let mut baselines = Baselines { https: Outcome::default(), http: Outcome::default(), empty, servers };
+    let mut baselines = Baselines {
+        https: Outcome::default(),
+        http: Outcome::default(),
+        https_open: None,
+        http_open: None,
+        empty,
+        servers,
+    };
     let https = Prepared::post_form((0, &floors[0]), &path, &[("grant_type", "client_credentials")])?;
     let plain = Prepared::get((1, &floors[1]), &path, &[("metadata", "true")])?;
     let https = Load::new(Arc::clone(&floors), vec![https])?;
     let plain = Load::new(floors, vec![plain])?;
     let ceiling = baselines.client_ceiling("https-floor", args, &https).await?;
     baselines.https = run::closed_loop("https-floor", args, args.concurrency, &https, Some(ceiling)).await?;
-    let ceiling = baselines.client_ceiling("http-floor", args, &plain).await?;
-    baselines.http = run::closed_loop("http-floor", args, args.concurrency, &plain, Some(ceiling)).await?;
+    let plain_ceiling = baselines.client_ceiling("http-floor", args, &plain).await?;
+    baselines.http = run::closed_loop("http-floor", args, args.concurrency, &plain, Some(plain_ceiling)).await?;
+    if let Some(rate) = open_rate(baselines.https.rps()) {
+        let open = run::open_loop("https-floor", args, args.concurrency, rate, &https, Some(ceiling)).await?;
+        baselines.https_open = Some(open);
+    }
+    if let Some(rate) = open_rate(baselines.http.rps()) {
+        let open = run::open_loop("http-floor", args, args.concurrency, rate, &plain, Some(plain_ceiling)).await?;
+        baselines.http_open = Some(open);
+    }
     Ok(baselines)
 }
 

@@ -204,19 +204,32 @@ async fn execute(args: &Args) -> Result<Value, String> {
         return Err(format!("unknown scenario '{unknown}' ({})", scenarios::NAMES.join(", ")));
     }
     let baselines = if args.baseline {
-        let measured = baseline::measure(args).await?;
-        print_row(&measured.https, None);
-        print_row(&measured.http, None);
+        let measured = baseline::measure(args, |closed| match drive {
+            Drive::Closed => None,
+            Drive::Open(rate) => Some(rate),
+            Drive::Half => Some(closed / 2.0),
+        })
+        .await?;
+        for floor in
+            [Some(&measured.https), Some(&measured.http), measured.https_open.as_ref(), measured.http_open.as_ref()]
+                .into_iter()
+                .flatten()
+        {
+            print_row(floor, None);
+        }
         Some(measured)
     } else {
         None
     };
     let (baseline, http_floor) = (baselines.as_ref().map(|b| &b.https), baselines.as_ref().map(|b| &b.http));
+    let open_floors: Vec<&run::Outcome> =
+        baselines.iter().flat_map(|b| b.https_open.iter().chain(b.http_open.iter())).collect();
     if let (true, Some(https), Some(http)) = (args.floors_only, baseline, http_floor) {
         return Ok(json!({
             "machine": { "cores": threads() },
             "baseline": https.to_json(),
             "baseline_http": http.to_json(),
+            "baseline_open": open_floors.iter().map(|o| o.to_json()).collect::<Vec<_>>(),
         }));
     }
     let floors = Floors { https: baseline, http: http_floor, baselines: baselines.as_ref() };
@@ -277,7 +290,7 @@ async fn execute(args: &Args) -> Result<Value, String> {
     ];
     if let Some(path) = &args.html {
         let mut all: Vec<(&run::Outcome, Option<f64>)> =
-            baseline.into_iter().chain(http_floor).map(|b| (b, None)).collect();
+            baseline.into_iter().chain(http_floor).chain(open_floors.iter().copied()).map(|b| (b, None)).collect();
         all.extend(results.iter().map(|r| (r, ratio(r))));
         let page = report::html("ficus load test", &context, &all)?;
         std::fs::write(path, page).map_err(|e| format!("{path}: {e}"))?;
@@ -288,6 +301,7 @@ async fn execute(args: &Args) -> Result<Value, String> {
         "duration_s": args.duration.as_secs_f64(),
         "baseline": baseline.map(run::Outcome::to_json),
         "baseline_http": http_floor.map(run::Outcome::to_json),
+        "baseline_open": open_floors.iter().map(|o| o.to_json()).collect::<Vec<_>>(),
         "crypto_ceiling_pairs_per_s": ceiling,
         "scenarios": rows,
         "changes": changes,

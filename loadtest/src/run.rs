@@ -105,6 +105,8 @@ pub struct Outcome {
     pub client_busy: Option<f64>,
     /// The client's ceiling for these requests (req/s against the empty server), when measured.
     pub client_ceiling: Option<f64>,
+    /// The share of the machine's core time the hypervisor took while measuring (steal, 0-1).
+    pub machine_steal: Option<f64>,
     pub notes: Vec<String>,
 }
 
@@ -188,6 +190,7 @@ impl Outcome {
             "errors": self.errors.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
             "client_busy": self.client_busy,
             "client_ceiling_rps": self.client_ceiling,
+            "machine_steal": self.machine_steal,
             "client_bound": self.client_bound(),
             "notes": self.notes,
         })
@@ -208,27 +211,53 @@ fn process_cpu() -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
-/// Samples the process's CPU time at `from` and at `to`: the share of its cores it kept busy.
-fn watch_client(from: Instant, to: Instant) -> tokio::task::JoinHandle<Option<f64>> {
+/// The machine's stolen time so far (what the hypervisor gave other guests while this one's
+/// cores wanted to run), summed over all its cores, and how many cores it has: from `/proc/stat`.
+fn machine_steal() -> Option<(Duration, usize)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let mut lines = stat.lines();
+    // "cpu  user nice system idle iowait irq softirq steal ...", in USER_HZ ticks.
+    let steal = lines.next()?.split_whitespace().nth(8)?.parse::<u64>().ok()?;
+    let cores = lines.take_while(|l| l.starts_with("cpu")).count();
+    Some((Duration::from_millis(steal * 10), cores.max(1)))
+}
+
+/// What the load generator's machine did during a measured run.
+#[derive(Clone, Copy, Default)]
+struct Watched {
+    /// The share of its cores the load generator kept busy.
+    busy: Option<f64>,
+    /// The share of the machine's cores' time the hypervisor took.
+    steal: Option<f64>,
+}
+
+/// Samples the process's CPU time and the machine's stolen time at `from` and at `to`.
+fn watch_client(from: Instant, to: Instant) -> tokio::task::JoinHandle<Watched> {
     tokio::spawn(async move {
         tokio::time::sleep_until(from.into()).await;
-        let (start, started) = (process_cpu()?, Instant::now());
+        let (start, steal, started) = (process_cpu(), machine_steal(), Instant::now());
         tokio::time::sleep_until(to.into()).await;
-        let used = process_cpu()?.saturating_sub(start).as_secs_f64();
+        let elapsed = started.elapsed().as_secs_f64().max(0.001);
         let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
-        Some(used / started.elapsed().as_secs_f64().max(0.001) / cores)
+        let busy = start.zip(process_cpu()).map(|(a, b)| b.saturating_sub(a).as_secs_f64() / elapsed / cores);
+        let steal =
+            steal.zip(machine_steal()).map(|((a, n), (b, _))| b.saturating_sub(a).as_secs_f64() / elapsed / n as f64);
+        Watched { busy, steal }
     })
 }
 
 /// The outcome with how busy the load generator was and its ceiling, and a note when it set the
 /// pace.
-async fn with_client(
-    mut outcome: Outcome,
-    client: tokio::task::JoinHandle<Option<f64>>,
-    ceiling: Option<f64>,
-) -> Outcome {
-    outcome.client_busy = client.await.ok().flatten();
+async fn with_client(mut outcome: Outcome, client: tokio::task::JoinHandle<Watched>, ceiling: Option<f64>) -> Outcome {
+    let watched = client.await.unwrap_or_default();
+    (outcome.client_busy, outcome.machine_steal) = (watched.busy, watched.steal);
     outcome.client_ceiling = ceiling;
+    if let Some(steal) = outcome.machine_steal.filter(|s| *s >= 0.01) {
+        outcome.notes.push(format!(
+            "the hypervisor took {:.1}% of the machine's core time during this run (steal): its stalls show in the tail",
+            steal * 100.0
+        ));
+    }
     if outcome.client_bound() {
         let how = match ceiling {
             Some(ceiling) => format!(
@@ -310,6 +339,7 @@ impl Recorder {
             measured_from_unix_ms: now.saturating_sub(since).as_millis(),
             client_busy: None,
             client_ceiling: None,
+            machine_steal: None,
             name: name.to_owned(),
             mode,
             histogram: self.histogram,
@@ -456,6 +486,16 @@ pub async fn open_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_machines_stolen_time_is_read_per_core_and_never_runs_backwards() {
+        let (before, cores) = machine_steal().expect("/proc/stat is readable on Linux");
+        let listed =
+            std::fs::read_to_string("/proc/stat").unwrap().lines().skip(1).take_while(|l| l.starts_with("cpu")).count();
+        assert_eq!(cores, listed, "one cpuN line per core");
+        let (after, _) = machine_steal().unwrap();
+        assert!(after >= before, "{after:?} < {before:?}");
+    }
 
     #[test]
     fn the_processs_cpu_time_grows_with_work_done_on_it() {
