@@ -44,7 +44,8 @@ pub async fn attach(State(rendering): State<ErrorRendering>, mut request: Reques
     let started = Instant::now();
     let context = RequestContext::from_request(&request);
     let method = request.method().clone();
-    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    // Shared, not copied: the matched path is an `Arc<str>` inside.
+    let route = request.extensions().get::<MatchedPath>().cloned();
     request.extensions_mut().insert(context);
     let mut response = next.run(request).await;
 
@@ -55,17 +56,14 @@ pub async fn attach(State(rendering): State<ErrorRendering>, mut request: Reques
     }
     let refusal = refusal.unwrap_or_default();
     let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&context.trace_id.to_string()) {
-        headers.insert("x-ms-request-id", v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&context.correlation_id.to_string()) {
-        headers.insert("client-request-id", v);
-    }
+    headers.insert("x-ms-request-id", id_header(context.trace_id));
+    headers.insert("client-request-id", id_header(context.correlation_id));
 
-    let route = route.as_deref().unwrap_or("unmatched");
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let trace_id = context.trace_id.to_string();
+    // Formatted only when the line is written (a served request logs at debug).
+    let trace_id = tracing::field::display(context.trace_id);
     if response.status().is_server_error() {
         tracing::error!(%method, route, status, latency_ms, trace_id, refusal, "request failed");
     } else if response.status().is_client_error() {
@@ -74,6 +72,13 @@ pub async fn attach(State(rendering): State<ErrorRendering>, mut request: Reques
         tracing::debug!(%method, route, status, latency_ms, trace_id, "request served");
     }
     response
+}
+
+/// A UUID as a header value, formatted once on the stack (no interim `String`).
+fn id_header(id: Uuid) -> HeaderValue {
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    HeaderValue::from_bytes(id.hyphenated().encode_lower(&mut text).as_bytes())
+        .unwrap_or_else(|_| unreachable!("a hyphenated UUID is a valid header value"))
 }
 
 /// While the server drains for shutdown, asks HTTP/1.1 clients to close their connection after
