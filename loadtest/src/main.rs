@@ -4,11 +4,14 @@
 //! It creates what it needs in the broker's registry through the admin API (see `setup`), runs
 //! the scenarios (see `scenarios`) in a closed loop (`--concurrency` workers) or an open loop
 //! (`--rate N` requests per second, or `--rate half`: half the closed loop's maximum, measured
-//! first), and removes what it created. Every scenario's throughput is also reported as a ratio
-//! to baselines measured in the same run: the HTTPS floor (`--baseline`, a built-in axum + rustls
-//! server answering a token-sized JSON body) and the crypto ceiling (`--crypto-ceiling`, RS256
-//! sign + verify pairs per second on this machine's cores). Results print as a table and go to
-//! `--json` and `--html` (latency over time and histograms).
+//! first), and removes what it created. The load goes through its own HTTP/1.1 client (see
+//! `client`). Every scenario's throughput is also reported as a ratio to baselines measured in the
+//! same run: the floors (`--baseline`, a built-in axum server answering a token-sized JSON body
+//! over HTTPS and plain HTTP) and the crypto ceiling (`--crypto-ceiling`, RS256 sign + verify pairs
+//! per second on this machine's cores). With the floors, the client's own ceiling is measured for
+//! each floor and scenario (the same requests against an empty server, see `baseline`), and a run
+//! that reaches 90% of it is reported client-bound, with no ratio. Results print as a table and go
+//! to `--json` and `--html` (latency over time and histograms).
 
 mod baseline;
 mod client;
