@@ -27,6 +27,7 @@ fn token_sized_body() -> String {
     format!(r#"{{"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,"access_token":"{token}"}}"#)
 }
 
+#[derive(Clone)]
 struct Floor {
     cert_pem: String,
     key_pem: String,
@@ -178,7 +179,7 @@ pub async fn serve_floor(addr: &str) -> Result<(), String> {
 async fn serve_all(listener: std::net::TcpListener, port: u16, floor: Floor) -> Result<(), String> {
     let plain = tokio::spawn(plain_floor_server(port));
     let empty = {
-        let floor = Floor { cert_pem: floor.cert_pem.clone(), key_pem: floor.key_pem.clone() };
+        let floor = floor.clone();
         tokio::spawn(async move { empty_servers(port, &floor).await })
     };
     let outcome = floor_server(listener, &floor).await;
@@ -203,35 +204,40 @@ pub struct Baselines {
     /// The empty servers, HTTPS and plain HTTP: in the order of the scenarios' endpoints (the
     /// broker's HTTPS listener, then its managed-identity one).
     empty: Arc<[Arc<Endpoint>]>,
-    /// The floor and empty servers when they run in this process, stopped with the baselines.
-    servers: Option<tokio::task::JoinHandle<Result<(), String>>>,
+    _servers: InProcess,
 }
 
-impl Drop for Baselines {
+/// The floor and empty servers when they run in this process: stopped when dropped.
+struct InProcess(Option<tokio::task::JoinHandle<Result<(), String>>>);
+
+impl Drop for InProcess {
     fn drop(&mut self) {
-        if let Some(servers) = &self.servers {
+        if let Some(servers) = &self.0 {
             servers.abort();
         }
     }
 }
 
 impl Baselines {
-    /// The client's ceiling for `load`: what the same requests reach against the empty servers
-    /// (closed loop, at most 5 s).
+    /// The client's ceiling for `load`: see [`client_ceiling`].
     pub async fn client_ceiling(&self, name: &str, args: &Args, load: &Load) -> Result<f64, String> {
-        let args = Args { duration: args.duration.min(Duration::from_secs(5)), ..args.clone() };
-        let outcome =
-            run::closed_loop(&format!("{name} ceiling"), &args, args.concurrency, &load.against(&self.empty), None)
-                .await?;
-        if outcome.error_count() > 0 {
-            return Err(format!(
-                "the empty server failed {} requests of {name}: {:?}",
-                outcome.error_count(),
-                outcome.errors()
-            ));
-        }
-        Ok(outcome.rps())
+        client_ceiling(&self.empty, name, args, load).await
     }
+}
+
+/// What the same requests as `load` reach against the empty servers (closed loop, at most 5 s).
+async fn client_ceiling(empty: &Arc<[Arc<Endpoint>]>, name: &str, args: &Args, load: &Load) -> Result<f64, String> {
+    let args = Args { duration: args.duration.min(Duration::from_secs(5)), ..args.clone() };
+    let outcome =
+        run::closed_loop(&format!("{name} ceiling"), &args, args.concurrency, &load.against(empty), None).await?;
+    if outcome.error_count() > 0 {
+        return Err(format!(
+            "the empty server failed {} requests of {name}: {:?}",
+            outcome.error_count(),
+            outcome.errors()
+        ));
+    }
+    Ok(outcome.rps())
 }
 
 /// The HTTPS floor (POST) and the plain-HTTP floor (GET), each after the client's ceiling for the
@@ -262,31 +268,28 @@ pub async fn measure(args: &Args, open_rate: impl Fn(f64) -> Option<f64>) -> Res
         Endpoint::new(&format!("https://localhost:{}", port + 2), cert_pem.as_bytes(), None).await?,
         Endpoint::new(&format!("http://127.0.0.1:{}", port + 3), &[], None).await?,
     ]);
-    let mut baselines = Baselines {
-        https: Outcome::default(),
-        http: Outcome::default(),
-        https_open: None,
-        http_open: None,
-        empty,
-        servers,
-    };
+    let servers = InProcess(servers);
     let https = Prepared::post_form((0, &floors[0]), &path, &[("grant_type", "client_credentials")])?;
     let plain = Prepared::get((1, &floors[1]), &path, &[("metadata", "true")])?;
     let https = Load::new(Arc::clone(&floors), vec![https])?;
     let plain = Load::new(floors, vec![plain])?;
-    let ceiling = baselines.client_ceiling("https-floor", args, &https).await?;
-    baselines.https = run::closed_loop("https-floor", args, args.concurrency, &https, Some(ceiling)).await?;
-    let plain_ceiling = baselines.client_ceiling("http-floor", args, &plain).await?;
-    baselines.http = run::closed_loop("http-floor", args, args.concurrency, &plain, Some(plain_ceiling)).await?;
-    if let Some(rate) = open_rate(baselines.https.rps()) {
-        let open = run::open_loop("https-floor", args, args.concurrency, rate, &https, Some(ceiling)).await?;
-        baselines.https_open = Some(open);
-    }
-    if let Some(rate) = open_rate(baselines.http.rps()) {
-        let open = run::open_loop("http-floor", args, args.concurrency, rate, &plain, Some(plain_ceiling)).await?;
-        baselines.http_open = Some(open);
-    }
-    Ok(baselines)
+    let https_ceiling = client_ceiling(&empty, "https-floor", args, &https).await?;
+    let https_closed = run::closed_loop("https-floor", args, args.concurrency, &https, Some(https_ceiling)).await?;
+    let http_ceiling = client_ceiling(&empty, "http-floor", args, &plain).await?;
+    let http_closed = run::closed_loop("http-floor", args, args.concurrency, &plain, Some(http_ceiling)).await?;
+    let https_open = match open_rate(https_closed.rps()) {
+        Some(rate) => {
+            Some(run::open_loop("https-floor", args, args.concurrency, rate, &https, Some(https_ceiling)).await?)
+        }
+        None => None,
+    };
+    let http_open = match open_rate(http_closed.rps()) {
+        Some(rate) => {
+            Some(run::open_loop("http-floor", args, args.concurrency, rate, &plain, Some(http_ceiling)).await?)
+        }
+        None => None,
+    };
+    Ok(Baselines { https: https_closed, http: http_closed, https_open, http_open, empty, _servers: servers })
 }
 
 pub fn crypto_ceiling(duration: Duration) -> f64 {

@@ -167,19 +167,14 @@ async fn run_main(args: Args) -> ExitCode {
     }
 }
 
-/// The floors measured in this run.
+/// The floors measured in this run, if any (and where each scenario's client ceiling is measured).
 #[derive(Clone, Copy)]
-struct Floors<'a> {
-    https: Option<&'a run::Outcome>,
-    http: Option<&'a run::Outcome>,
-    /// Where each scenario's client ceiling is measured (with the floors).
-    baselines: Option<&'a baseline::Baselines>,
-}
+struct Floors<'a>(Option<&'a baseline::Baselines>);
 
 impl<'a> Floors<'a> {
     /// The floor a scenario is compared with: the IMDS path is plain HTTP, the rest HTTPS.
     fn of(&self, scenario: &str) -> Option<&'a run::Outcome> {
-        if scenario == "mi-token" { self.http } else { self.https }
+        self.0.map(|b| if scenario == "mi-token" { &b.http } else { &b.https })
     }
 }
 
@@ -235,7 +230,7 @@ async fn execute(args: &Args) -> Result<Value, String> {
             "baseline_open": open_floors.iter().map(|o| o.to_json()).collect::<Vec<_>>(),
         }));
     }
-    let floors = Floors { https: baseline, http: http_floor, baselines: baselines.as_ref() };
+    let floors = Floors(baselines.as_ref());
     let ceiling = if args.crypto_ceiling {
         let pairs = baseline::crypto_ceiling(args.duration.min(Duration::from_secs(5)));
         println!("{:<14} {pairs:>10.0} RS256 sign+verify pairs/s on {} cores", "crypto-ceiling", threads());
@@ -322,7 +317,7 @@ async fn run_all(
     let mut results = Vec::new();
     for name in &args.scenarios {
         let load = scenarios.build(name, fixture).await?;
-        let ceiling = match floors.baselines {
+        let ceiling = match floors.0 {
             Some(baselines) => {
                 let ceiling = baselines.client_ceiling(name, args, &load).await?;
                 println!(

@@ -110,15 +110,6 @@ pub struct Outcome {
     pub notes: Vec<String>,
 }
 
-impl Default for Outcome {
-    fn default() -> Self {
-        Recorder::new(Instant::now()).map_or_else(
-            |_| unreachable!("the histogram's bounds are valid"),
-            |r| r.finish("", Mode::Closed { concurrency: 0 }, Duration::ZERO),
-        )
-    }
-}
-
 impl Outcome {
     /// Whether the load generator, not the server, set this run's pace: it reached
     /// [`CLIENT_BOUND`] of its ceiling for the same requests or, where no ceiling was measured,
