@@ -120,7 +120,7 @@ impl TokenRateLimits {
 }
 
 impl RateLimiter for TokenRateLimits {
-    fn check(&self, scope: LimitScope, key: &str, own: Option<Rate>) -> Result<(), Duration> {
+    fn check(&self, scope: LimitScope, key: &dyn std::fmt::Display, own: Option<Rate>) -> Result<(), Duration> {
         let state = &self.scopes[index(scope)];
         let (rate, burst) = match own {
             Some(rate) => (rate, rate.unit_count()),
@@ -129,15 +129,16 @@ impl RateLimiter for TokenRateLimits {
         if rate == Rate::Off {
             return Ok(());
         }
+        let key = key.to_string();
         let replicas = NonZeroU32::new(self.replicas.get()).unwrap_or(NonZeroU32::MIN);
         let build = || {
             let limiter = quota(rate, burst, replicas).map(DefaultDirectRateLimiter::direct);
             Arc::new(Bucket { own, replicas, limiter })
         };
-        let mut bucket = state.buckets.get_with_by_ref(key, build);
+        let mut bucket = state.buckets.get_with_by_ref(key.as_str(), build);
         if bucket.own != own || bucket.replicas != replicas {
             bucket = build();
-            state.buckets.insert(key.to_owned(), Arc::clone(&bucket));
+            state.buckets.insert(key, Arc::clone(&bucket));
         }
         let Some(limiter) = &bucket.limiter else {
             return Ok(());
@@ -233,12 +234,12 @@ mod tests {
     fn a_key_past_its_burst_is_told_when_to_retry_and_others_are_not_affected() {
         let limits = rates([(Rate::PerHour(nz(1)), nz(2)), (Rate::Off, nz(1)), (Rate::Off, nz(1))]);
         let limiter = TokenRateLimits::new(limits, 100, Arc::new(LiveReplicas::alone()), &Registry::new()).unwrap();
-        assert!(limiter.check(LimitScope::Application, "a", None).is_ok());
-        assert!(limiter.check(LimitScope::Application, "a", None).is_ok());
-        let wait = limiter.check(LimitScope::Application, "a", None).unwrap_err();
+        assert!(limiter.check(LimitScope::Application, &"a", None).is_ok());
+        assert!(limiter.check(LimitScope::Application, &"a", None).is_ok());
+        let wait = limiter.check(LimitScope::Application, &"a", None).unwrap_err();
         assert!(wait > Duration::from_secs(60), "{wait:?}");
-        assert!(limiter.check(LimitScope::Application, "b", None).is_ok());
-        assert!(limiter.check(LimitScope::Identity, "a", None).is_ok(), "an unlimited scope");
+        assert!(limiter.check(LimitScope::Application, &"b", None).is_ok());
+        assert!(limiter.check(LimitScope::Identity, &"a", None).is_ok(), "an unlimited scope");
     }
 
     #[test]
@@ -246,12 +247,12 @@ mod tests {
         let limits = rates([(Rate::PerHour(nz(1000)), nz(1000)), (Rate::Off, nz(1)), (Rate::Off, nz(1))]);
         let limiter = TokenRateLimits::new(limits, 100, Arc::new(LiveReplicas::alone()), &Registry::new()).unwrap();
         let own = Some(Rate::PerHour(nz(2)));
-        assert!(limiter.check(LimitScope::Application, "a", own).is_ok());
-        assert!(limiter.check(LimitScope::Application, "a", own).is_ok());
-        assert!(limiter.check(LimitScope::Application, "a", own).is_err(), "its own burst is one unit's worth: 2");
-        assert!(limiter.check(LimitScope::Application, "b", None).is_ok(), "others keep the configured limit");
-        assert!(limiter.check(LimitScope::Application, "a", None).is_ok(), "override removed: the default again");
-        assert!(limiter.check(LimitScope::Application, "a", Some(Rate::Off)).is_ok(), "an override may switch it off");
+        assert!(limiter.check(LimitScope::Application, &"a", own).is_ok());
+        assert!(limiter.check(LimitScope::Application, &"a", own).is_ok());
+        assert!(limiter.check(LimitScope::Application, &"a", own).is_err(), "its own burst is one unit's worth: 2");
+        assert!(limiter.check(LimitScope::Application, &"b", None).is_ok(), "others keep the configured limit");
+        assert!(limiter.check(LimitScope::Application, &"a", None).is_ok(), "override removed: the default again");
+        assert!(limiter.check(LimitScope::Application, &"a", Some(Rate::Off)).is_ok(), "an override may switch it off");
     }
 
     #[test]
@@ -270,7 +271,7 @@ mod tests {
         let replicas = Arc::new(LiveReplicas::alone());
         replicas.set(3);
         let limiter = TokenRateLimits::new(limits, 100, replicas.clone(), &Registry::new()).unwrap();
-        let accepted = |n| (0..n).filter(|_| limiter.check(LimitScope::Application, "a", None).is_ok()).count();
+        let accepted = |n| (0..n).filter(|_| limiter.check(LimitScope::Application, &"a", None).is_ok()).count();
         assert_eq!(accepted(10), 2, "a third of the burst of 6 while three replicas are alive");
         replicas.set(1);
         assert_eq!(accepted(10), 6, "alone again: the whole burst");

@@ -7,7 +7,7 @@
 //! makes a different key, and a deleted credential or identity never reaches the cache. So a
 //! change invalidates exactly the tokens it affects, and nothing else.
 
-use super::ids::ObjectId;
+use super::ids::{ClientId, ObjectId};
 use super::tenant::TenantId;
 use super::token::SignedJwt;
 
@@ -16,7 +16,7 @@ use super::token::SignedJwt;
 pub struct TokenCacheKey {
     pub tenant: TenantId,
     /// The client (application appId or managed identity client id).
-    pub client: String,
+    pub client: ClientId,
     /// The client's service principal or the managed identity's principal (`oid`).
     pub principal: ObjectId,
     /// The matched credential or the managed identity's principal id.

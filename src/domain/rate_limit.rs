@@ -27,8 +27,9 @@ impl LimitScope {
 
 pub trait RateLimiter: Send + Sync {
     /// `Err(wait)` when `key` is over its limit in `scope`: the scope's configured limit, or
-    /// `own` when the key has its own (an application's override in the registry).
-    fn check(&self, scope: LimitScope, key: &str, own: Option<Rate>) -> Result<(), Duration>;
+    /// `own` when the key has its own (an application's override in the registry). The key is
+    /// written out only where the scope has a limit.
+    fn check(&self, scope: LimitScope, key: &dyn std::fmt::Display, own: Option<Rate>) -> Result<(), Duration>;
 
     /// Counts a request of `key` in flight in `scope` until the returned guard drops. `Err(wait)`
     /// when the scope's limit on requests in flight is reached.

@@ -167,7 +167,11 @@ impl SignIn {
 /// What the log keeps of a value the client gave (a resource, a client id): its first 256
 /// characters.
 pub fn clipped(value: &str) -> String {
-    value.chars().take(256).collect()
+    // Copied in one piece when short enough (a char takes at least one byte), else cut after the
+    // 256th character.
+    let end =
+        if value.len() <= 256 { value.len() } else { value.char_indices().nth(256).map_or(value.len(), |(i, _)| i) };
+    value[..end].to_owned()
 }
 
 /// Merges identical requests into one entry each (the first's id and time, the counts summed,
@@ -239,6 +243,15 @@ mod tests {
             cached,
             count: 1,
         }
+    }
+
+    #[test]
+    fn clipped_values_keep_their_first_256_characters() {
+        assert_eq!(clipped("api://vault"), "api://vault");
+        assert_eq!(clipped(&"a".repeat(300)), "a".repeat(256));
+        let wide = "é".repeat(200);
+        assert_eq!(clipped(&wide), wide, "200 characters in 400 bytes are kept whole");
+        assert_eq!(clipped(&"é".repeat(300)).chars().count(), 256);
     }
 
     #[test]

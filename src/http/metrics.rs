@@ -1,13 +1,10 @@
 //! Prometheus metrics for HTTP: requests by route, method and status, and latency histograms by
-//! route. The registry is owned by the application (no global state) and rendered by `/metrics`.
+//! route, recorded by the edge middleware ([`super::edge`]). The registry is owned by the
+//! application (no global state) and rendered by `/metrics`.
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::Method;
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::{Method, StatusCode};
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
 
 pub struct HttpMetrics {
@@ -43,6 +40,13 @@ impl HttpMetrics {
         self.injected.with_label_values(&[endpoint, effect]).inc();
     }
 
+    /// Counts and times a request under its route template (never the raw path: bounded labels).
+    pub fn record(&self, route: &str, method: &Method, status: StatusCode, elapsed: Duration) {
+        let method = method_label(method);
+        self.requests.with_label_values(&[route, method, status.as_str()]).inc();
+        self.latency.with_label_values(&[route, method]).observe(elapsed.as_secs_f64());
+    }
+
     /// The registry other components add their metrics to.
     pub fn registry(&self) -> &Registry {
         &self.registry
@@ -58,14 +62,9 @@ impl HttpMetrics {
     }
 }
 
-/// Counts and times every request under its route template (never the raw path: bounded labels).
-pub async fn record(State(metrics): State<Arc<HttpMetrics>>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    // The matched path is shared (an `Arc<str>` inside); method and status are static text: no
-    // label is allocated per request.
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let method = match *request.method() {
+/// The static label text of a method (no label is allocated per request).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
         Method::GET => "GET",
         Method::POST => "POST",
         Method::PUT => "PUT",
@@ -74,10 +73,5 @@ pub async fn record(State(metrics): State<Arc<HttpMetrics>>, request: Request, n
         Method::HEAD => "HEAD",
         Method::OPTIONS => "OPTIONS",
         _ => "OTHER",
-    };
-    let response = next.run(request).await;
-    let status = response.status();
-    metrics.requests.with_label_values(&[route, method, status.as_str()]).inc();
-    metrics.latency.with_label_values(&[route, method]).observe(started.elapsed().as_secs_f64());
-    response
+    }
 }

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod console;
 pub mod context;
+pub mod edge;
 pub mod error;
 pub mod faults;
 pub mod metrics;
@@ -16,17 +17,11 @@ pub mod proxy_protocol;
 pub mod routes;
 pub mod state;
 
-use std::time::Duration;
-
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::TimeoutLayer;
 
 pub use state::AppState;
-
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The HTTPS listener's routes (the web console's with `console`).
 pub fn api_router(state: AppState, max_body_bytes: usize, console: bool) -> Router {
@@ -60,19 +55,19 @@ pub fn vm_extension_router(state: AppState, max_body_bytes: usize) -> Router {
     finish(routes, state, max_body_bytes)
 }
 
+/// Every route gets the body limit and the edge middleware, added in one `layer` call so that
+/// axum boxes them once per route (see [`edge`]).
 fn finish(routes: Router<AppState>, state: AppState, max_body_bytes: usize) -> Router {
+    let edge = edge::EdgeLayer::new(edge::Edge {
+        metrics: state.metrics.clone(),
+        health: state.health.clone(),
+        clock: state.clock.clone(),
+        base_url: state.discovery.base_url().into(),
+        timeout: edge::REQUEST_TIMEOUT,
+    });
     routes
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::record))
-        .layer(axum::middleware::from_fn_with_state(state.health.clone(), context::close_when_draining))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
-        .layer(CatchPanicLayer::custom(error::panic_response))
-        .layer(axum::middleware::from_fn_with_state(
-            context::ErrorRendering { clock: state.clock.clone(), base_url: state.discovery.base_url().into() },
-            context::attach,
-        ))
-        .layer(axum::middleware::map_request(proxy_protocol::use_proxied_client))
+        .layer((edge, DefaultBodyLimit::max(max_body_bytes)))
         .with_state(state)
 }

@@ -7,7 +7,8 @@
 //! Only connections from the listed networks may (and must) carry a header: anyone else's is an
 //! HTTP request like any other, so a caller cannot claim an address by sending one. A header with
 //! the `LOCAL` command or no address (a balancer's own health check) leaves the TCP peer's address.
-//! The address reaches handlers as `ConnectInfo<SocketAddr>`, through [`use_proxied_client`].
+//! The address reaches handlers as `ConnectInfo<SocketAddr>`, through the edge middleware
+//! ([`super::edge`]).
 
 use std::future::Future;
 use std::io;
@@ -16,7 +17,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request};
 use axum_server::accept::Accept;
 use ipnet::IpNet;
 use tokio::io::AsyncReadExt;
@@ -141,13 +141,4 @@ where
         }
         self.inner.call(request)
     }
-}
-
-/// Middleware: where a trusted balancer named the caller, handlers see that address as the
-/// connection's (`ConnectInfo`), which axum set to the balancer's.
-pub async fn use_proxied_client(mut request: Request) -> Request {
-    if let Some(ProxiedClient(client)) = request.extensions_mut().remove::<ProxiedClient>() {
-        request.extensions_mut().insert(ConnectInfo(client));
-    }
-    request
 }

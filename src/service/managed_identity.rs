@@ -172,7 +172,7 @@ pub struct ManagedIdentityService {
 /// What one attempt produced, for the sign-in log.
 struct Attempt<'a> {
     compute: Option<&'a ComputeResource>,
-    identity: Option<ManagedIdentity>,
+    identity: Option<&'a ManagedIdentity>,
     cached: bool,
 }
 
@@ -372,27 +372,25 @@ impl ManagedIdentityService {
 
     fn limit_address(&self, caller: Option<IpAddr>) -> Result<(), MiError> {
         match caller {
-            Some(ip) => self.limits.check(LimitScope::Address, &ip.to_string(), None).map_err(MiError::Throttled),
+            Some(ip) => self.limits.check(LimitScope::Address, &ip, None).map_err(MiError::Throttled),
             None => Ok(()),
         }
     }
 
-    fn issue(
+    fn issue<'v>(
         &self,
-        view: &DirectoryView,
-        compute: &ComputeResource,
+        view: &'v DirectoryView,
+        compute: &'v ComputeResource,
         selection: &IdentitySelection,
         resource: &str,
-        attempt: &mut Attempt<'_>,
+        attempt: &mut Attempt<'v>,
     ) -> Result<ManagedIdentityToken, MiError> {
         // Per compute resource: off unless `rate_limits.profile = "azure"` (Azure's per-VM limits).
-        self.limits.check(LimitScope::ComputeResource, compute.id.key(), None).map_err(MiError::Throttled)?;
+        self.limits.check(LimitScope::ComputeResource, &compute.id.key(), None).map_err(MiError::Throttled)?;
         let identity = select_identity(view, compute, selection)?;
-        attempt.identity = Some(identity.clone());
-        self.limits
-            .check(LimitScope::Identity, &identity.principal_id.to_string(), None)
-            .map_err(MiError::Throttled)?;
-        let tenant = view.tenant(&TenantRef::Id(identity.tenant_id)).cloned().ok_or(MiError::IdentityNotFound)?;
+        attempt.identity = Some(identity);
+        self.limits.check(LimitScope::Identity, &identity.principal_id, None).map_err(MiError::Throttled)?;
+        let tenant = view.tenant(&TenantRef::Id(identity.tenant_id)).ok_or(MiError::IdentityNotFound)?;
         // `api://AzureADTokenExchange` needs no application: it is the audience of tokens meant to
         // be exchanged through a federated credential (flow 2), as in Entra.
         let app = view.resource_application(tenant.id, resource);
@@ -402,7 +400,7 @@ impl ManagedIdentityService {
         let roles = app.map(|app| view.role_values(identity.principal_id, app)).unwrap_or_default();
         let key = TokenCacheKey {
             tenant: tenant.id,
-            client: identity.client_id.to_string(),
+            client: identity.client_id,
             principal: identity.principal_id,
             credential: identity.principal_id,
             resource: resource.to_owned(),
@@ -410,7 +408,7 @@ impl ManagedIdentityService {
         };
         let lifetime_secs = i64::try_from(self.lifetime.as_secs()).unwrap_or(86_400);
         let minted = self.mint.mint(key, |now| AccessToken {
-            issuer: self.discovery.issuer_for(&tenant),
+            issuer: self.discovery.issuer_for(tenant),
             tenant: tenant.id,
             audience: resource,
             client_id: identity.client_id.to_string(),
@@ -457,7 +455,7 @@ impl ManagedIdentityService {
             time: self.clock.now(),
             tenant_id: compute.tenant_id,
             kind: SignInKind::ManagedIdentity,
-            principal: attempt.identity.as_ref().map(SignInPrincipal::identity).unwrap_or_default(),
+            principal: attempt.identity.map(SignInPrincipal::identity).unwrap_or_default(),
             compute_resource: Some(compute.id.to_string()),
             credential_id: None,
             resource: resource.map(clipped).unwrap_or_default(),
@@ -488,35 +486,34 @@ fn subjects(view: &DirectoryView, compute: Option<&ComputeResource>, selection: 
 
 /// The identity a request means: the one it names (by client id, object id or resource id) among
 /// the resource's identities, else the system-assigned one, else the only user-assigned one.
-fn select_identity(
-    view: &DirectoryView,
-    compute: &ComputeResource,
+fn select_identity<'v>(
+    view: &'v DirectoryView,
+    compute: &'v ComputeResource,
     selection: &IdentitySelection,
-) -> Result<ManagedIdentity, MiError> {
+) -> Result<&'v ManagedIdentity, MiError> {
     let given =
         [&selection.client_id, &selection.object_id, &selection.resource_id].iter().filter(|s| s.is_some()).count();
     if given > 1 {
         return Err(MiError::AmbiguousSelection);
     }
-    let users: Vec<&ManagedIdentity> =
-        compute.user_identities.iter().filter_map(|id| view.identity_by_resource(id)).collect();
-    let all = || compute.system_identity.iter().chain(users.iter().copied());
+    let users = || compute.user_identities.iter().filter_map(|id| view.identity_by_resource(id));
+    let mut all = compute.system_identity.iter().chain(users());
     let found = if let Some(raw) = &selection.client_id {
         let id = ClientId::parse(raw).map_err(|_| MiError::IdentityNotFound)?;
-        all().find(|i| i.client_id == id)
+        all.find(|i| i.client_id == id)
     } else if let Some(raw) = &selection.object_id {
         let id = ObjectId::parse(raw).map_err(|_| MiError::IdentityNotFound)?;
-        all().find(|i| i.principal_id == id)
+        all.find(|i| i.principal_id == id)
     } else if let Some(raw) = &selection.resource_id {
         let id = ResourceId::parse(raw).map_err(|_| MiError::IdentityNotFound)?;
-        all().find(|i| i.resource_id == id)
+        all.find(|i| i.resource_id == id)
     } else {
-        match (&compute.system_identity, users.as_slice()) {
-            (Some(system), _) => Some(system),
-            (None, [only]) => Some(*only),
-            (None, []) => None,
-            (None, _) => return Err(MiError::MultipleUserIdentities),
+        let mut users = users();
+        match (&compute.system_identity, users.next(), users.next()) {
+            (Some(system), _, _) => Some(system),
+            (None, only, None) => only,
+            (None, _, Some(_)) => return Err(MiError::MultipleUserIdentities),
         }
     };
-    found.cloned().ok_or(MiError::IdentityNotFound)
+    found.ok_or(MiError::IdentityNotFound)
 }

@@ -306,7 +306,7 @@ impl TokenService {
         attempt: &mut Attempt,
     ) -> Result<IssuedToken, TokenError> {
         if let Some(ip) = request.caller {
-            self.limits.check(LimitScope::Address, &ip.to_string(), None).map_err(TokenError::Throttled)?;
+            self.limits.check(LimitScope::Address, &ip, None).map_err(TokenError::Throttled)?;
         }
         let grant = request.grant_type.as_deref().ok_or(TokenError::MissingParameter("grant_type"))?;
         let exchange = match grant {
@@ -317,12 +317,8 @@ impl TokenService {
         let client = self.client(tenant, request)?;
         attempt.client = Some(client.clone());
         let limited = match &client {
-            Client::Application(app) => {
-                self.limits.check(LimitScope::Application, &app.app_id.to_string(), app.rate_limit)
-            }
-            Client::Identity(identity) => {
-                self.limits.check(LimitScope::Identity, &identity.principal_id.to_string(), None)
-            }
+            Client::Application(app) => self.limits.check(LimitScope::Application, &app.app_id, app.rate_limit),
+            Client::Identity(identity) => self.limits.check(LimitScope::Identity, &identity.principal_id, None),
         };
         limited.map_err(TokenError::Throttled)?;
         let resource_name = if exchange { exchange_resource(request)? } else { client_credentials_resource(request)? };
@@ -514,10 +510,10 @@ impl TokenService {
         })?;
         let principal = who.client.principal();
         let roles = view.role_values(principal, &resource);
-        let client_id = who.client.client_id().to_string();
+        let client_id = who.client.client_id();
         let key = TokenCacheKey {
             tenant: tenant.id,
-            client: client_id.clone(),
+            client: client_id,
             principal,
             credential: who.credential,
             resource: resource_name.to_owned(),
@@ -528,7 +524,7 @@ impl TokenService {
             issuer: self.discovery.issuer_for(tenant),
             tenant: tenant.id,
             audience: resource_name,
-            client_id,
+            client_id: client_id.to_string(),
             principal_id: principal,
             roles,
             acr: who.acr,

@@ -14,8 +14,9 @@ use prometheus::{IntCounter, IntCounterVec, Opts, Registry as Metrics};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::domain::activity::Outcome;
 use crate::domain::ports::{Registry, StoreError};
-use crate::domain::sign_in::{SignIn, SignInSink, aggregate};
+use crate::domain::sign_in::{SignIn, SignInKind, SignInSink, aggregate};
 
 /// Where batches go: the registry, or (in tests) something slower.
 #[async_trait]
@@ -45,6 +46,9 @@ pub struct BatchedSignInLog {
     dropped: IntCounter,
     /// Every token request by kind, result and error code (a bounded set of codes).
     requests: IntCounterVec,
+    /// `requests`' success counters by kind (managed identity, application), resolved once: most
+    /// requests succeed, and a label lookup hashes every label.
+    succeeded: [IntCounter; 2],
 }
 
 impl BatchedSignInLog {
@@ -74,14 +78,7 @@ impl BatchedSignInLog {
         let writer = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(batch_size);
             while receiver.recv_many(&mut batch, batch_size).await > 0 {
-                let deadline = tokio::time::Instant::now() + flush_interval;
-                while batch.len() < batch_size {
-                    let more = batch_size - batch.len();
-                    match tokio::time::timeout_at(deadline, receiver.recv_many(&mut batch, more)).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {}
-                    }
-                }
+                gather(&mut receiver, &mut batch, batch_size, flush_interval).await;
                 let count = batch.len() as u64;
                 let rows = aggregate(std::mem::take(&mut batch));
                 if write_with_retry(store.as_ref(), &rows, count).await {
@@ -91,7 +88,38 @@ impl BatchedSignInLog {
                 }
             }
         });
-        Ok((Arc::new(Self { queue, dropped, requests }), writer))
+        let succeeded = [SignInKind::ManagedIdentity, SignInKind::Application]
+            .map(|kind| requests.with_label_values(&[kind.as_str(), Outcome::Success.as_str(), ""]));
+        Ok((Arc::new(Self { queue, dropped, requests, succeeded }), writer))
+    }
+}
+
+/// How often a gathering writer looks whether a batch is full, so that requests never wake it.
+const GATHER_TICK: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Fills `batch` from the queue for up to `flush_interval`, or until it holds `batch_size`
+/// entries or the queue closes. It looks at the queue every [`GATHER_TICK`] rather than waiting on
+/// it: a writer waiting on the queue would be woken by every entry, one task wake-up per token
+/// request on the request path's cores.
+async fn gather(
+    receiver: &mut mpsc::Receiver<SignIn>,
+    batch: &mut Vec<SignIn>,
+    batch_size: usize,
+    flush_interval: std::time::Duration,
+) {
+    let deadline = tokio::time::Instant::now() + flush_interval;
+    loop {
+        while batch.len() < batch_size {
+            match receiver.try_recv() {
+                Ok(entry) => batch.push(entry),
+                Err(_) => break,
+            }
+        }
+        let now = tokio::time::Instant::now();
+        if batch.len() >= batch_size || now >= deadline || receiver.is_closed() {
+            return;
+        }
+        tokio::time::sleep(GATHER_TICK.min(deadline - now)).await;
     }
 }
 
@@ -127,9 +155,110 @@ async fn write_with_retry(store: &dyn SignInStore, rows: &[SignIn], count: u64) 
 
 impl SignInSink for BatchedSignInLog {
     fn record(&self, entry: SignIn) {
-        self.requests.with_label_values(&[entry.kind.as_str(), entry.outcome.as_str(), &entry.error_code]).inc();
+        if entry.outcome == Outcome::Success && entry.error_code.is_empty() {
+            self.succeeded[usize::from(entry.kind == SignInKind::Application)].inc();
+        } else {
+            self.requests.with_label_values(&[entry.kind.as_str(), entry.outcome.as_str(), &entry.error_code]).inc();
+        }
         if self.queue.try_send(entry).is_err() {
             self.dropped.inc();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use time::OffsetDateTime;
+
+    use super::*;
+    use crate::domain::sign_in::SignInPrincipal;
+    use crate::domain::tenant::TenantId;
+
+    /// Keeps the batches it is given.
+    #[derive(Default)]
+    struct Batches(Mutex<Vec<Vec<SignIn>>>);
+
+    #[async_trait]
+    impl SignInStore for Batches {
+        async fn append(&self, entries: &[SignIn]) -> Result<(), StoreError> {
+            self.0.lock().unwrap().push(entries.to_vec());
+            Ok(())
+        }
+    }
+
+    fn entry(resource: &str) -> SignIn {
+        SignIn {
+            id: uuid::Uuid::new_v4(),
+            time: OffsetDateTime::UNIX_EPOCH,
+            tenant_id: TenantId::parse("5e2d1c0a-7f3b-4e8d-9a61-0c4b8f2e9d17").unwrap(),
+            kind: SignInKind::Application,
+            principal: SignInPrincipal::default(),
+            compute_resource: None,
+            credential_id: None,
+            resource: resource.into(),
+            caller_address: None,
+            outcome: Outcome::Success,
+            status_code: 0,
+            error_code: String::new(),
+            reason: String::new(),
+            latency: Duration::from_millis(1),
+            cached: true,
+            count: 1,
+        }
+    }
+
+    fn start(batch_size: usize, flush_interval: Duration) -> (Arc<Batches>, Arc<BatchedSignInLog>, JoinHandle<()>) {
+        let store = Arc::new(Batches::default());
+        let metrics = Metrics::new();
+        let (log, writer) = BatchedSignInLog::start(store.clone(), 100, batch_size, flush_interval, &metrics).unwrap();
+        (store, log, writer)
+    }
+
+    #[tokio::test]
+    async fn entries_of_one_flush_interval_are_written_in_one_batch_with_identical_ones_merged() {
+        let (store, log, writer) = start(100, Duration::from_millis(200));
+        for resource in ["api://a", "api://a", "api://b"] {
+            log.record(entry(resource));
+        }
+        drop(log);
+        writer.await.unwrap();
+        let batches = store.0.lock().unwrap();
+        assert_eq!(batches.len(), 1, "one batch");
+        let counts: Vec<(&str, u32)> = batches[0].iter().map(|e| (e.resource.as_str(), e.count)).collect();
+        assert_eq!(counts, [("api://a", 2), ("api://b", 1)]);
+    }
+
+    #[tokio::test]
+    async fn a_full_batch_is_written_without_waiting_for_the_flush_interval() {
+        let (store, log, _writer) = start(2, Duration::from_secs(60));
+        for resource in ["api://a", "api://b", "api://c"] {
+            log.record(entry(resource));
+        }
+        // Well before the 60 s interval ends (the sink is kept, so the queue stays open).
+        let written = tokio::time::timeout(Duration::from_secs(30), async {
+            while store.0.lock().unwrap().is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(written.is_ok(), "the full batch was not written");
+        let first: Vec<String> = store.0.lock().unwrap()[0].iter().map(|e| e.resource.clone()).collect();
+        assert_eq!(first, ["api://a", "api://b"], "a batch holds at most batch_size requests");
+    }
+
+    #[tokio::test]
+    async fn requests_are_counted_by_kind_result_and_error_code() {
+        let store = Arc::new(Batches::default());
+        let metrics = Metrics::new();
+        let (log, _writer) = BatchedSignInLog::start(store, 100, 10, Duration::from_secs(1), &metrics).unwrap();
+        log.record(entry("api://a"));
+        log.record(SignIn { outcome: Outcome::Failure, error_code: "AADSTS700213".into(), ..entry("api://a") });
+        let count = |labels: [&str; 3]| log.requests.with_label_values(&labels).get();
+        assert_eq!(count(["application", "success", ""]), 1);
+        assert_eq!(count(["application", "failure", "AADSTS700213"]), 1);
+        assert_eq!(count(["managedIdentity", "success", ""]), 0);
     }
 }

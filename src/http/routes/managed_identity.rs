@@ -5,7 +5,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, RawQuery, State};
+use std::borrow::Cow;
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use serde::Serialize;
@@ -20,22 +22,22 @@ use crate::service::managed_identity::{
 };
 
 /// The query as name/value pairs; repeated names keep the first value.
-fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
-    let mut pairs: Vec<(String, String)> = Vec::new();
+fn query_pairs(raw: Option<&str>) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
+    let mut pairs: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
     for (name, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
         if !pairs.iter().any(|(n, _)| *n == name) {
-            pairs.push((name.into_owned(), value.into_owned()));
+            pairs.push((name, value));
         }
     }
     pairs
 }
 
-fn get(pairs: &[(String, String)], name: &str) -> Option<String> {
-    pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+fn get(pairs: &[(Cow<'_, str>, Cow<'_, str>)], name: &str) -> Option<String> {
+    pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_ref().to_owned())
 }
 
 /// Both spellings of the resource-id selector are accepted on both endpoints (PROTOCOL.md).
-fn selection(pairs: &[(String, String)]) -> IdentitySelection {
+fn selection(pairs: &[(Cow<'_, str>, Cow<'_, str>)]) -> IdentitySelection {
     IdentitySelection {
         client_id: get(pairs, "client_id"),
         object_id: get(pairs, "object_id"),
@@ -47,23 +49,29 @@ fn selection(pairs: &[(String, String)]) -> IdentitySelection {
 #[derive(Debug, Serialize)]
 pub struct ImdsTokenResponse<'a> {
     refresh_token: &'static str,
-    #[serde(serialize_with = "as_text")]
+    #[serde(serialize_with = "number_as_text")]
     expires_in: i64,
-    #[serde(serialize_with = "as_text")]
+    #[serde(serialize_with = "number_as_text")]
     expires_on: i64,
-    #[serde(serialize_with = "as_text")]
+    #[serde(serialize_with = "number_as_text")]
     ext_expires_in: i64,
-    #[serde(serialize_with = "as_text")]
+    #[serde(serialize_with = "number_as_text")]
     not_before: i64,
     resource: &'a str,
     token_type: &'static str,
-    #[serde(serialize_with = "as_text")]
+    #[serde(serialize_with = "id_as_text")]
     client_id: &'a ClientId,
 }
 
-/// A number (or id) written as a JSON string, as IMDS writes them, without an interim `String`.
-fn as_text<T: std::fmt::Display, S: serde::Serializer>(value: &T, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(value)
+/// A number written as a JSON string, as IMDS writes them, formatted on the stack.
+fn number_as_text<S: serde::Serializer>(value: &i64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(itoa::Buffer::new().format(*value))
+}
+
+/// An id written as a JSON string, formatted on the stack.
+fn id_as_text<S: serde::Serializer>(value: &&ClientId, serializer: S) -> Result<S::Ok, S::Error> {
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    serializer.serialize_str(value.as_uuid().hyphenated().encode_lower(&mut text))
 }
 
 impl<'a> From<&'a ManagedIdentityToken> for ImdsTokenResponse<'a> {
@@ -99,10 +107,11 @@ pub async fn issue_imds_token(
     State(state): State<AppState>,
     State(service): State<Arc<ManagedIdentityService>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    asked: Request,
 ) -> Result<impl IntoResponse, ApiError> {
-    let request = imds_request(&headers, query.as_deref());
+    // The whole request, read in place (the `HeaderMap` and `RawQuery` extractors copy).
+    let (headers, query) = (asked.headers(), asked.uri().query());
+    let request = imds_request(headers, query);
     let resource = request.resource.as_deref();
     let _in_flight = service
         .admit_by_address(Some(peer.ip()), resource)
@@ -130,10 +139,11 @@ pub struct VmExtensionTokenResponse {
 pub async fn issue_vm_extension_token(
     State(service): State<Arc<ManagedIdentityService>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    asked: Request,
 ) -> Result<impl IntoResponse, ApiError> {
-    let request = imds_request(&headers, query.as_deref());
+    // The whole request, read in place (the `HeaderMap` and `RawQuery` extractors copy).
+    let (headers, query) = (asked.headers(), asked.uri().query());
+    let request = imds_request(headers, query);
     let _in_flight = service
         .admit_by_address(Some(peer.ip()), request.resource.as_deref())
         .map_err(|e| ApiError::ManagedIdentity(MiEndpoint::VmExtension, e))?;
@@ -164,10 +174,11 @@ pub async fn issue_app_service_token(
     State(state): State<AppState>,
     State(service): State<Arc<ManagedIdentityService>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    asked: Request,
 ) -> Result<impl IntoResponse, ApiError> {
-    let pairs = query_pairs(query.as_deref());
+    // The whole request, read in place (the `HeaderMap` and `RawQuery` extractors copy).
+    let (headers, query) = (asked.headers(), asked.uri().query());
+    let pairs = query_pairs(query);
     let request = AppServiceRequest {
         identity_header: headers.get("x-identity-header").and_then(|v| v.to_str().ok()).map(str::to_owned),
         api_version: get(&pairs, "api-version"),

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::borrow::Cow;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use base64::Engine;
@@ -51,21 +50,23 @@ pub async fn issue_token(
     State(tokens): State<Arc<TokenService>>,
     Path(tenant): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    asked: Request,
 ) -> Result<impl IntoResponse, ApiError> {
-    let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge,
-        _ => TokenError::MissingParameter("grant_type").into(),
-    })?;
+    // The headers are read in place before the body is taken (the `HeaderMap` extractor copies).
+    let headers = asked.headers();
     let is_form = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
         v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
     });
+    let basic = basic_credentials(headers);
+    let body = Bytes::from_request(asked, &()).await.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge,
+        _ => TokenError::MissingParameter("grant_type").into(),
+    })?;
     if !is_form {
         return Err(TokenError::MissingParameter("grant_type").into());
     }
     let form = TokenForm::parse(&body)?;
-    let mut request = token_request(form, &headers);
+    let mut request = token_request(form, basic);
     request.caller = Some(peer.ip());
     let caller = || tokens.caller(&tenant, request.client_id.as_deref());
     inject(&state, FaultEndpoint::Token, caller, |subjects| tokens.injected_sign_in(subjects, &request)).await?;
@@ -129,9 +130,10 @@ impl TokenForm {
     }
 }
 
-/// Merges the form with `Authorization: Basic` (RFC 6749 section 2.3.1: both parts form-encoded).
-fn token_request(form: TokenForm, headers: &HeaderMap) -> TokenRequest {
-    let basic = headers
+/// The client id and secret of `Authorization: Basic` (RFC 6749 section 2.3.1: both parts
+/// form-encoded).
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
@@ -142,7 +144,11 @@ fn token_request(form: TokenForm, headers: &HeaderMap) -> TokenRequest {
             let decode =
                 |s: &str| form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
             Some((decode(id)?, decode(secret)?))
-        });
+        })
+}
+
+/// Merges the form with the `Authorization: Basic` credentials.
+fn token_request(form: TokenForm, basic: Option<(String, String)>) -> TokenRequest {
     let (basic_id, basic_secret) = basic.map_or((None, None), |(id, secret)| (Some(id), Some(secret)));
     TokenRequest {
         grant_type: form.grant_type,
