@@ -14,6 +14,7 @@
 //! directory. A hit skips only the signature check of an identical assertion already verified.
 
 use std::hash::Hash;
+use std::sync::Arc;
 use std::time::Duration;
 
 use moka::sync::Cache;
@@ -83,7 +84,7 @@ where
 pub type IssuedTokens = CountedCache<TokenCacheKey, CachedToken>;
 
 /// Verified assertions, by the SHA-256 of their text.
-pub type VerifiedAssertions = CountedCache<[u8; 32], VerifiedAssertion>;
+pub type VerifiedAssertions = CountedCache<[u8; 32], Arc<VerifiedAssertion>>;
 
 impl IssuedTokenCache for IssuedTokens {
     fn get(&self, key: &TokenCacheKey) -> Option<CachedToken> {
@@ -100,11 +101,11 @@ impl IssuedTokenCache for IssuedTokens {
 }
 
 impl VerifiedAssertionCache for VerifiedAssertions {
-    fn get(&self, digest: &[u8; 32]) -> Option<VerifiedAssertion> {
+    fn get(&self, digest: &[u8; 32]) -> Option<Arc<VerifiedAssertion>> {
         self.cache.get(digest)
     }
 
-    fn insert(&self, digest: [u8; 32], assertion: VerifiedAssertion) {
+    fn insert(&self, digest: [u8; 32], assertion: Arc<VerifiedAssertion>) {
         self.cache.insert(digest, assertion);
     }
 

@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 
 use super::tenant::TenantId;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
     Success,
     Failure,

@@ -139,8 +139,9 @@ pub struct VerifiedAssertion {
 
 /// Verified assertions by the SHA-256 of their text: a reused assertion costs no signature check.
 pub trait VerifiedAssertionCache: Send + Sync {
-    fn get(&self, digest: &[u8; 32]) -> Option<VerifiedAssertion>;
-    fn insert(&self, digest: [u8; 32], assertion: VerifiedAssertion);
+    /// Shared, not copied: a hit costs no allocation.
+    fn get(&self, digest: &[u8; 32]) -> Option<std::sync::Arc<VerifiedAssertion>>;
+    fn insert(&self, digest: [u8; 32], assertion: std::sync::Arc<VerifiedAssertion>);
     fn record(&self, hit: bool);
 }
 

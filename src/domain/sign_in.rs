@@ -7,6 +7,8 @@
 //! managed-identity sign-ins: a workload asking for the same token thousands of times a second
 //! costs the log one row per write, not thousands.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -30,7 +32,7 @@ pub mod aadsts {
     pub const SERVER_ERROR: u32 = 50000;
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SignInKind {
     ManagedIdentity,
     Application,
@@ -62,7 +64,7 @@ impl SignInKind {
 }
 
 /// A managed identity's kind (Graph's `msiType`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MsiType {
     SystemAssigned,
     UserAssigned,
@@ -88,7 +90,7 @@ impl MsiType {
 /// Who signed in, as the log names them: the principal's ids, its name when the request was made
 /// (an application's display name; a managed identity's is its resource's name, as Entra names
 /// its service principal) and, for a managed identity, its kind.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct SignInPrincipal {
     pub principal_id: Option<ObjectId>,
     pub client_id: Option<String>,
@@ -148,6 +150,8 @@ pub struct SignIn {
 }
 
 impl SignIn {
+    /// Whether `other` is the same request (told apart by nothing but its time, id and latency).
+    /// [`SameRequest`] hashes the same fields.
     fn same_request(&self, other: &Self) -> bool {
         self.tenant_id == other.tenant_id
             && self.kind == other.kind
@@ -164,6 +168,17 @@ impl SignIn {
     }
 }
 
+/// Hashes what [`SignIn::same_request`] compares.
+struct SameRequest<'a>(&'a SignIn);
+
+impl Hash for SameRequest<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let e = self.0;
+        (e.tenant_id, e.kind, &e.principal, &e.compute_resource, e.credential_id, &e.resource).hash(state);
+        (e.caller_address, e.outcome, e.status_code, &e.error_code, &e.reason, e.cached).hash(state);
+    }
+}
+
 /// What the log keeps of a value the client gave (a resource, a client id): its first 256
 /// characters.
 pub fn clipped(value: &str) -> String {
@@ -175,19 +190,31 @@ pub fn clipped(value: &str) -> String {
 }
 
 /// Merges identical requests into one entry each (the first's id and time, the counts summed,
-/// the slowest latency), in order of first appearance.
+/// the slowest latency), in order of first appearance. A batch may hold hundreds of distinct
+/// requests (CI jobs, one subject each): they are found by hash, not by scanning.
 pub fn aggregate(entries: Vec<SignIn>) -> Vec<SignIn> {
+    let hasher = RandomState::new();
+    let mut first: HashMap<u64, usize> = HashMap::with_capacity(entries.len());
     let mut merged: Vec<SignIn> = Vec::new();
-    'next: for entry in entries {
-        // Batches hold few distinct requests: a short scan beats hashing every field.
-        for existing in merged.iter_mut().rev().take(64) {
-            if existing.same_request(&entry) {
+    for entry in entries {
+        let hash = hasher.hash_one(SameRequest(&entry));
+        let same = match first.get(&hash) {
+            Some(&i) if merged[i].same_request(&entry) => Some(i),
+            // Two different requests with one hash: the later is not indexed, so look at all.
+            Some(_) => merged.iter().position(|m| m.same_request(&entry)),
+            None => {
+                first.insert(hash, merged.len());
+                None
+            }
+        };
+        match same {
+            Some(i) => {
+                let existing = &mut merged[i];
                 existing.count = existing.count.saturating_add(entry.count);
                 existing.latency = existing.latency.max(entry.latency);
-                continue 'next;
             }
+            None => merged.push(entry),
         }
-        merged.push(entry);
     }
     merged
 }
@@ -252,6 +279,28 @@ mod tests {
         let wide = "é".repeat(200);
         assert_eq!(clipped(&wide), wide, "200 characters in 400 bytes are kept whole");
         assert_eq!(clipped(&"é".repeat(300)).chars().count(), 256);
+    }
+
+    #[test]
+    fn identical_requests_merge_however_many_distinct_ones_come_between_them() {
+        // 200 principals (CI jobs, one subject each), each asking twice, round robin.
+        let entries: Vec<SignIn> = (0..2).flat_map(|_| (0..200u16).map(wide_entry)).collect();
+        let merged = aggregate(entries);
+        assert_eq!(merged.len(), 200);
+        assert!(merged.iter().all(|e| e.count == 2), "every request merged with its twin");
+        assert_eq!(merged[7].principal, wide_entry(7).principal, "in order of first appearance");
+    }
+
+    fn wide_entry(principal: u16) -> SignIn {
+        SignIn {
+            principal: SignInPrincipal {
+                principal_id: Some(
+                    ObjectId::parse(&format!("00000000-0000-4000-8000-00000000{principal:04}")).unwrap(),
+                ),
+                ..SignInPrincipal::default()
+            },
+            ..entry(0, false, 1)
+        }
     }
 
     #[test]

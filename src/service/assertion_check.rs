@@ -52,7 +52,7 @@ impl AssertionChecker {
         Self { own, external, discovery, directory, clock, verified, policy }
     }
 
-    pub async fn check(&self, raw: &str) -> Result<VerifiedAssertion, AssertionError> {
+    pub async fn check(&self, raw: &str) -> Result<Arc<VerifiedAssertion>, AssertionError> {
         if raw.len() > self.policy.max_bytes {
             return Err(AssertionError::TooLarge(self.policy.max_bytes));
         }
@@ -67,9 +67,9 @@ impl AssertionChecker {
             // may no longer be trusted by any credential.
             if !self.is_own(&verified.issuer) && !self.is_trusted_external(&verified.issuer) {
                 return Err(AssertionError::UntrustedIssuer {
-                    issuer: verified.issuer,
-                    subject: verified.subject,
-                    audiences: verified.audiences,
+                    issuer: verified.issuer.clone(),
+                    subject: verified.subject.clone(),
+                    audiences: verified.audiences.clone(),
                 });
             }
             if verified.expires_at + leeway <= now {
@@ -77,7 +77,7 @@ impl AssertionChecker {
             }
             return Ok(verified);
         }
-        let verified = self.verify(raw, now, leeway).await?;
+        let verified = Arc::new(self.verify(raw, now, leeway).await?);
         self.verified.insert(key, verified.clone());
         Ok(verified)
     }

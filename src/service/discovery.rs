@@ -70,9 +70,12 @@ impl DiscoveryService {
     /// The tenant whose issuer `issuer` is, if it is one of this broker's.
     pub fn own_issuer_tenant(&self, issuer: &str) -> Option<Tenant> {
         let rest = issuer.strip_prefix(&self.base)?.strip_prefix('/')?;
-        let tenant = rest.strip_suffix("/v2.0")?;
-        let tenant = self.tenant(tenant).ok()?;
-        (self.issuer_for(&tenant) == issuer).then_some(tenant)
+        let segment = rest.strip_suffix("/v2.0")?;
+        let tenant = self.tenant(segment).ok()?;
+        // Only the tenant's id as `issuer_for` writes it (lower case), not its name or another
+        // spelling of the id; compared without writing the issuer out.
+        let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        (tenant.id.as_uuid().hyphenated().encode_lower(&mut id) == segment).then_some(tenant)
     }
 
     pub fn tenant_endpoints(&self, segment: &str) -> Result<TenantEndpoints, DiscoveryError> {
@@ -167,6 +170,24 @@ mod tests {
             endpoints.token_endpoint,
             "https://localhost:8443/5e2d1c0a-7f3b-4e8d-9a61-0c4b8f2e9d17/oauth2/v2.0/token"
         );
+    }
+
+    #[test]
+    fn only_the_issuer_as_this_broker_writes_it_is_its_own() {
+        let discovery = service();
+        let id = "5e2d1c0a-7f3b-4e8d-9a61-0c4b8f2e9d17";
+        let own = discovery.own_issuer_tenant(&format!("https://localhost:8443/{id}/v2.0"));
+        assert_eq!(own.map(|t| t.id.to_string()).as_deref(), Some(id));
+        for other in [
+            "https://localhost:8443/demo/v2.0".to_owned(),
+            format!("https://localhost:8443/{}/v2.0", id.to_uppercase()),
+            format!("https://localhost:8443/{id}/v2.0/"),
+            format!("https://localhost:8443/{id}"),
+            format!("https://elsewhere.example/{id}/v2.0"),
+            "https://localhost:8443/00000000-0000-4000-8000-000000000000/v2.0".to_owned(),
+        ] {
+            assert_eq!(discovery.own_issuer_tenant(&other), None, "{other}");
+        }
     }
 
     #[test]

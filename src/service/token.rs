@@ -386,7 +386,7 @@ impl TokenService {
         let no_match = |issuer: String, subject: String, audiences: Vec<String>, claims: &Claims| {
             self.no_match(credentials, (issuer, subject, audiences), claims, exchange)
         };
-        let assertion: VerifiedAssertion = match self.assertions.check(raw).await {
+        let assertion = match self.assertions.check(raw).await {
             Ok(assertion) => assertion,
             // Nothing was verified: the diagnosis compares only what the assertion claims to be
             // (with no credential at all, the mismatch is the issuer and there is no diagnosis).
@@ -452,7 +452,7 @@ impl TokenService {
         let (assertion, claims, presented) = match self.assertions.check(raw).await {
             Ok(assertion) => {
                 let presented = (assertion.issuer.clone(), assertion.subject.clone(), assertion.audiences.clone());
-                (Ok(assertion.clone()), assertion.claims.clone(), Some(presented))
+                (Ok(VerifiedAssertion::clone(&assertion)), assertion.claims.clone(), Some(presented))
             }
             Err(error) => {
                 // Not verified because no credential trusts the issuer: what it claims can still
