@@ -403,8 +403,12 @@ fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// A scenario's ratio to its floor, unless the load generator set the pace of either run.
+/// A scenario's ratio to its floor, unless the load generator set the pace of either run. Only a
+/// closed loop's throughput is measured: an open loop's is the rate it was given.
 fn ratio_to(result: &run::Outcome, floor: &run::Outcome) -> Result<f64, String> {
+    if let run::Mode::Open { .. } = result.mode {
+        return Err("an open loop's rate is set, not measured".into());
+    }
     match (result.client_bound(), floor.client_bound()) {
         (false, false) => Ok(result.rps() / floor.rps()),
         (true, _) => Err(format!("client-bound ({})", busy(result))),
@@ -422,7 +426,8 @@ fn busy(outcome: &run::Outcome) -> String {
 }
 
 fn print_row(result: &run::Outcome, baseline: Option<&run::Outcome>) {
-    let ratio = match baseline.map(|b| ratio_to(result, b)) {
+    let closed = matches!(result.mode, run::Mode::Closed { .. });
+    let ratio = match baseline.filter(|_| closed).map(|b| ratio_to(result, b)) {
         Some(Ok(ratio)) => format!("  {ratio:.2}x floor"),
         Some(Err(why)) => format!("  no ratio: {why}"),
         None if result.client_bound() => "  client-bound".to_owned(),

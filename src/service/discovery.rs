@@ -128,7 +128,7 @@ fn truncate(segment: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::domain::keys::JwkSet;
     use crate::domain::tenant::{TenantId, TenantName};
@@ -142,7 +142,8 @@ mod tests {
             }
         }
     }
-    struct NoKeys;
+    /// A key publisher with no key (for services that only need one to exist).
+    pub(crate) struct NoKeys;
     impl KeyPublisher for NoKeys {
         fn jwks(&self, _issuer: &str) -> JwkSet {
             JwkSet { keys: vec![] }
