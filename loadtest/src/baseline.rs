@@ -123,10 +123,72 @@ fn tls_acceptor(floor: &Floor) -> Result<tokio_rustls::TlsAcceptor, String> {
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
-/// The empty servers beside a floor on `port`: HTTPS on `port + 2`, plain HTTP on `port + 3`.
-async fn empty_servers(port: u16, floor: &Floor) -> Result<(), String> {
-    let https = tokio::net::TcpListener::bind(("127.0.0.1", port + 2)).await.map_err(|e| e.to_string())?;
-    let http = tokio::net::TcpListener::bind(("127.0.0.1", port + 3)).await.map_err(|e| e.to_string())?;
+/// Where the floors and the empty servers listen.
+#[derive(Debug, Clone, Copy)]
+struct FloorPorts {
+    https: u16,
+    http: u16,
+    empty_https: u16,
+    empty_http: u16,
+}
+
+impl FloorPorts {
+    /// A floor started apart (`--serve-floor`) on `port`: the plain-HTTP floor on the next port,
+    /// the empty servers (HTTPS, plain HTTP) on the two after.
+    fn beside(port: u16) -> Self {
+        Self { https: port, http: port + 1, empty_https: port + 2, empty_http: port + 3 }
+    }
+}
+
+/// The four listeners, bound before anything is served, so a taken port is an error at once.
+struct FloorListeners {
+    https: std::net::TcpListener,
+    http: std::net::TcpListener,
+    empty_https: std::net::TcpListener,
+    empty_http: std::net::TcpListener,
+}
+
+impl FloorListeners {
+    /// On `addr` and the three ports after it ([`FloorPorts::beside`]).
+    fn bind_beside(addr: &str) -> Result<Self, String> {
+        let https = std::net::TcpListener::bind(addr).map_err(|e| format!("{addr}: {e}"))?;
+        let ports = FloorPorts::beside(https.local_addr().map_err(|e| e.to_string())?.port());
+        let bind = |port: u16, what: &str| {
+            std::net::TcpListener::bind(("127.0.0.1", port)).map_err(|e| format!("port {port} ({what}): {e}"))
+        };
+        Ok(Self {
+            https,
+            http: bind(ports.http, "the plain-HTTP floor")?,
+            empty_https: bind(ports.empty_https, "the HTTPS empty server")?,
+            empty_http: bind(ports.empty_http, "the plain-HTTP empty server")?,
+        })
+    }
+
+    /// Each on a port of the system's choosing (a floor inside this process).
+    fn bind_any() -> Result<Self, String> {
+        let bind = || std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string());
+        Ok(Self { https: bind()?, http: bind()?, empty_https: bind()?, empty_http: bind()? })
+    }
+
+    fn ports(&self) -> Result<FloorPorts, String> {
+        let port = |l: &std::net::TcpListener| l.local_addr().map(|a| a.port()).map_err(|e| e.to_string());
+        Ok(FloorPorts {
+            https: port(&self.https)?,
+            http: port(&self.http)?,
+            empty_https: port(&self.empty_https)?,
+            empty_http: port(&self.empty_http)?,
+        })
+    }
+}
+
+fn tokio_listener(listener: std::net::TcpListener) -> Result<tokio::net::TcpListener, String> {
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())
+}
+
+/// The empty servers: HTTPS and plain HTTP.
+async fn empty_servers(https: std::net::TcpListener, http: std::net::TcpListener, floor: &Floor) -> Result<(), String> {
+    let (https, http) = (tokio_listener(https)?, tokio_listener(http)?);
     let tls = tls_acceptor(floor)?;
     tokio::join!(serve_empty(https, Some(tls)), serve_empty(http, None));
     Ok(())
@@ -153,36 +215,34 @@ async fn floor_server(listener: std::net::TcpListener, floor: &Floor) -> Result<
     server.serve(floor_router().into_make_service()).await.map_err(|e| e.to_string())
 }
 
-/// The plain-HTTP floor, on the port after the HTTPS one: what the IMDS path is compared with.
-async fn plain_floor_server(https_port: u16) -> Result<(), String> {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", https_port + 1)).await.map_err(|e| e.to_string())?;
-    axum::serve(listener, floor_router()).await.map_err(|e| e.to_string())
+/// The plain-HTTP floor: what the IMDS path is compared with.
+async fn plain_floor_server(listener: std::net::TcpListener) -> Result<(), String> {
+    axum::serve(tokio_listener(listener)?, floor_router()).await.map_err(|e| e.to_string())
 }
 
 /// `--serve-floor`: the floor server alone, for running on the broker's core.
 pub async fn serve_floor(addr: &str) -> Result<(), String> {
     let floor = floor_identity()?;
     std::fs::write("floor-ca.pem", &floor.cert_pem).map_err(|e| e.to_string())?;
-    let listener = std::net::TcpListener::bind(addr).map_err(|e| e.to_string())?;
-    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let listeners = FloorListeners::bind_beside(addr)?;
+    let ports = listeners.ports()?;
     eprintln!(
-        "loadtest: HTTPS floor on https://localhost:{port}/token (certificate in floor-ca.pem), \
+        "loadtest: HTTPS floor on https://localhost:{}/token (certificate in floor-ca.pem), \
          plain HTTP floor on http://127.0.0.1:{}/token, empty servers (the client's ceiling) on ports {} and {}",
-        port + 1,
-        port + 2,
-        port + 3
+        ports.https, ports.http, ports.empty_https, ports.empty_http
     );
-    serve_all(listener, port, floor).await
+    serve_all(listeners, floor).await
 }
 
 /// The floors and the empty servers beside them, until one fails.
-async fn serve_all(listener: std::net::TcpListener, port: u16, floor: Floor) -> Result<(), String> {
-    let plain = tokio::spawn(plain_floor_server(port));
+async fn serve_all(listeners: FloorListeners, floor: Floor) -> Result<(), String> {
+    let FloorListeners { https, http, empty_https, empty_http } = listeners;
+    let plain = tokio::spawn(plain_floor_server(http));
     let empty = {
         let floor = floor.clone();
-        tokio::spawn(async move { empty_servers(port, &floor).await })
+        tokio::spawn(async move { empty_servers(empty_https, empty_http, &floor).await })
     };
-    let outcome = floor_server(listener, &floor).await;
+    let outcome = floor_server(https, &floor).await;
     plain.abort();
     empty.abort();
     outcome
@@ -250,23 +310,26 @@ pub async fn measure(args: &Args, open_rate: impl Fn(f64) -> Option<f64>) -> Res
         }
         None => {
             let floor = floor_identity()?;
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-            let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+            let listeners = FloorListeners::bind_any()?;
+            let ports = listeners.ports()?;
             let cert = floor.cert_pem.clone();
-            let servers = tokio::spawn(serve_all(listener, port, floor));
-            (format!("https://localhost:{port}/token"), cert, Some(servers))
+            let servers = tokio::spawn(serve_all(listeners, floor));
+            (format!("https://localhost:{}/token", ports.https), cert, Some((servers, ports)))
         }
     };
-    let port = port_of(&url).ok_or("the floor URL has no port")?;
+    let (servers, ports) = match servers {
+        Some((servers, ports)) => (Some(servers), ports),
+        None => (None, FloorPorts::beside(port_of(&url).ok_or("the floor URL has no port")?)),
+    };
     let (base, path) = url.rsplit_once('/').ok_or("the floor URL has no path")?;
     let path = format!("/{path}");
     let floors: Arc<[Arc<Endpoint>]> = Arc::from([
         Endpoint::new(base, cert_pem.as_bytes(), None).await?,
-        Endpoint::new(&format!("http://127.0.0.1:{}", port + 1), &[], None).await?,
+        Endpoint::new(&format!("http://127.0.0.1:{}", ports.http), &[], None).await?,
     ]);
     let empty: Arc<[Arc<Endpoint>]> = Arc::from([
-        Endpoint::new(&format!("https://localhost:{}", port + 2), cert_pem.as_bytes(), None).await?,
-        Endpoint::new(&format!("http://127.0.0.1:{}", port + 3), &[], None).await?,
+        Endpoint::new(&format!("https://localhost:{}", ports.empty_https), cert_pem.as_bytes(), None).await?,
+        Endpoint::new(&format!("http://127.0.0.1:{}", ports.empty_http), &[], None).await?,
     ]);
     let servers = InProcess(servers);
     let https = Prepared::post_form((0, &floors[0]), &path, &[("grant_type", "client_credentials")])?;
