@@ -74,6 +74,29 @@ pub struct TokenRateLimits {
     clock: DefaultClock,
 }
 
+/// Calls `f` with `key` written out: on the stack when it fits (addresses, ids), so a limited
+/// request allocates no key; on the heap otherwise (a long resource id).
+fn with_text<R>(key: &dyn std::fmt::Display, f: impl FnOnce(&str) -> R) -> R {
+    use std::fmt::Write as _;
+    struct Stack {
+        bytes: [u8; 64],
+        len: usize,
+    }
+    impl std::fmt::Write for Stack {
+        fn write_str(&mut self, text: &str) -> std::fmt::Result {
+            let end = self.len + text.len();
+            self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?.copy_from_slice(text.as_bytes());
+            self.len = end;
+            Ok(())
+        }
+    }
+    let mut stack = Stack { bytes: [0; 64], len: 0 };
+    match write!(stack, "{key}").ok().and_then(|()| std::str::from_utf8(&stack.bytes[..stack.len]).ok()) {
+        Some(text) => f(text),
+        None => f(&key.to_string()),
+    }
+}
+
 fn index(scope: LimitScope) -> usize {
     match scope {
         LimitScope::Application => 0,
@@ -129,17 +152,20 @@ impl RateLimiter for TokenRateLimits {
         if rate == Rate::Off {
             return Ok(());
         }
-        let key = key.to_string();
         let replicas = NonZeroU32::new(self.replicas.get()).unwrap_or(NonZeroU32::MIN);
         let build = || {
             let limiter = quota(rate, burst, replicas).map(DefaultDirectRateLimiter::direct);
             Arc::new(Bucket { own, replicas, limiter })
         };
-        let mut bucket = state.buckets.get_with_by_ref(key.as_str(), build);
-        if bucket.own != own || bucket.replicas != replicas {
-            bucket = build();
-            state.buckets.insert(key, Arc::clone(&bucket));
-        }
+        let bucket = with_text(key, |key| {
+            let bucket = state.buckets.get_with_by_ref(key, build);
+            if bucket.own == own && bucket.replicas == replicas {
+                return bucket;
+            }
+            let bucket = build();
+            state.buckets.insert(key.to_owned(), Arc::clone(&bucket));
+            bucket
+        });
         let Some(limiter) = &bucket.limiter else {
             return Ok(());
         };
@@ -228,6 +254,15 @@ mod tests {
         assert_eq!(Rate::parse("off").unwrap(), Rate::Off);
         assert!(Rate::parse("0/s").is_err());
         assert!(Rate::parse("10/day").is_err());
+    }
+
+    #[test]
+    fn keys_are_written_out_whole_short_or_long() {
+        let address: std::net::IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(with_text(&address, str::to_owned), "2001:db8::1");
+        let long = "/subscriptions/x/resourceGroups/y/providers/Microsoft.Compute/virtualMachines/a-long-name";
+        assert!(long.len() > 64);
+        assert_eq!(with_text(&long, str::to_owned), long);
     }
 
     #[test]
