@@ -1,5 +1,5 @@
 //! Writing files that must never be seen half-written or readable by others: private keys,
-//! certificates, manifests and secrets.
+//! certificates, manifests and secrets; and the lock processes sharing a directory take turns with.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -24,6 +24,14 @@ pub fn replace(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
     }
     write_new(tmp, contents, mode)?;
     fs::rename(tmp, path)
+}
+
+/// Opens `path` (created owner-only) and holds an exclusive lock on it until the returned file is
+/// dropped: processes sharing a directory take turns changing it.
+pub fn lock_exclusive(path: &Path) -> std::io::Result<fs::File> {
+    let file = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(path)?;
+    file.lock()?;
+    Ok(file)
 }
 
 /// Creates `dir` and its parents; directories this creates are owner-only.

@@ -22,6 +22,9 @@ const SERVER_DIR: &str = "tls";
 const SERVER_CERT: &str = "server.crt.pem";
 const SERVER_KEY: &str = "server.key.pem";
 const SERVER_META: &str = "server.json";
+/// Held while the development files are checked and written: replicas starting together on one
+/// `keys/` directory take turns, so they end with one CA and a server certificate it signed.
+const LOCK: &str = ".tls.lock";
 
 /// Where the HTTPS listener's certificate chain and key are, and the CA clients should trust
 /// (only for the development CA).
@@ -83,6 +86,8 @@ fn ensure_dev_certificates(keys_dir: &Path, hosts: &[String], now: OffsetDateTim
     files::create_private_dir(keys_dir).map_err(io(keys_dir))?;
     let server_dir = keys_dir.join(SERVER_DIR);
     files::create_private_dir(&server_dir).map_err(io(&server_dir))?;
+    let lock_path = keys_dir.join(LOCK);
+    let _lock = files::lock_exclusive(&lock_path).map_err(io(&lock_path))?;
 
     let ca_cert_path = keys_dir.join(CA_CERT);
     let ca_key_path = keys_dir.join(CA_KEY);
@@ -149,6 +154,8 @@ pub async fn rustls_config(files: &TlsFiles) -> Result<axum_server::tls_rustls::
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use time::macros::datetime;
 
@@ -168,5 +175,45 @@ mod tests {
         let changed = ensure_dev_certificates(dir.path(), &more, now).unwrap();
         assert_ne!(fs::read(&changed.cert_chain).unwrap(), cert, "new hosts: new certificate");
         assert_eq!(fs::read(changed.dev_ca.unwrap()).unwrap(), ca, "the CA is kept");
+    }
+
+    #[test]
+    fn replicas_starting_together_end_with_one_ca_and_a_server_certificate_it_signed() {
+        use rustls::RootCertStore;
+        use rustls::client::WebPkiServerVerifier;
+        use rustls::client::danger::ServerCertVerifier;
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+        use rustls::sign::CertifiedKey;
+
+        let dir = tempfile::tempdir().unwrap();
+        let now = datetime!(2026-01-01 00:00 UTC);
+        let hosts = vec!["localhost".to_owned()];
+        let started: Vec<TlsFiles> = std::thread::scope(|scope| {
+            let racers: Vec<_> =
+                (0..8).map(|_| scope.spawn(|| ensure_dev_certificates(dir.path(), &hosts, now))).collect();
+            racers.into_iter().map(|racer| racer.join().unwrap().unwrap()).collect()
+        });
+        let files = &started[0];
+        assert!(started.iter().all(|f| f == files), "every replica serves the same files");
+
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let pair = |cert: &Path, key: &Path| {
+            let cert = CertificateDer::from_pem_file(cert).unwrap();
+            let key = PrivateKeyDer::from_pem_file(key).unwrap();
+            CertifiedKey::from_der(vec![cert.clone()], key, &provider).map(|_| cert)
+        };
+        let ca_path = files.dev_ca.as_ref().unwrap();
+        let ca = pair(ca_path, &dir.path().join(CA_KEY)).expect("the CA certificate is the CA key's");
+        let server = pair(&files.cert_chain, &files.key).expect("the server certificate is the server key's");
+
+        let mut roots = RootCertStore::empty();
+        roots.add(ca).unwrap();
+        let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider).build().unwrap();
+        let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(now.unix_timestamp() as u64 + 60));
+        let name = ServerName::try_from("localhost").unwrap();
+        verifier
+            .verify_server_cert(&server, &[], &name, &[], at)
+            .expect("the CA on disk signed the server certificate");
     }
 }

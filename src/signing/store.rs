@@ -8,8 +8,8 @@
 //! exclusive lock and replace the manifest atomically; a reader never sees half a manifest.
 //! Private keys are created with `O_EXCL` and owner-only permissions from the start.
 
-use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs::{self, File};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -308,10 +308,7 @@ impl FileKeyStore {
 
     fn lock(&self) -> Result<File, KeyStoreError> {
         let path = self.dir.join(LOCK);
-        let io = |source| KeyStoreError::Io { path: path.clone(), source };
-        let file = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&path).map_err(io)?;
-        file.lock().map_err(io)?;
-        Ok(file)
+        files::lock_exclusive(&path).map_err(|source| KeyStoreError::Io { path, source })
     }
 
     fn key_path(&self, kid: &str) -> PathBuf {
