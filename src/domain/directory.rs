@@ -294,12 +294,12 @@ impl DirectoryView {
         self.secret_hashes.get(&application).map_or(&[], |h| h)
     }
 
-    pub fn tenant(&self, tenant: &TenantRef) -> Option<&Tenant> {
+    pub fn tenant(&self, tenant: &TenantRef) -> Option<&Arc<Tenant>> {
         let id = match tenant {
             TenantRef::Id(id) => *id,
             TenantRef::Name(name) => *self.tenants_by_name.get(name)?,
         };
-        self.tenants.get(&id).map(|t| &**t)
+        self.tenants.get(&id)
     }
 
     pub fn tenants(&self) -> impl Iterator<Item = &Tenant> {

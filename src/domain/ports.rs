@@ -1,6 +1,8 @@
 //! Ports: the traits through which services reach storage, keys and tenants. Adapters live in
 //! `store` and `signing`; services depend only on these traits.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use super::activity::{ActivityEntry, ActivityPage, ActivityQuery};
@@ -29,7 +31,7 @@ pub enum SignError {
 
 /// Resolves a tenant from the in-memory snapshot (never the database: this sits on request paths).
 pub trait TenantLookup: Send + Sync {
-    fn find(&self, tenant: &TenantRef) -> Option<Tenant>;
+    fn find(&self, tenant: &TenantRef) -> Option<Arc<Tenant>>;
 }
 
 /// The current directory view, and a way to refresh it after a committed change.

@@ -70,7 +70,11 @@ impl TenantRef {
     /// Reads a path segment. `None` when it can be neither a GUID nor a name, which callers answer
     /// exactly like an unknown tenant.
     pub fn parse(segment: &str) -> Option<Self> {
-        TenantId::parse(segment).map(Self::Id).or_else(|_| TenantName::parse(segment).map(Self::Name)).ok()
+        // Not through `TenantId::parse`, whose error copies the segment for its message.
+        match Uuid::try_parse(segment) {
+            Ok(id) => Some(Self::Id(TenantId::new(id))),
+            Err(_) => TenantName::parse(segment).map(Self::Name).ok(),
+        }
     }
 }
 

@@ -1,14 +1,16 @@
 //! Signed tokens and their claims, as values the core can pass around without leaking them.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// The claims of a token to sign: a JSON object. Built by services, signed by the key ring.
 pub type Claims = serde_json::Map<String, serde_json::Value>;
 
 /// A compact-serialised JWS. Its `Debug` never shows the token, so it cannot reach a log by accident.
+/// Shared, not copied: a token served from the cache is the cached one.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SignedJwt {
-    compact: String,
+    compact: Arc<str>,
     /// Checked once, when the token was made: see [`SignedJwt::is_json_plain`].
     json_plain: bool,
 }
@@ -16,7 +18,7 @@ pub struct SignedJwt {
 impl SignedJwt {
     pub fn new(compact: String) -> Self {
         let json_plain = compact.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-        Self { compact, json_plain }
+        Self { compact: compact.into(), json_plain }
     }
 
     /// Whether the token is made only of base64url and dots (as every compact JWS is), so JSON

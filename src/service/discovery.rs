@@ -12,7 +12,7 @@ use crate::domain::tenant::{Tenant, TenantRef};
 /// A tenant's issuer and endpoint URLs, all under the broker's public base URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantEndpoints {
-    pub tenant: Tenant,
+    pub tenant: Arc<Tenant>,
     /// `https://HOST/{tenant-guid}/v2.0`, the `iss` of every token for this tenant.
     pub issuer: String,
     pub authorization_endpoint: String,
@@ -56,7 +56,7 @@ impl DiscoveryService {
     }
 
     /// Resolves the tenant named by a path segment (GUID or name).
-    pub fn tenant(&self, segment: &str) -> Result<Tenant, DiscoveryError> {
+    pub fn tenant(&self, segment: &str) -> Result<Arc<Tenant>, DiscoveryError> {
         TenantRef::parse(segment)
             .and_then(|r| self.tenants.find(&r))
             .ok_or_else(|| DiscoveryError::UnknownTenant(truncate(segment)))
@@ -68,7 +68,7 @@ impl DiscoveryService {
     }
 
     /// The tenant whose issuer `issuer` is, if it is one of this broker's.
-    pub fn own_issuer_tenant(&self, issuer: &str) -> Option<Tenant> {
+    pub fn own_issuer_tenant(&self, issuer: &str) -> Option<Arc<Tenant>> {
         let rest = issuer.strip_prefix(&self.base)?.strip_prefix('/')?;
         let segment = rest.strip_suffix("/v2.0")?;
         let tenant = self.tenant(segment).ok()?;
@@ -135,10 +135,10 @@ pub(crate) mod tests {
 
     struct OneTenant(Tenant);
     impl TenantLookup for OneTenant {
-        fn find(&self, tenant: &TenantRef) -> Option<Tenant> {
+        fn find(&self, tenant: &TenantRef) -> Option<Arc<Tenant>> {
             match tenant {
-                TenantRef::Id(id) => (*id == self.0.id).then(|| self.0.clone()),
-                TenantRef::Name(name) => (*name == self.0.name).then(|| self.0.clone()),
+                TenantRef::Id(id) => (*id == self.0.id).then(|| Arc::new(self.0.clone())),
+                TenantRef::Name(name) => (*name == self.0.name).then(|| Arc::new(self.0.clone())),
             }
         }
     }

@@ -5,6 +5,7 @@
 //! flow, as AKS uses it): that gets a managed-identity token (`xms_mirid`, the identity's ids). Reads only the in-memory directory and caches; signs with the key ring; every
 //! request that names a known client lands in the sign-in log.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,27 +44,28 @@ const SUBJECT_TOKEN_TYPES: [&str; 3] = [
     "urn:ietf:params:oauth:token-type:access_token",
 ];
 
-/// What a client sent, after the HTTP layer has merged form fields and Basic credentials.
+/// What a client sent, after the HTTP layer has merged form fields and Basic credentials. Values
+/// borrow from the request body where it holds them as they are (an assertion is not copied).
 #[derive(Debug, Clone, Default)]
-pub struct TokenRequest {
-    pub grant_type: Option<String>,
-    pub client_id: Option<String>,
-    pub client_secret: Option<Secret>,
-    pub scope: Option<String>,
-    pub client_assertion_type: Option<String>,
-    pub client_assertion: Option<Secret>,
-    pub subject_token: Option<Secret>,
-    pub subject_token_type: Option<String>,
-    pub resource: Option<String>,
-    pub audience: Option<String>,
+pub struct TokenRequest<'a> {
+    pub grant_type: Option<Cow<'a, str>>,
+    pub client_id: Option<Cow<'a, str>>,
+    pub client_secret: Option<Secret<Cow<'a, str>>>,
+    pub scope: Option<Cow<'a, str>>,
+    pub client_assertion_type: Option<Cow<'a, str>>,
+    pub client_assertion: Option<Secret<Cow<'a, str>>>,
+    pub subject_token: Option<Secret<Cow<'a, str>>>,
+    pub subject_token_type: Option<Cow<'a, str>>,
+    pub resource: Option<Cow<'a, str>>,
+    pub audience: Option<Cow<'a, str>>,
     pub caller: Option<IpAddr>,
 }
 
 /// A secret-bearing string whose `Debug` never shows it.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(pub String);
+pub struct Secret<T = String>(pub T);
 
-impl std::fmt::Debug for Secret {
+impl<T> std::fmt::Debug for Secret<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secret(<redacted>)")
     }
@@ -224,11 +226,12 @@ struct Authenticated {
 
 /// What a request got as far as, for the sign-in log.
 #[derive(Default)]
-struct Attempt {
+struct Attempt<'r> {
     client: Option<Client>,
     /// The federated credential that admitted the client's assertion.
     credential: Option<ObjectId>,
-    resource: String,
+    /// The resource asked for, as the request names it.
+    resource: &'r str,
     cached: bool,
 }
 
@@ -260,7 +263,7 @@ impl TokenService {
     }
 
     /// The sign-in log's view of a token request a fault rule answered (`None`: no tenant).
-    pub fn injected_sign_in(&self, subjects: &FaultSubjects, request: &TokenRequest) -> Option<InjectedSignIn> {
+    pub fn injected_sign_in(&self, subjects: &FaultSubjects, request: &TokenRequest<'_>) -> Option<InjectedSignIn> {
         let tenant = subjects.tenant?;
         let view = self.directory.view();
         let identity = subjects.identity.and_then(|p| view.identity(p));
@@ -290,7 +293,7 @@ impl TokenService {
     }
 
     /// Issues an application token for `request` in the tenant named by `tenant_segment`.
-    pub async fn issue(&self, tenant_segment: &str, request: TokenRequest) -> Result<IssuedToken, TokenError> {
+    pub async fn issue(&self, tenant_segment: &str, request: TokenRequest<'_>) -> Result<IssuedToken, TokenError> {
         let started = Instant::now();
         let tenant = self.discovery.tenant(tenant_segment)?;
         let mut attempt = Attempt::default();
@@ -299,11 +302,11 @@ impl TokenService {
         result
     }
 
-    async fn issue_in(
+    async fn issue_in<'r>(
         &self,
         tenant: &Tenant,
-        request: &TokenRequest,
-        attempt: &mut Attempt,
+        request: &'r TokenRequest<'_>,
+        attempt: &mut Attempt<'r>,
     ) -> Result<IssuedToken, TokenError> {
         if let Some(ip) = request.caller {
             self.limits.check(LimitScope::Address, &ip, None).map_err(TokenError::Throttled)?;
@@ -322,7 +325,7 @@ impl TokenService {
         };
         limited.map_err(TokenError::Throttled)?;
         let resource_name = if exchange { exchange_resource(request)? } else { client_credentials_resource(request)? };
-        attempt.resource = resource_name.clone();
+        attempt.resource = resource_name;
         let authenticated = if exchange {
             let token = request.subject_token.as_ref().ok_or(TokenError::MissingParameter("subject_token"))?;
             let kind =
@@ -350,7 +353,7 @@ impl TokenService {
                 (None, None) => return Err(TokenError::NoCredential),
             }
         };
-        let mut issued = self.sign_for(tenant, &authenticated, &resource_name, attempt)?;
+        let mut issued = self.sign_for(tenant, &authenticated, resource_name, attempt)?;
         if exchange {
             issued.issued_token_type = Some(ACCESS_TOKEN_TYPE);
         }
@@ -358,7 +361,7 @@ impl TokenService {
     }
 
     /// The application, else the user-assigned identity, of the tenant with the request's client id.
-    fn client(&self, tenant: &Tenant, request: &TokenRequest) -> Result<Client, TokenError> {
+    fn client(&self, tenant: &Tenant, request: &TokenRequest<'_>) -> Result<Client, TokenError> {
         let raw = request.client_id.as_deref().ok_or(TokenError::MissingParameter("client_id"))?;
         let view = self.directory.view();
         ClientId::parse(raw)
@@ -379,7 +382,7 @@ impl TokenService {
         client: Client,
         raw: &str,
         exchange: bool,
-        attempt: &mut Attempt,
+        attempt: &mut Attempt<'_>,
     ) -> Result<Authenticated, TokenError> {
         let view = self.directory.view();
         let credentials = view.credentials(client.owner());
@@ -502,7 +505,7 @@ impl TokenService {
         tenant: &Tenant,
         who: &Authenticated,
         resource_name: &str,
-        attempt: &mut Attempt,
+        attempt: &mut Attempt<'_>,
     ) -> Result<IssuedToken, TokenError> {
         let view = self.directory.view();
         let resource = view.resource_application(tenant.id, resource_name).cloned().ok_or_else(|| {
@@ -545,8 +548,8 @@ impl TokenService {
     fn log(
         &self,
         tenant: &Tenant,
-        request: &TokenRequest,
-        attempt: &Attempt,
+        request: &TokenRequest<'_>,
+        attempt: &Attempt<'_>,
         result: &Result<IssuedToken, TokenError>,
         started: Instant,
     ) {
@@ -560,7 +563,7 @@ impl TokenService {
         let resource = if attempt.resource.is_empty() {
             request.scope.as_deref().or(request.resource.as_deref()).map(clipped).unwrap_or_default()
         } else {
-            attempt.resource.clone()
+            attempt.resource.to_owned()
         };
         self.sign_ins.record(SignIn {
             id: uuid::Uuid::new_v4(),
@@ -594,25 +597,24 @@ impl TokenService {
 }
 
 /// Client credentials name their resource as `<resource>/.default`.
-fn client_credentials_resource(request: &TokenRequest) -> Result<String, TokenError> {
+fn client_credentials_resource<'r>(request: &'r TokenRequest<'_>) -> Result<&'r str, TokenError> {
     let scope = request.scope.as_deref().ok_or(TokenError::MissingParameter("scope"))?;
     scope
         .strip_suffix("/.default")
         .filter(|r| !r.is_empty() && !r.contains(char::is_whitespace))
-        .map(str::to_owned)
         .ok_or_else(|| TokenError::InvalidScope(clipped(scope)))
 }
 
 /// RFC 8693 names its target with `scope` (`/.default` optional), `resource` or `audience`.
-fn exchange_resource(request: &TokenRequest) -> Result<String, TokenError> {
+fn exchange_resource<'r>(request: &'r TokenRequest<'_>) -> Result<&'r str, TokenError> {
     if let Some(scope) = request.scope.as_deref() {
         let resource = scope.strip_suffix("/.default").unwrap_or(scope);
         if resource.is_empty() || resource.contains(char::is_whitespace) {
             return Err(TokenError::InvalidScope(clipped(scope)));
         }
-        return Ok(resource.to_owned());
+        return Ok(resource);
     }
-    request.resource.clone().or_else(|| request.audience.clone()).ok_or(TokenError::MissingParameter("scope"))
+    request.resource.as_deref().or(request.audience.as_deref()).ok_or(TokenError::MissingParameter("scope"))
 }
 
 /// SHA-256 (hex) of a client secret: what the registry stores. Secrets are 256-bit random values,
@@ -658,16 +660,19 @@ mod tests {
 
     #[test]
     fn secret_debug_is_redacted() {
-        assert_eq!(format!("{:?}", Secret("hunter2".into())), "Secret(<redacted>)");
+        assert_eq!(format!("{:?}", Secret("hunter2".to_owned())), "Secret(<redacted>)");
+        assert_eq!(format!("{:?}", Secret(Cow::Borrowed("hunter2"))), "Secret(<redacted>)");
     }
 
     #[test]
     fn exchange_targets_come_from_scope_resource_or_audience() {
-        let with = |scope: Option<&str>, resource: Option<&str>| TokenRequest {
-            scope: scope.map(str::to_owned),
-            resource: resource.map(str::to_owned),
-            ..TokenRequest::default()
-        };
+        fn with<'a>(scope: Option<&'a str>, resource: Option<&'a str>) -> TokenRequest<'a> {
+            TokenRequest {
+                scope: scope.map(Cow::Borrowed),
+                resource: resource.map(Cow::Borrowed),
+                ..TokenRequest::default()
+            }
+        }
         assert_eq!(exchange_resource(&with(Some("api://vault/.default"), None)).unwrap(), "api://vault");
         assert_eq!(exchange_resource(&with(Some("api://vault"), None)).unwrap(), "api://vault");
         assert_eq!(exchange_resource(&with(None, Some("api://vault"))).unwrap(), "api://vault");

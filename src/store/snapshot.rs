@@ -98,7 +98,7 @@ impl DirectorySource for DirectorySnapshot {
 }
 
 impl TenantLookup for DirectorySnapshot {
-    fn find(&self, tenant: &TenantRef) -> Option<Tenant> {
+    fn find(&self, tenant: &TenantRef) -> Option<Arc<Tenant>> {
         self.view.load().tenant(tenant).cloned()
     }
 }

@@ -1,7 +1,7 @@
 //! Admin API errors in Microsoft Graph's shape (`/v1.0/...`) or ARM's (`/subscriptions/...`).
 
 use axum::Json;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -175,7 +175,8 @@ pub(super) fn render(
         client_request_id: context.correlation_id.to_string(),
     });
     let body = ErrorEnvelope { error: ErrorBody { code, message, inner_error } };
-    let mut response = (status, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response();
+    let mut response =
+        (status, [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(body)).into_response();
     if status == StatusCode::SERVICE_UNAVAILABLE {
         response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
     }

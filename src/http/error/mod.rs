@@ -29,7 +29,7 @@ pub fn token_error_text(e: &crate::service::token::TokenError) -> String {
 use std::any::Any;
 
 use axum::Json;
-use axum::http::{Method, StatusCode, Uri, header};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -194,7 +194,8 @@ impl PendingError {
             correlation_id: context.correlation_id.to_string(),
             error_uri: self.code.map(|c| format!("{base_url}/error?code={c}")),
         };
-        let mut response = (self.status, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response();
+        let mut response =
+            (self.status, [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(body)).into_response();
         if let Some(wait) = self.retry_after {
             set_retry_after(&mut response, wait);
         }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::header;
+use axum::http::{HeaderValue, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -114,16 +114,16 @@ pub async fn get_openid_configuration(
     inject(&state, FaultEndpoint::Discovery, || tenant_subjects(&discovery, &tenant), |_| None).await?;
     let endpoints = discovery.tenant_endpoints(&tenant)?;
     let body = OpenIdConfigurationResponse::new(endpoints, discovery.host());
-    Ok(([(header::CACHE_CONTROL, METADATA_CACHE)], Json(body)))
+    Ok(([(header::CACHE_CONTROL, HeaderValue::from_static(METADATA_CACHE))], Json(body)))
 }
 
 pub async fn get_keys(
     State(state): State<AppState>,
     State(discovery): State<Arc<DiscoveryService>>,
     Path(tenant): Path<String>,
-) -> Result<([(header::HeaderName, &'static str); 1], Json<JwkSet>), ApiError> {
+) -> Result<([(header::HeaderName, HeaderValue); 1], Json<JwkSet>), ApiError> {
     inject(&state, FaultEndpoint::Jwks, || tenant_subjects(&discovery, &tenant), |_| None).await?;
-    Ok(([(header::CACHE_CONTROL, METADATA_CACHE)], Json(discovery.jwks(&tenant)?)))
+    Ok(([(header::CACHE_CONTROL, HeaderValue::from_static(METADATA_CACHE))], Json(discovery.jwks(&tenant)?)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -165,7 +165,7 @@ pub async fn get_instance_metadata(
     Query(query): Query<InstanceDiscoveryQuery>,
 ) -> impl IntoResponse {
     let meta = discovery.instance_metadata(query.authorization_endpoint.as_deref());
-    ([(header::CACHE_CONTROL, METADATA_CACHE)], Json(InstanceDiscoveryResponse::from(meta)))
+    ([(header::CACHE_CONTROL, HeaderValue::from_static(METADATA_CACHE))], Json(InstanceDiscoveryResponse::from(meta)))
 }
 
 pub async fn refuse_authorize() -> ApiError {

@@ -9,7 +9,7 @@ pub mod health;
 pub mod managed_identity;
 pub mod token;
 
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -40,7 +40,7 @@ pub fn token_json(token: &SignedJwt, rest: &impl Serialize) -> Response {
     } else {
         body[rest_at] = b',';
     }
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }
 
 #[cfg(test)]

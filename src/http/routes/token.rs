@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, Path, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -21,18 +21,19 @@ use crate::http::faults::inject;
 use crate::service::token::{Secret, TokenError, TokenRequest, TokenService};
 
 /// The form fields this endpoint reads; others (msal-node's `client-request-id`...) are ignored.
+/// A value that needed no decoding is borrowed from the body.
 #[derive(Debug, Default)]
-pub struct TokenForm {
-    grant_type: Option<String>,
-    client_id: Option<String>,
-    client_secret: Option<String>,
-    scope: Option<String>,
-    client_assertion_type: Option<String>,
-    client_assertion: Option<String>,
-    subject_token: Option<String>,
-    subject_token_type: Option<String>,
-    resource: Option<String>,
-    audience: Option<String>,
+pub struct TokenForm<'a> {
+    grant_type: Option<Cow<'a, str>>,
+    client_id: Option<Cow<'a, str>>,
+    client_secret: Option<Cow<'a, str>>,
+    scope: Option<Cow<'a, str>>,
+    client_assertion_type: Option<Cow<'a, str>>,
+    client_assertion: Option<Cow<'a, str>>,
+    subject_token: Option<Cow<'a, str>>,
+    subject_token_type: Option<Cow<'a, str>>,
+    resource: Option<Cow<'a, str>>,
+    audience: Option<Cow<'a, str>>,
 }
 
 /// The success body's fields after `access_token` (see [`super::token_json`]).
@@ -78,27 +79,50 @@ pub async fn issue_token(
         issued_token_type: issued.issued_token_type,
     };
     Ok((
-        [(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")],
+        [
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (header::PRAGMA, HeaderValue::from_static("no-cache")),
+        ],
         super::token_json(&issued.access_token, &rest),
     ))
 }
 
-/// One `name=value` pair, decoded. Token requests carry long values (assertions) made only of
-/// characters that need no decoding: those are taken as they are, in one pass.
-fn decode_pair(raw: &[u8]) -> Option<(Cow<'_, str>, Cow<'_, str>)> {
-    if memchr::memchr2(b'%', b'+', raw).is_none()
-        && let Ok(text) = std::str::from_utf8(raw)
-    {
-        let (name, value) = text.split_once('=').unwrap_or((text, ""));
-        return Some((Cow::Borrowed(name), Cow::Borrowed(value)));
-    }
-    form_urlencoded::parse(raw).next()
+/// One `name=value` pair, decoded as `form_urlencoded` decodes it (`+` is a space, invalid UTF-8
+/// is replaced). Token requests carry long values (assertions) made only of characters that need
+/// no decoding: those are borrowed as they are.
+fn decode_pair(raw: &[u8]) -> (Cow<'_, str>, Cow<'_, str>) {
+    let (name, value) = match memchr::memchr(b'=', raw) {
+        Some(at) => (&raw[..at], &raw[at + 1..]),
+        None => (raw, &raw[raw.len()..]),
+    };
+    (decode_component(name), decode_component(value))
 }
 
-impl TokenForm {
+/// One name or value. The decoded text is written into one buffer of the encoded length (it is
+/// never longer): `form_urlencoded` grows its buffer a byte at a time, several allocations for a
+/// `urn%3A...` value.
+fn decode_component(raw: &[u8]) -> Cow<'_, str> {
+    if memchr::memchr2(b'%', b'+', raw).is_none() {
+        return String::from_utf8_lossy(raw);
+    }
+    let mut bytes = Vec::with_capacity(raw.len());
+    match memchr::memchr(b'+', raw) {
+        None => bytes.extend(percent_encoding::percent_decode(raw)),
+        Some(_) => {
+            let spaced: Vec<u8> = raw.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
+            bytes.extend(percent_encoding::percent_decode(&spaced));
+        }
+    }
+    match String::from_utf8(bytes) {
+        Ok(text) => Cow::Owned(text),
+        Err(invalid) => Cow::Owned(String::from_utf8_lossy(invalid.as_bytes()).into_owned()),
+    }
+}
+
+impl<'a> TokenForm<'a> {
     /// Parses an `application/x-www-form-urlencoded` body. A parameter given twice is refused
     /// (RFC 6749, section 3.2); unknown ones are ignored.
-    fn parse(body: &[u8]) -> Result<Self, TokenError> {
+    fn parse(body: &'a [u8]) -> Result<Self, TokenError> {
         let mut form = Self::default();
         let mut start = 0;
         // Split on '&' with memchr: an assertion is a kilobyte or two to pass over.
@@ -108,7 +132,7 @@ impl TokenForm {
             pair
         });
         for raw in pairs.filter(|p| !p.is_empty()) {
-            let Some((name, value)) = decode_pair(raw) else { continue };
+            let (name, value) = decode_pair(raw);
             let (slot, name) = match name.as_ref() {
                 "grant_type" => (&mut form.grant_type, "grant_type"),
                 "client_id" => (&mut form.client_id, "client_id"),
@@ -122,7 +146,7 @@ impl TokenForm {
                 "audience" => (&mut form.audience, "audience"),
                 _ => continue,
             };
-            if slot.replace(value.into_owned()).is_some() {
+            if slot.replace(value).is_some() {
                 return Err(TokenError::RepeatedParameter(name));
             }
         }
@@ -148,8 +172,9 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 }
 
 /// Merges the form with the `Authorization: Basic` credentials.
-fn token_request(form: TokenForm, basic: Option<(String, String)>) -> TokenRequest {
-    let (basic_id, basic_secret) = basic.map_or((None, None), |(id, secret)| (Some(id), Some(secret)));
+fn token_request(form: TokenForm<'_>, basic: Option<(String, String)>) -> TokenRequest<'_> {
+    let (basic_id, basic_secret) =
+        basic.map_or((None, None), |(id, secret)| (Some(Cow::Owned(id)), Some(Cow::Owned(secret))));
     TokenRequest {
         grant_type: form.grant_type,
         client_id: form.client_id.or(basic_id),
@@ -181,6 +206,28 @@ mod tests {
             Some(""),
             "a name alone has an empty value"
         );
+    }
+
+    #[test]
+    fn each_pair_decodes_as_form_urlencoded_decodes_it() {
+        let pairs: [&[u8]; 11] = [
+            b"scope=api%3A%2F%2Fvault%2F.default",
+            b"scope=a+b%2Bc",
+            b"name%3Dx=value=with=equals",
+            b"client_id=%E2%9C%93",
+            b"bad=%FF%FE",
+            b"half=%4",
+            b"trailing=%",
+            b"plus+name=+",
+            b"lone",
+            b"=novalue",
+            b"raw=\xff",
+        ];
+        for raw in pairs {
+            let expected = form_urlencoded::parse(raw).next().unwrap();
+            assert_eq!(decode_pair(raw), expected, "{}", String::from_utf8_lossy(raw));
+        }
+        assert!(matches!(decode_pair(b"client_assertion=eyJ.e30.sig").1, Cow::Borrowed(_)), "plain values are borrowed");
     }
 
     #[test]
