@@ -10,7 +10,9 @@
 //! over HTTPS and plain HTTP) and the crypto ceiling (`--crypto-ceiling`, RS256 sign + verify pairs
 //! per second on this machine's cores). With the floors, the client's own ceiling is measured for
 //! each floor and scenario (the same requests against an empty server, see `baseline`), and a run
-//! that reaches 90% of it is reported client-bound, with no ratio. Results print as a table and go
+//! that reaches 90% of it is reported client-bound, with no ratio (one that goes past it, because
+//! something else slowed the ceiling's measurement, is reported disturbed, with no ratio and no
+//! verdict either). Results print as a table and go
 //! to `--json` and `--html` (latency over time and histograms).
 
 mod baseline;
@@ -409,6 +411,9 @@ fn ratio_to(result: &run::Outcome, floor: &run::Outcome) -> Result<f64, String> 
     if let run::Mode::Open { .. } = result.mode {
         return Err("an open loop's rate is set, not measured".into());
     }
+    if result.ceiling_disturbed() || floor.ceiling_disturbed() {
+        return Err("the client's ceiling measured below the run (disturbed): run it again".into());
+    }
     match (result.client_bound(), floor.client_bound()) {
         (false, false) => Ok(result.rps() / floor.rps()),
         (true, _) => Err(format!("client-bound ({})", busy(result))),
@@ -431,6 +436,7 @@ fn print_row(result: &run::Outcome, baseline: Option<&run::Outcome>) {
         Some(Ok(ratio)) => format!("  {ratio:.2}x floor"),
         Some(Err(why)) => format!("  no ratio: {why}"),
         None if result.client_bound() => "  client-bound".to_owned(),
+        None if result.ceiling_disturbed() => "  ceiling disturbed".to_owned(),
         None => String::new(),
     };
     let errors: Vec<String> = result.errors().iter().map(|(k, v)| format!("{k}: {v}")).collect();

@@ -116,9 +116,16 @@ impl Outcome {
     /// kept that share of its cores busy. Such a run says nothing about the server.
     pub fn client_bound(&self) -> bool {
         match self.client_ceiling {
-            Some(ceiling) => self.rps() >= CLIENT_BOUND * ceiling,
+            Some(ceiling) => self.rps() >= CLIENT_BOUND * ceiling && !self.ceiling_disturbed(),
             None => self.client_busy.is_some_and(|b| b >= CLIENT_BOUND),
         }
+    }
+
+    /// Whether the ceiling measured for these requests was disturbed: this run went past it, so
+    /// the client's real limit is unknown (a neighbour slowed the ceiling's run) and neither a
+    /// ratio nor "client-bound" can be told from it.
+    pub fn ceiling_disturbed(&self) -> bool {
+        self.client_ceiling.is_some_and(|ceiling| self.rps() > ceiling)
     }
 
     pub fn rps(&self) -> f64 {
@@ -249,7 +256,13 @@ async fn with_client(mut outcome: Outcome, client: tokio::task::JoinHandle<Watch
             steal * 100.0
         ));
     }
-    if outcome.client_bound() {
+    if outcome.ceiling_disturbed() {
+        outcome.notes.push(format!(
+            "the client's ceiling measured below this run ({:.0} req/s against an empty server): something else \
+             slowed that measurement, so this run cannot be judged; run it again",
+            ceiling.unwrap_or_default()
+        ));
+    } else if outcome.client_bound() {
         let how = match ceiling {
             Some(ceiling) => format!(
                 "reached {:.0}% of the client's ceiling ({ceiling:.0} req/s against an empty server)",
@@ -477,6 +490,29 @@ pub async fn open_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An outcome of `count` answers over one second, with `ceiling` as the client's ceiling.
+    fn outcome_of(count: u32, ceiling: f64) -> Outcome {
+        let start = Instant::now();
+        let mut recorder = Recorder::new(start).unwrap();
+        for i in 0..count {
+            let sent = start + Duration::from_micros(u64::from(i));
+            recorder.record(sent, &Answer { status: 200, error: None }, sent + Duration::from_micros(500));
+        }
+        let mut outcome = recorder.finish("test", Mode::Closed { concurrency: 1 }, Duration::from_secs(1));
+        outcome.client_ceiling = Some(ceiling);
+        outcome
+    }
+
+    #[test]
+    fn a_run_past_its_measured_ceiling_is_called_disturbed_and_not_client_bound() {
+        let past = outcome_of(1_200, 1_000.0);
+        assert!(past.ceiling_disturbed() && !past.client_bound(), "1,200 req/s against a ceiling of 1,000");
+        let near = outcome_of(950, 1_000.0);
+        assert!(!near.ceiling_disturbed() && near.client_bound(), "95% of the ceiling is client-bound");
+        let below = outcome_of(500, 1_000.0);
+        assert!(!below.ceiling_disturbed() && !below.client_bound());
+    }
 
     #[test]
     fn the_machines_stolen_time_is_read_per_core_and_never_runs_backwards() {

@@ -227,7 +227,10 @@ mod tests {
             let expected = form_urlencoded::parse(raw).next().unwrap();
             assert_eq!(decode_pair(raw), expected, "{}", String::from_utf8_lossy(raw));
         }
-        assert!(matches!(decode_pair(b"client_assertion=eyJ.e30.sig").1, Cow::Borrowed(_)), "plain values are borrowed");
+        assert!(
+            matches!(decode_pair(b"client_assertion=eyJ.e30.sig").1, Cow::Borrowed(_)),
+            "plain values are borrowed"
+        );
     }
 
     #[test]
