@@ -149,7 +149,7 @@ pub fn html(title: &str, context: &[String], rows: &[(&Outcome, Option<f64>)]) -
         for (key, count) in o.errors() {
             page.push_str(&format!("<p>error {}: {count}</p>", escape(key)));
         }
-        for note in &o.notes {
+        for note in &o.all_notes() {
             page.push_str(&format!("<p>{}</p>", escape(note)));
         }
         page.push_str(&over_time(o)?);

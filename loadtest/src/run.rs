@@ -128,6 +128,38 @@ impl Outcome {
         self.client_ceiling.is_some_and(|ceiling| self.rps() > ceiling)
     }
 
+    /// Judges the run against a ceiling measured again, keeping the higher of the two.
+    pub fn raise_ceiling(&mut self, ceiling: f64) {
+        self.client_ceiling = Some(self.client_ceiling.map_or(ceiling, |first| first.max(ceiling)));
+    }
+
+    /// What the run says about the client, where it says something: client-bound or disturbed.
+    fn verdict(&self) -> Option<String> {
+        if self.ceiling_disturbed() {
+            return Some(format!(
+                "the client's ceiling measured below this run ({:.0} req/s against an empty server): something else \
+                 slowed that measurement, so this run cannot be judged; run it again",
+                self.client_ceiling.unwrap_or_default()
+            ));
+        }
+        if !self.client_bound() {
+            return None;
+        }
+        let how = match self.client_ceiling {
+            Some(ceiling) => format!(
+                "reached {:.0}% of the client's ceiling ({ceiling:.0} req/s against an empty server)",
+                self.rps() / ceiling * 100.0
+            ),
+            None => format!("kept {:.0}% of its cores busy", self.client_busy.unwrap_or_default() * 100.0),
+        };
+        Some(format!("client-bound: the load generator {how}, so this run measured it, not the server"))
+    }
+
+    /// The run's notes, with the verdict on the client last.
+    pub fn all_notes(&self) -> Vec<String> {
+        self.notes.iter().cloned().chain(self.verdict()).collect()
+    }
+
     pub fn rps(&self) -> f64 {
         self.histogram.len() as f64 / self.elapsed.as_secs_f64()
     }
@@ -190,7 +222,7 @@ impl Outcome {
             "client_ceiling_rps": self.client_ceiling,
             "machine_steal": self.machine_steal,
             "client_bound": self.client_bound(),
-            "notes": self.notes,
+            "notes": self.all_notes(),
         })
     }
 }
@@ -255,22 +287,6 @@ async fn with_client(mut outcome: Outcome, client: tokio::task::JoinHandle<Watch
             "the hypervisor took {:.1}% of the machine's core time during this run (steal): its stalls show in the tail",
             steal * 100.0
         ));
-    }
-    if outcome.ceiling_disturbed() {
-        outcome.notes.push(format!(
-            "the client's ceiling measured below this run ({:.0} req/s against an empty server): something else \
-             slowed that measurement, so this run cannot be judged; run it again",
-            ceiling.unwrap_or_default()
-        ));
-    } else if outcome.client_bound() {
-        let how = match ceiling {
-            Some(ceiling) => format!(
-                "reached {:.0}% of the client's ceiling ({ceiling:.0} req/s against an empty server)",
-                outcome.rps() / ceiling * 100.0
-            ),
-            None => format!("kept {:.0}% of its cores busy", outcome.client_busy.unwrap_or_default() * 100.0),
-        };
-        outcome.notes.push(format!("client-bound: the load generator {how}, so this run measured it, not the server"));
     }
     outcome
 }
@@ -508,6 +524,11 @@ mod tests {
     fn a_run_past_its_measured_ceiling_is_called_disturbed_and_not_client_bound() {
         let past = outcome_of(1_200, 1_000.0);
         assert!(past.ceiling_disturbed() && !past.client_bound(), "1,200 req/s against a ceiling of 1,000");
+        let mut remeasured = outcome_of(1_200, 1_000.0);
+        remeasured.raise_ceiling(1_250.0);
+        assert!(!remeasured.ceiling_disturbed() && remeasured.client_bound(), "judged against the higher ceiling");
+        remeasured.raise_ceiling(900.0);
+        assert_eq!(remeasured.client_ceiling, Some(1_250.0), "a lower measurement does not replace a higher one");
         let near = outcome_of(950, 1_000.0);
         assert!(!near.ceiling_disturbed() && near.client_bound(), "95% of the ceiling is client-bound");
         let below = outcome_of(500, 1_000.0);
