@@ -280,8 +280,9 @@ impl Drop for InProcess {
 
 impl Baselines {
     /// The client's ceiling for `load`: see [`client_ceiling`].
+    /// The client's ceiling for `load` (printed).
     pub async fn client_ceiling(&self, name: &str, args: &Args, load: &Load) -> Result<f64, String> {
-        client_ceiling(&self.empty, name, args, load).await
+        printed_ceiling(&self.empty, name, args, load, "").await
     }
 
     /// A closed loop of `load` judged against the client's ceiling (see [`judged_closed_loop`]).
@@ -299,19 +300,26 @@ async fn judged_closed_loop(
     args: &Args,
     load: &Load,
 ) -> Result<run::Outcome, String> {
-    let ceiling = client_ceiling(empty, name, args, load).await?;
-    print_ceiling(name, ceiling, "");
+    let ceiling = printed_ceiling(empty, name, args, load, "").await?;
     let mut outcome = run::closed_loop(name, args, args.concurrency, load, Some(ceiling)).await?;
     if outcome.ceiling_disturbed() {
-        let again = client_ceiling(empty, name, args, load).await?;
-        print_ceiling(name, again, " (measured again: the run went past the first)");
-        outcome.raise_ceiling(again);
+        let why = " (measured again: the run went past the first)";
+        outcome.raise_ceiling(printed_ceiling(empty, name, args, load, why).await?);
     }
     Ok(outcome)
 }
 
-pub fn print_ceiling(name: &str, ceiling: f64, why: &str) {
+/// [`client_ceiling`], printed as a row of the table.
+async fn printed_ceiling(
+    empty: &Arc<[Arc<Endpoint>]>,
+    name: &str,
+    args: &Args,
+    load: &Load,
+    why: &str,
+) -> Result<f64, String> {
+    let ceiling = client_ceiling(empty, name, args, load).await?;
     println!("{name:<14} {ceiling:>10.0} req/s  the client's ceiling (the same requests against an empty server){why}");
+    Ok(ceiling)
 }
 
 /// What the same requests as `load` reach against the empty servers (closed loop, at most 5 s).

@@ -330,11 +330,7 @@ async fn run_all(
             Drive::Closed => outcomes.push(closed_loop(&load).await?),
             Drive::Open(rate) => {
                 let ceiling = match floors.0 {
-                    Some(baselines) => {
-                        let ceiling = baselines.client_ceiling(name, args, &load).await?;
-                        baseline::print_ceiling(name, ceiling, "");
-                        Some(ceiling)
-                    }
+                    Some(baselines) => Some(baselines.client_ceiling(name, args, &load).await?),
                     None => None,
                 };
                 outcomes.push(run::open_loop(name, args, args.concurrency, *rate, &load, ceiling).await?);
