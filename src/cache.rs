@@ -11,7 +11,13 @@
 //! `VerifiedAssertions` (moka): capacity from `cache.verified_assertions_capacity`, entries live at
 //! most `federation.max_assertion_lifetime`; staleness: none, because the assertion's own `exp` is
 //! checked on every hit and matching against federated credentials always reads the current
-//! directory. A hit skips only the signature check of an identical assertion already verified.
+//! directory. A hit skips only the signature check of an identical assertion already verified:
+//! the key is the assertion's whole text, compared byte for byte on a hit, so no two assertions
+//! can share an entry (a digest as the key would cost a SHA-256 of a kilobyte or two per request).
+//!
+//! Both hash their keys with foldhash, seeded at random per process, rather than SipHash: keys
+//! enter a cache only after a request succeeded (a verified signature, an issued token), so an
+//! attacker cannot fill one with colliding keys, and a lookup costs a fraction of SipHash's.
 
 use std::hash::Hash;
 use std::sync::Arc;
@@ -48,7 +54,7 @@ impl CacheMetrics {
 
 /// A bounded moka cache that counts its lookups and capacity evictions under `name`.
 pub struct CountedCache<K, V> {
-    cache: Cache<K, V>,
+    cache: Cache<K, V, foldhash::quality::RandomState>,
     /// This cache's hit and miss counters, resolved once.
     hits: IntCounter,
     misses: IntCounter,
@@ -69,7 +75,7 @@ where
                     evictions.inc();
                 }
             })
-            .build();
+            .build_with_hasher(foldhash::quality::RandomState::default());
         let hits = metrics.lookups.with_label_values(&[name, "hit"]);
         let misses = metrics.lookups.with_label_values(&[name, "miss"]);
         Self { cache, hits, misses }
@@ -83,8 +89,8 @@ where
 /// Issued tokens, by (tenant, client, credential or identity, resource).
 pub type IssuedTokens = CountedCache<TokenCacheKey, CachedToken>;
 
-/// Verified assertions, by the SHA-256 of their text.
-pub type VerifiedAssertions = CountedCache<[u8; 32], Arc<VerifiedAssertion>>;
+/// Verified assertions, by their text.
+pub type VerifiedAssertions = CountedCache<Arc<str>, Arc<VerifiedAssertion>>;
 
 impl IssuedTokenCache for IssuedTokens {
     fn get(&self, key: &TokenCacheKey) -> Option<CachedToken> {
@@ -101,12 +107,12 @@ impl IssuedTokenCache for IssuedTokens {
 }
 
 impl VerifiedAssertionCache for VerifiedAssertions {
-    fn get(&self, digest: &[u8; 32]) -> Option<Arc<VerifiedAssertion>> {
-        self.cache.get(digest)
+    fn get(&self, raw: &str) -> Option<Arc<VerifiedAssertion>> {
+        self.cache.get(raw)
     }
 
-    fn insert(&self, digest: [u8; 32], assertion: Arc<VerifiedAssertion>) {
-        self.cache.insert(digest, assertion);
+    fn insert(&self, raw: &str, assertion: Arc<VerifiedAssertion>) {
+        self.cache.insert(Arc::from(raw), assertion);
     }
 
     fn record(&self, hit: bool) {

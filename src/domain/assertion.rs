@@ -137,11 +137,12 @@ pub struct VerifiedAssertion {
     pub claims: std::sync::Arc<Claims>,
 }
 
-/// Verified assertions by the SHA-256 of their text: a reused assertion costs no signature check.
+/// Verified assertions by their exact text: a reused assertion costs no signature check.
 pub trait VerifiedAssertionCache: Send + Sync {
-    /// Shared, not copied: a hit costs no allocation.
-    fn get(&self, digest: &[u8; 32]) -> Option<std::sync::Arc<VerifiedAssertion>>;
-    fn insert(&self, digest: [u8; 32], assertion: std::sync::Arc<VerifiedAssertion>);
+    /// The assertion verified earlier with exactly this text, if any. Shared, not copied: a hit
+    /// costs no allocation.
+    fn get(&self, raw: &str) -> Option<std::sync::Arc<VerifiedAssertion>>;
+    fn insert(&self, raw: &str, assertion: std::sync::Arc<VerifiedAssertion>);
     fn record(&self, hit: bool);
 }
 

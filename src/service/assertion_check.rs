@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::discovery::DiscoveryService;
-use aws_lc_rs::digest;
 
 use crate::domain::assertion::{
     AssertionError, ExternalVerifier, UnverifiedAssertion, VerifiedAssertion, VerifiedAssertionCache, audiences,
@@ -58,9 +57,7 @@ impl AssertionChecker {
         }
         let now = self.clock.now().unix_timestamp();
         let leeway = i64::try_from(self.policy.leeway.as_secs()).unwrap_or(300);
-        let mut key = [0u8; 32];
-        key.copy_from_slice(digest::digest(&digest::SHA256, raw.as_bytes()).as_ref());
-        let cached = self.verified.get(&key);
+        let cached = self.verified.get(raw);
         self.verified.record(cached.is_some());
         if let Some(verified) = cached {
             // The signature was checked before; the time may have run out since, and the issuer
@@ -78,7 +75,7 @@ impl AssertionChecker {
             return Ok(verified);
         }
         let verified = Arc::new(self.verify(raw, now, leeway).await?);
-        self.verified.insert(key, verified.clone());
+        self.verified.insert(raw, verified.clone());
         Ok(verified)
     }
 

@@ -103,7 +103,12 @@ fn decode_pair(raw: &[u8]) -> (Cow<'_, str>, Cow<'_, str>) {
 /// `urn%3A...` value.
 fn decode_component(raw: &[u8]) -> Cow<'_, str> {
     if memchr::memchr2(b'%', b'+', raw).is_none() {
-        return String::from_utf8_lossy(raw);
+        // Valid UTF-8 (an assertion always is) is checked on the fast path and borrowed; only
+        // invalid bytes pay for the lossy walk.
+        return match std::str::from_utf8(raw) {
+            Ok(text) => Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(raw),
+        };
     }
     let mut bytes = Vec::with_capacity(raw.len());
     match memchr::memchr(b'+', raw) {
