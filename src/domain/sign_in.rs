@@ -8,7 +8,7 @@
 //! costs the log one row per write, not thousands.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -153,18 +153,19 @@ impl SignIn {
     /// Whether `other` is the same request (told apart by nothing but its time, id and latency).
     /// [`SameRequest`] hashes the same fields.
     fn same_request(&self, other: &Self) -> bool {
-        self.tenant_id == other.tenant_id
-            && self.kind == other.kind
-            && self.principal == other.principal
-            && self.compute_resource == other.compute_resource
-            && self.credential_id == other.credential_id
-            && self.resource == other.resource
-            && self.caller_address == other.caller_address
+        // The fixed-size fields first: they tell most different requests apart without a memcmp.
+        self.kind == other.kind
             && self.outcome == other.outcome
             && self.status_code == other.status_code
+            && self.cached == other.cached
+            && self.tenant_id == other.tenant_id
+            && self.credential_id == other.credential_id
+            && self.caller_address == other.caller_address
+            && self.principal == other.principal
+            && self.compute_resource == other.compute_resource
+            && self.resource == other.resource
             && self.error_code == other.error_code
             && self.reason == other.reason
-            && self.cached == other.cached
     }
 }
 
@@ -190,33 +191,69 @@ pub fn clipped(value: &str) -> String {
 }
 
 /// Merges identical requests into one entry each (the first's id and time, the counts summed,
-/// the slowest latency), in order of first appearance. A batch may hold hundreds of distinct
-/// requests (CI jobs, one subject each): they are found by hash, not by scanning.
-pub fn aggregate(entries: Vec<SignIn>) -> Vec<SignIn> {
-    let hasher = RandomState::new();
-    let mut first: HashMap<u64, usize> = HashMap::with_capacity(entries.len());
-    let mut merged: Vec<SignIn> = Vec::new();
-    for entry in entries {
-        let hash = hasher.hash_one(SameRequest(&entry));
-        let same = match first.get(&hash) {
-            Some(&i) if merged[i].same_request(&entry) => Some(i),
+/// the slowest latency), in order of first appearance, as they arrive. It may hold hundreds of
+/// distinct requests (CI jobs, one subject each): they are found by hash, not by scanning.
+#[derive(Debug, Default)]
+pub struct Aggregation {
+    hasher: foldhash::fast::RandomState,
+    /// The first merged entry with each hash.
+    first: HashMap<u64, usize, foldhash::fast::RandomState>,
+    merged: Vec<SignIn>,
+    /// Requests merged so far (the sum of the entries' counts).
+    requests: u64,
+}
+
+impl Aggregation {
+    /// Adds one entry: merged into the identical one already held, or kept as a new one.
+    pub fn add(&mut self, entry: SignIn) {
+        self.requests += u64::from(entry.count);
+        let hash = self.hasher.hash_one(SameRequest(&entry));
+        let same = match self.first.get(&hash) {
+            Some(&i) if self.merged[i].same_request(&entry) => Some(i),
             // Two different requests with one hash: the later is not indexed, so look at all.
-            Some(_) => merged.iter().position(|m| m.same_request(&entry)),
+            Some(_) => self.merged.iter().position(|m| m.same_request(&entry)),
             None => {
-                first.insert(hash, merged.len());
+                self.first.insert(hash, self.merged.len());
                 None
             }
         };
         match same {
             Some(i) => {
-                let existing = &mut merged[i];
+                let existing = &mut self.merged[i];
                 existing.count = existing.count.saturating_add(entry.count);
                 existing.latency = existing.latency.max(entry.latency);
             }
-            None => merged.push(entry),
+            None => self.merged.push(entry),
         }
     }
-    merged
+
+    /// Distinct entries held (the rows a write takes).
+    pub fn len(&self) -> usize {
+        self.merged.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.merged.is_empty()
+    }
+
+    /// Requests added since the last [`Self::take`].
+    pub fn requests(&self) -> u64 {
+        self.requests
+    }
+
+    /// The merged entries, in order of first appearance; the aggregation starts again empty.
+    pub fn take(&mut self) -> Vec<SignIn> {
+        self.first.clear();
+        self.requests = 0;
+        std::mem::take(&mut self.merged)
+    }
+}
+
+/// Merges identical requests of `entries` (see [`Aggregation`]).
+pub fn aggregate(entries: Vec<SignIn>) -> Vec<SignIn> {
+    let mut aggregation = Aggregation::default();
+    entries.into_iter().for_each(|entry| aggregation.add(entry));
+    aggregation.take()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

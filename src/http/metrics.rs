@@ -2,16 +2,39 @@
 //! route, recorded by the edge middleware ([`super::edge`]). The registry is owned by the
 //! application (no global state) and rendered by `/metrics`.
 
+use std::collections::HashMap;
+use std::sync::RwLock;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+};
 
 pub struct HttpMetrics {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
     injected: IntCounterVec,
+    /// The series each route has answered with, resolved once: a label lookup hashes every label
+    /// byte by byte, twice a request. Routes are templates and statuses a handful per route, so
+    /// this stays small.
+    handles: RwLock<HashMap<String, RouteHandles, foldhash::fast::RandomState>>,
+}
+
+/// One route's resolved series: a request counter per method and status, a histogram per method.
+#[derive(Default)]
+struct RouteHandles {
+    requests: Vec<(&'static str, StatusCode, IntCounter)>,
+    latency: Vec<(&'static str, Histogram)>,
+}
+
+impl RouteHandles {
+    fn get(&self, method: &'static str, status: StatusCode) -> Option<(&IntCounter, &Histogram)> {
+        let requests = self.requests.iter().find(|(m, s, _)| *m == method && *s == status)?;
+        let latency = self.latency.iter().find(|(m, _)| *m == method)?;
+        Some((&requests.2, &latency.1))
+    }
 }
 
 impl HttpMetrics {
@@ -32,7 +55,7 @@ impl HttpMetrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(injected.clone()))?;
-        Ok(Self { registry, requests, latency, injected })
+        Ok(Self { registry, requests, latency, injected, handles: RwLock::default() })
     }
 
     /// Counts an answer a fault rule changed.
@@ -43,8 +66,28 @@ impl HttpMetrics {
     /// Counts and times a request under its route template (never the raw path: bounded labels).
     pub fn record(&self, route: &str, method: &Method, status: StatusCode, elapsed: Duration) {
         let method = method_label(method);
-        self.requests.with_label_values(&[route, method, status.as_str()]).inc();
-        self.latency.with_label_values(&[route, method]).observe(elapsed.as_secs_f64());
+        let record = |(requests, latency): (&IntCounter, &Histogram)| {
+            requests.inc();
+            latency.observe(elapsed.as_secs_f64());
+        };
+        {
+            let handles = self.handles.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some(found) = handles.get(route).and_then(|route| route.get(method, status)) {
+                return record(found);
+            }
+        }
+        let mut handles = self.handles.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let resolved = handles.entry(route.to_owned()).or_default();
+        if !resolved.requests.iter().any(|(m, s, _)| *m == method && *s == status) {
+            let counter = self.requests.with_label_values(&[route, method, status.as_str()]);
+            resolved.requests.push((method, status, counter));
+        }
+        if !resolved.latency.iter().any(|(m, _)| *m == method) {
+            resolved.latency.push((method, self.latency.with_label_values(&[route, method])));
+        }
+        if let Some(found) = resolved.get(method, status) {
+            record(found);
+        }
     }
 
     /// The registry other components add their metrics to.
@@ -73,5 +116,35 @@ fn method_label(method: &Method) -> &'static str {
         Method::HEAD => "HEAD",
         Method::OPTIONS => "OPTIONS",
         _ => "OTHER",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(text: &str, prefix: &str) -> Option<String> {
+        text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()).map(str::to_owned)
+    }
+
+    #[test]
+    fn resolved_series_keep_routes_methods_and_statuses_apart() {
+        let metrics = HttpMetrics::new(Registry::new()).unwrap();
+        let ms = Duration::from_millis(1);
+        for _ in 0..3 {
+            metrics.record("/token", &Method::POST, StatusCode::OK, ms);
+        }
+        metrics.record("/token", &Method::POST, StatusCode::BAD_REQUEST, ms);
+        metrics.record("/token", &Method::GET, StatusCode::METHOD_NOT_ALLOWED, ms);
+        metrics.record("/jwks", &Method::GET, StatusCode::OK, ms);
+        let text = metrics.render();
+        let requests = |labels: &str| sample(&text, &format!("ficus_http_requests_total{{{labels}}}"));
+        assert_eq!(requests(r#"method="POST",route="/token",status="200""#).as_deref(), Some("3"), "{text}");
+        assert_eq!(requests(r#"method="POST",route="/token",status="400""#).as_deref(), Some("1"), "{text}");
+        assert_eq!(requests(r#"method="GET",route="/token",status="405""#).as_deref(), Some("1"), "{text}");
+        assert_eq!(requests(r#"method="GET",route="/jwks",status="200""#).as_deref(), Some("1"), "{text}");
+        let timed = |labels: &str| sample(&text, &format!("ficus_http_request_duration_seconds_count{{{labels}}}"));
+        assert_eq!(timed(r#"method="POST",route="/token""#).as_deref(), Some("4"), "{text}");
+        assert_eq!(timed(r#"method="GET",route="/token""#).as_deref(), Some("1"), "{text}");
     }
 }

@@ -1,6 +1,7 @@
 //! The sign-in log's writer: request paths hand entries to a bounded queue without waiting; one
-//! background task gathers them for a flush interval (or until a batch is full), merges identical
-//! requests into one entry with a count, and writes the batch in one transaction. When the queue is
+//! background task gathers them for a flush interval (or until the batch holds `batch_size`
+//! distinct entries), merging identical requests into one entry with a count as they arrive, and
+//! writes the batch in one transaction. When the queue is
 //! full, entries are dropped and counted (`ficus_signin_log_dropped_total`) rather than slowing
 //! requests down. While the database is unavailable the writer holds its batch and retries, so
 //! the queue fills and only what overflows it is lost. `ficus_signin_log_written_total` counts requests written, not rows.
@@ -16,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::domain::activity::Outcome;
 use crate::domain::ports::{Registry, StoreError};
-use crate::domain::sign_in::{SignIn, SignInKind, SignInSink, aggregate};
+use crate::domain::sign_in::{Aggregation, SignIn, SignInKind, SignInSink};
 
 /// Where batches go: the registry, or (in tests) something slower.
 #[async_trait]
@@ -64,7 +65,8 @@ impl BatchedSignInLog {
             "ficus_signin_log_dropped_total",
             "Sign-in log entries dropped (queue full or write failed)",
         )?;
-        let written = IntCounter::new("ficus_signin_log_written_total", "Sign-in log entries written")?;
+        let written =
+            IntCounter::new("ficus_signin_log_written_total", "Requests written to the sign-in log (not rows)")?;
         let requests = IntCounterVec::new(
             Opts::new("ficus_token_requests_total", "Token requests by kind, result and error code"),
             &["kind", "result", "error_code"],
@@ -76,11 +78,12 @@ impl BatchedSignInLog {
         let lost = dropped.clone();
         let batch_size = batch_size.max(1);
         let writer = tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(batch_size);
-            while receiver.recv_many(&mut batch, batch_size).await > 0 {
+            let mut batch = Aggregation::default();
+            while let Some(entry) = receiver.recv().await {
+                batch.add(entry);
                 gather(&mut receiver, &mut batch, batch_size, flush_interval).await;
-                let count = batch.len() as u64;
-                let rows = aggregate(std::mem::take(&mut batch));
+                let count = batch.requests();
+                let rows = batch.take();
                 if write_with_retry(store.as_ref(), &rows, count).await {
                     written.inc_by(count);
                 } else {
@@ -97,21 +100,27 @@ impl BatchedSignInLog {
 /// How often a gathering writer looks whether a batch is full, so that requests never wake it.
 const GATHER_TICK: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// Fills `batch` from the queue for up to `flush_interval`, or until it holds `batch_size`
-/// entries or the queue closes. It looks at the queue every [`GATHER_TICK`] rather than waiting on
-/// it: a writer waiting on the queue would be woken by every entry, one task wake-up per token
-/// request on the request path's cores.
+/// Adds to `batch` from the queue for up to `flush_interval`, or until it holds `batch_size`
+/// distinct entries or the queue closes. Identical requests merge as they arrive, so a busy
+/// workload costs one row per interval whatever its rate, and the batch's memory is bounded by
+/// `batch_size` rows. It looks at the queue every [`GATHER_TICK`] rather than waiting on it: a
+/// writer waiting on the queue would be woken by every entry, one task wake-up per token request
+/// on the request path's cores.
 async fn gather(
     receiver: &mut mpsc::Receiver<SignIn>,
-    batch: &mut Vec<SignIn>,
+    batch: &mut Aggregation,
     batch_size: usize,
     flush_interval: std::time::Duration,
 ) {
     let deadline = tokio::time::Instant::now() + flush_interval;
     loop {
-        while batch.len() < batch_size {
+        // At most what the queue holds at one time per look, so that a queue refilled as fast as
+        // it drains still lets the writer see its deadline (and yield its core).
+        let mut looked = 0;
+        while batch.len() < batch_size && looked < receiver.max_capacity() {
+            looked += 1;
             match receiver.try_recv() {
-                Ok(entry) => batch.push(entry),
+                Ok(entry) => batch.add(entry),
                 Err(_) => break,
             }
         }
@@ -247,6 +256,42 @@ mod tests {
         assert!(written.is_ok(), "the full batch was not written");
         let first: Vec<String> = store.0.lock().unwrap()[0].iter().map(|e| e.resource.clone()).collect();
         assert_eq!(first, ["api://a", "api://b"], "a batch holds at most batch_size requests");
+    }
+
+    #[tokio::test]
+    async fn identical_requests_merge_beyond_the_batch_size_which_bounds_distinct_entries() {
+        let (store, log, writer) = start(2, Duration::from_millis(200));
+        for _ in 0..50 {
+            log.record(entry("api://a"));
+        }
+        log.record(entry("api://b"));
+        log.record(entry("api://c"));
+        drop(log);
+        writer.await.unwrap();
+        let batches = store.0.lock().unwrap();
+        let rows: Vec<Vec<(&str, u32)>> =
+            batches.iter().map(|b| b.iter().map(|e| (e.resource.as_str(), e.count)).collect()).collect();
+        assert_eq!(rows, [vec![("api://a", 50), ("api://b", 1)], vec![("api://c", 1)]]);
+    }
+
+    #[tokio::test]
+    async fn the_written_counter_counts_requests_not_rows() {
+        let store = Arc::new(Batches::default());
+        let metrics = Metrics::new();
+        let (log, writer) =
+            BatchedSignInLog::start(store.clone(), 100, 10, Duration::from_millis(50), &metrics).unwrap();
+        for resource in ["api://a", "api://a", "api://a", "api://b"] {
+            log.record(entry(resource));
+        }
+        drop(log);
+        writer.await.unwrap();
+        let written = metrics
+            .gather()
+            .into_iter()
+            .find(|family| family.name() == "ficus_signin_log_written_total")
+            .map(|family| family.get_metric()[0].get_counter().get_value());
+        assert_eq!(written, Some(4.0), "four requests");
+        assert_eq!(store.0.lock().unwrap().concat().len(), 2, "in two rows");
     }
 
     #[tokio::test]
