@@ -17,7 +17,11 @@ use super::resource::{ComputeResource, IdentityHeader, ManagedIdentity, Resource
 use super::role_assignment::RoleAssignment;
 use super::tenant::{Tenant, TenantId, TenantName, TenantRef};
 
-type Map<K, V> = imbl::HashMap<K, V>;
+/// The snapshot's persistent maps, hashed with foldhash (seeded per map) rather than SipHash: the
+/// token path looks up several string keys per request (resource ids, issuers, URIs). Keys only
+/// enter through registry writes, which are authenticated, so nobody can flood them with
+/// colliding keys; request values are only looked up.
+type Map<K, V> = imbl::GenericHashMap<K, V, foldhash::fast::RandomState, imbl::shared_ptr::DefaultSharedPtr>;
 
 /// The current state of one registry entity (`None` or empty: it no longer exists), as read after
 /// a committed change.
