@@ -249,13 +249,6 @@ impl Aggregation {
     }
 }
 
-/// Merges identical requests of `entries` (see [`Aggregation`]).
-pub fn aggregate(entries: Vec<SignIn>) -> Vec<SignIn> {
-    let mut aggregation = Aggregation::default();
-    entries.into_iter().for_each(|entry| aggregation.add(entry));
-    aggregation.take()
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignInQuery {
     pub tenant_id: TenantId,
@@ -282,6 +275,13 @@ pub trait SignInSink: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `entries` added one by one to a new aggregation, as the writer adds them.
+    fn aggregate(entries: Vec<SignIn>) -> Vec<SignIn> {
+        let mut aggregation = Aggregation::default();
+        entries.into_iter().for_each(|entry| aggregation.add(entry));
+        aggregation.take()
+    }
 
     fn entry(principal: u8, cached: bool, latency_ms: u64) -> SignIn {
         SignIn {

@@ -22,19 +22,13 @@ pub struct HttpMetrics {
     handles: RwLock<HashMap<String, RouteHandles, foldhash::fast::RandomState>>,
 }
 
-/// One route's resolved series: a request counter per method and status, a histogram per method.
-#[derive(Default)]
-struct RouteHandles {
-    requests: Vec<(&'static str, StatusCode, IntCounter)>,
-    latency: Vec<(&'static str, Histogram)>,
-}
+/// One route's resolved series, by method and status: the request counter and the method's
+/// histogram (a handle to the one series, shared by the method's statuses).
+type RouteHandles = Vec<(&'static str, StatusCode, IntCounter, Histogram)>;
 
-impl RouteHandles {
-    fn get(&self, method: &'static str, status: StatusCode) -> Option<(&IntCounter, &Histogram)> {
-        let requests = self.requests.iter().find(|(m, s, _)| *m == method && *s == status)?;
-        let latency = self.latency.iter().find(|(m, _)| *m == method)?;
-        Some((&requests.2, &latency.1))
-    }
+/// The counter and histogram resolved for `method` and `status` on this route, if any.
+fn series<'a>(route: &'a RouteHandles, method: &str, status: StatusCode) -> Option<(&'a IntCounter, &'a Histogram)> {
+    route.iter().find(|(m, s, ..)| *m == method && *s == status).map(|(.., requests, latency)| (requests, latency))
 }
 
 impl HttpMetrics {
@@ -72,20 +66,17 @@ impl HttpMetrics {
         };
         {
             let handles = self.handles.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if let Some(found) = handles.get(route).and_then(|route| route.get(method, status)) {
+            if let Some(found) = handles.get(route).and_then(|route| series(route, method, status)) {
                 return record(found);
             }
         }
         let mut handles = self.handles.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         let resolved = handles.entry(route.to_owned()).or_default();
-        if !resolved.requests.iter().any(|(m, s, _)| *m == method && *s == status) {
-            let counter = self.requests.with_label_values(&[route, method, status.as_str()]);
-            resolved.requests.push((method, status, counter));
+        if series(resolved, method, status).is_none() {
+            let requests = self.requests.with_label_values(&[route, method, status.as_str()]);
+            resolved.push((method, status, requests, self.latency.with_label_values(&[route, method])));
         }
-        if !resolved.latency.iter().any(|(m, _)| *m == method) {
-            resolved.latency.push((method, self.latency.with_label_values(&[route, method])));
-        }
-        if let Some(found) = resolved.get(method, status) {
+        if let Some(found) = series(resolved, method, status) {
             record(found);
         }
     }

@@ -1,10 +1,10 @@
 //! The sign-in log's writer: request paths hand entries to a bounded queue without waiting; one
 //! background task gathers them for a flush interval (or until the batch holds `batch_size`
 //! distinct entries), merging identical requests into one entry with a count as they arrive, and
-//! writes the batch in one transaction. When the queue is
-//! full, entries are dropped and counted (`ficus_signin_log_dropped_total`) rather than slowing
-//! requests down. While the database is unavailable the writer holds its batch and retries, so
-//! the queue fills and only what overflows it is lost. `ficus_signin_log_written_total` counts requests written, not rows.
+//! writes the batch in one transaction. When the queue is full, entries are dropped and counted
+//! (`ficus_signin_log_dropped_total`) rather than slowing requests down. While the database is
+//! unavailable the writer holds its batch and retries, so the queue fills and only what overflows
+//! it is lost. `ficus_signin_log_written_total` counts requests written, not rows.
 //! Every entry is also counted in `ficus_token_requests_total{kind,result,error_code}`, so
 //! failures show in metrics even when the log drops them.
 
