@@ -9,11 +9,12 @@
 //! same run: the floors (`--baseline`, a built-in axum server answering a token-sized JSON body
 //! over HTTPS and plain HTTP) and the crypto ceiling (`--crypto-ceiling`, RS256 sign + verify pairs
 //! per second on this machine's cores). With the floors, the client's own ceiling is measured for
-//! each floor and scenario (the same requests against an empty server, see `baseline`), and a run
-//! that reaches 90% of it is reported client-bound, with no ratio. A closed loop that goes past
-//! its ceiling (something else slowed that measurement) has the ceiling measured once more and is
-//! judged against the higher; if it still goes past, it is reported disturbed, with no ratio and
-//! no verdict either. Results print as a table and go
+//! each floor and scenario (the same requests against an empty server, per second of the client's
+//! own CPU, see `baseline`), and a run that reaches 90% of it, or keeps 90% of the client's cores
+//! busy, is reported client-bound, with no ratio. A closed loop that goes past its ceiling
+//! (something else slowed that measurement) has the ceiling measured once more and is judged
+//! against the higher; if it still goes past, it is reported disturbed, with no ratio and no
+//! verdict either. Results print as a table and go
 //! to `--json` and `--html` (latency over time and histograms).
 
 mod baseline;
@@ -411,20 +412,27 @@ fn ratio_to(result: &run::Outcome, floor: &run::Outcome) -> Result<f64, String> 
     if let run::Mode::Open { .. } = result.mode {
         return Err("an open loop's rate is set, not measured".into());
     }
-    if result.ceiling_disturbed() || floor.ceiling_disturbed() {
-        return Err("the client's ceiling measured below the run (disturbed): run it again".into());
-    }
     match (result.client_bound(), floor.client_bound()) {
-        (false, false) => Ok(result.rps() / floor.rps()),
         (true, _) => Err(format!("client-bound ({})", busy(result))),
         (false, true) => Err(format!("client-bound floor ({})", busy(floor))),
+        _ if result.ceiling_disturbed() || floor.ceiling_disturbed() => {
+            Err("the client's ceiling measured below the run (disturbed): run it again".into())
+        }
+        (false, false) => Ok(result.rps() / floor.rps()),
     }
 }
 
 /// How close the load generator came to its limit in a run.
 fn busy(outcome: &run::Outcome) -> String {
     match (outcome.client_ceiling, outcome.client_busy) {
-        (Some(ceiling), _) => format!("the load generator at {:.0}% of its ceiling", outcome.rps() / ceiling * 100.0),
+        (Some(ceiling), Some(busy)) => format!(
+            "the load generator at {:.0}% of its ceiling, {:.0}% busy",
+            outcome.rps() / ceiling * 100.0,
+            busy * 100.0
+        ),
+        (Some(ceiling), None) => {
+            format!("the load generator at {:.0}% of its ceiling", outcome.rps() / ceiling * 100.0)
+        }
         (None, Some(busy)) => format!("the load generator {:.0}% busy", busy * 100.0),
         (None, None) => "?".into(),
     }

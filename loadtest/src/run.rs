@@ -112,12 +112,21 @@ pub struct Outcome {
 
 impl Outcome {
     /// Whether the load generator, not the server, set this run's pace: it reached
-    /// [`CLIENT_BOUND`] of its ceiling for the same requests or, where no ceiling was measured,
-    /// kept that share of its cores busy. Such a run says nothing about the server.
+    /// [`CLIENT_BOUND`] of its ceiling for the same requests, or kept that share of its cores busy.
+    /// Such a run says nothing about the server.
     pub fn client_bound(&self) -> bool {
-        match self.client_ceiling {
-            Some(ceiling) => self.rps() >= CLIENT_BOUND * ceiling && !self.ceiling_disturbed(),
-            None => self.client_busy.is_some_and(|b| b >= CLIENT_BOUND),
+        let near_ceiling = self.client_ceiling.is_some_and(|ceiling| self.rps() >= CLIENT_BOUND * ceiling)
+            && !self.ceiling_disturbed();
+        near_ceiling || self.client_busy.is_some_and(|b| b >= CLIENT_BOUND)
+    }
+
+    /// Requests per second of the client's own CPU (per core it may use): the rate it would reach
+    /// with nothing else to wait for. The measured rate where its busy share is unknown.
+    pub fn client_rate(&self) -> f64 {
+        match self.client_busy {
+            // Below 5% busy the figure would be mostly the timer's granularity.
+            Some(busy) => self.rps() / busy.clamp(0.05, 1.0),
+            None => self.rps(),
         }
     }
 
@@ -135,22 +144,22 @@ impl Outcome {
 
     /// What the run says about the client, where it says something: client-bound or disturbed.
     fn verdict(&self) -> Option<String> {
-        if self.ceiling_disturbed() {
-            return Some(format!(
-                "the client's ceiling measured below this run ({:.0} req/s against an empty server): something else \
-                 slowed that measurement, so this run cannot be judged; run it again",
-                self.client_ceiling.unwrap_or_default()
-            ));
-        }
         if !self.client_bound() {
-            return None;
+            return self.ceiling_disturbed().then(|| {
+                format!(
+                    "the client's ceiling measured below this run ({:.0} req/s for the same requests): something \
+                     else slowed that measurement, so this run cannot be judged; run it again",
+                    self.client_ceiling.unwrap_or_default()
+                )
+            });
         }
-        let how = match self.client_ceiling {
-            Some(ceiling) => format!(
-                "reached {:.0}% of the client's ceiling ({ceiling:.0} req/s against an empty server)",
+        let busy = self.client_busy.filter(|b| *b >= CLIENT_BOUND);
+        let how = match (self.client_ceiling.filter(|c| self.rps() >= CLIENT_BOUND * c), busy) {
+            (Some(ceiling), _) => format!(
+                "reached {:.0}% of the client's ceiling ({ceiling:.0} req/s for the same requests)",
                 self.rps() / ceiling * 100.0
             ),
-            None => format!("kept {:.0}% of its cores busy", self.client_busy.unwrap_or_default() * 100.0),
+            (None, busy) => format!("kept {:.0}% of its cores busy", busy.unwrap_or_default() * 100.0),
         };
         Some(format!("client-bound: the load generator {how}, so this run measured it, not the server"))
     }
@@ -231,10 +240,28 @@ impl Outcome {
 /// the load generator's measurement.
 pub const CLIENT_BOUND: f64 = 0.9;
 
-/// CPU time this process has used so far (all threads), from `/proc/self/stat` (Linux; `None`
-/// elsewhere). Its utime and stime are in USER_HZ ticks, 100 per second on every Linux ABI.
-fn process_cpu() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+/// The name (prefix) of the threads that run servers inside this process (the in-process floors
+/// and empty servers): their CPU time is the server's, not the load generator's.
+pub const SERVER_THREAD: &str = "lt-server";
+
+/// CPU time the load generator has used so far: this process's (all threads, those that ended
+/// included) less that of its server threads ([`SERVER_THREAD`]), from `/proc` (Linux; `None`
+/// elsewhere). utime and stime are in USER_HZ ticks, 100 per second on every Linux ABI.
+fn client_cpu() -> Option<Duration> {
+    let process = cpu_of_stat(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
+    let mut servers = Duration::ZERO;
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+        let name = stat.split_once('(').and_then(|(_, rest)| rest.rsplit_once(')')).map_or("", |(name, _)| name);
+        if name.starts_with(SERVER_THREAD) {
+            servers += cpu_of_stat(&stat).unwrap_or_default();
+        }
+    }
+    Some(process.saturating_sub(servers))
+}
+
+/// utime + stime of a `/proc/.../stat` line.
+fn cpu_of_stat(stat: &str) -> Option<Duration> {
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     // After the command name: state is field 3, utime 14 and stime 15 (1-based, of the whole line).
     let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
@@ -265,11 +292,11 @@ struct Watched {
 fn watch_client(from: Instant, to: Instant) -> tokio::task::JoinHandle<Watched> {
     tokio::spawn(async move {
         tokio::time::sleep_until(from.into()).await;
-        let (start, steal, started) = (process_cpu(), machine_steal(), Instant::now());
+        let (start, steal, started) = (client_cpu(), machine_steal(), Instant::now());
         tokio::time::sleep_until(to.into()).await;
         let elapsed = started.elapsed().as_secs_f64().max(0.001);
         let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
-        let busy = start.zip(process_cpu()).map(|(a, b)| b.saturating_sub(a).as_secs_f64() / elapsed / cores);
+        let busy = start.zip(client_cpu()).map(|(a, b)| b.saturating_sub(a).as_secs_f64() / elapsed / cores);
         let steal =
             steal.zip(machine_steal()).map(|((a, n), (b, _))| b.saturating_sub(a).as_secs_f64() / elapsed / n as f64);
         Watched { busy, steal }
@@ -536,6 +563,67 @@ mod tests {
     }
 
     #[test]
+    fn cpu_spent_on_a_server_thread_is_not_the_clients() {
+        let before = client_cpu().expect("/proc is readable on Linux");
+        // A server thread spins until its own counter shows half a second of CPU time, and stays
+        // alive (a thread that ended leaves its time in the process's total, unnamed) until told.
+        let (spun_tx, spun_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let server = std::thread::Builder::new()
+            .name(format!("{SERVER_THREAD}-test"))
+            .spawn(move || {
+                let (mut x, started) = (0u64, Instant::now());
+                loop {
+                    let own = cpu_of_stat(&std::fs::read_to_string("/proc/thread-self/stat").unwrap()).unwrap();
+                    if own >= Duration::from_millis(500) || started.elapsed() > Duration::from_secs(20) {
+                        spun_tx.send(own).unwrap();
+                        break;
+                    }
+                    for _ in 0..100_000 {
+                        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                    }
+                }
+                let _ = done_rx.recv();
+            })
+            .unwrap();
+        let spun = spun_rx.recv().unwrap();
+        let grown = client_cpu().unwrap().saturating_sub(before);
+        done_tx.send(()).unwrap();
+        server.join().unwrap();
+        assert!(spun >= Duration::from_millis(500), "the server thread ran only {spun:?}");
+        // Other tests may run meanwhile, but not for half a second of CPU.
+        assert!(grown < Duration::from_millis(250), "the client was charged {grown:?} of the server's {spun:?}");
+    }
+
+    #[test]
+    fn a_stat_line_is_read_past_a_thread_name_with_spaces_and_parentheses() {
+        let stat = "42 (lt-server (x) y) R 1 2 3 4 5 6 7 8 9 10 150 25 0 0 20 0 1 0";
+        assert_eq!(cpu_of_stat(stat), Some(Duration::from_millis(1_750)), "utime 150 + stime 25 ticks");
+    }
+
+    #[test]
+    fn a_client_busy_past_the_bound_makes_the_run_client_bound_whatever_its_ceiling() {
+        let mut busy = outcome_of(500, 1_000.0);
+        busy.client_busy = Some(0.93);
+        assert!(busy.client_bound(), "93% busy is client-bound at half the ceiling");
+        assert!(busy.all_notes().last().unwrap().contains("93% of its cores busy"), "{:?}", busy.all_notes());
+        let mut idle = outcome_of(500, 1_000.0);
+        idle.client_busy = Some(0.40);
+        assert!(!idle.client_bound() && idle.all_notes().is_empty());
+    }
+
+    #[test]
+    fn the_clients_rate_is_what_it_reached_per_second_of_its_own_cpu() {
+        let mut half_busy = outcome_of(1_000, 0.0);
+        half_busy.client_busy = Some(0.5);
+        assert!((half_busy.client_rate() - 2_000.0).abs() < 1.0, "{}", half_busy.client_rate());
+        half_busy.client_busy = None;
+        assert!((half_busy.client_rate() - 1_000.0).abs() < 1.0, "unknown busy: the rate reached");
+        half_busy.client_busy = Some(0.0);
+        assert!((half_busy.client_rate() - 20_000.0).abs() < 1.0, "an idle client is scaled at most 20x");
+    }
+
+    #[test]
     fn the_machines_stolen_time_is_read_per_core_and_never_runs_backwards() {
         let (before, cores) = machine_steal().expect("/proc/stat is readable on Linux");
         let listed =
@@ -546,11 +634,11 @@ mod tests {
     }
 
     #[test]
-    fn the_processs_cpu_time_grows_with_work_done_on_it() {
-        let before = process_cpu().expect("/proc/self/stat is readable on Linux");
+    fn the_clients_cpu_time_grows_with_work_done_on_it() {
+        let before = client_cpu().expect("/proc/self/stat is readable on Linux");
         let (mut x, started) = (0u64, Instant::now());
         // Spin until 50 ms of CPU time show (however busy the machine), or give up after 10 s.
-        while process_cpu().unwrap().saturating_sub(before) < Duration::from_millis(50) {
+        while client_cpu().unwrap().saturating_sub(before) < Duration::from_millis(50) {
             for _ in 0..100_000 {
                 x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             }
