@@ -404,16 +404,16 @@ impl ManagedIdentityService {
             principal: identity.principal_id,
             credential: identity.principal_id,
             resource: resource.to_owned(),
-            roles: roles.clone(),
+            roles,
         };
         let lifetime_secs = i64::try_from(self.lifetime.as_secs()).unwrap_or(86_400);
-        let minted = self.mint.mint(key, |now| AccessToken {
+        let minted = self.mint.mint(key, |now, roles| AccessToken {
             issuer: self.discovery.issuer_for(tenant),
             tenant: tenant.id,
             audience: resource,
             client_id: identity.client_id.to_string(),
             principal_id: identity.principal_id,
-            roles,
+            roles: roles.to_vec(),
             acr: "2",
             mirid: Some(identity.resource_id.mirid()),
             issued_at: now,

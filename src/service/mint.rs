@@ -35,11 +35,12 @@ impl TokenMint {
         Self { signer, clock, cache, reuse_share }
     }
 
-    /// The cached token for `key` if it may be reused, else `claims(now)` signed and cached.
+    /// The cached token for `key` if it may be reused, else `claims(now, roles)` signed and cached
+    /// (`roles` are the key's: the caller builds them once, and copies them only to sign).
     pub fn mint<'a>(
         &self,
         key: TokenCacheKey,
-        claims: impl FnOnce(i64) -> AccessToken<'a>,
+        claims: impl FnOnce(i64, &[String]) -> AccessToken<'a>,
     ) -> Result<Minted, SignError> {
         let now = self.clock.now().unix_timestamp();
         let cached = self.cache.get(&key).filter(|t| t.is_reusable(now, self.reuse_share));
@@ -47,7 +48,7 @@ impl TokenMint {
         if let Some(token) = cached {
             return Ok(Minted { token, from_cache: true, now });
         }
-        let claims = claims(now);
+        let claims = claims(now, &key.roles);
         let token =
             CachedToken { token: self.signer.sign(&claims.claims())?, issued_at: now, expires_at: claims.expires_at() };
         self.cache.insert(key, token.clone());

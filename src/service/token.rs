@@ -520,16 +520,16 @@ impl TokenService {
             principal,
             credential: who.credential,
             resource: resource_name.to_owned(),
-            roles: roles.clone(),
+            roles,
         };
         let lifetime_secs = i64::try_from(self.lifetime.as_secs()).unwrap_or(3600);
-        let minted = self.mint.mint(key, |now| AccessToken {
+        let minted = self.mint.mint(key, |now, roles| AccessToken {
             issuer: self.discovery.issuer_for(tenant),
             tenant: tenant.id,
             audience: resource_name,
             client_id: client_id.to_string(),
             principal_id: principal,
-            roles,
+            roles: roles.to_vec(),
             acr: who.acr,
             mirid: match &who.client {
                 Client::Application(_) => None,

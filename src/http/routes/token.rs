@@ -18,7 +18,9 @@ use crate::domain::fault::FaultEndpoint;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::faults::inject;
-use crate::service::token::{Secret, TokenError, TokenRequest, TokenService};
+use crate::service::token::{
+    ACCESS_TOKEN_TYPE, JWT_BEARER, Secret, TOKEN_EXCHANGE, TokenError, TokenRequest, TokenService,
+};
 
 /// The form fields this endpoint reads; others (msal-node's `client-request-id`...) are ignored.
 /// A value that needed no decoding is borrowed from the body.
@@ -98,10 +100,24 @@ fn decode_pair(raw: &[u8]) -> (Cow<'_, str>, Cow<'_, str>) {
     (decode_component(name), decode_component(value))
 }
 
+/// The protocol's URNs as every SDK form-encodes them (`:` as `%3A`), decoded once here: the
+/// assertion type on every client-assertion request, the grant and token types of RFC 8693. Other
+/// spellings of the same values go through the decoder.
+const SPELLED: [(&[u8], &str); 5] = [
+    (b"urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer", JWT_BEARER),
+    (b"urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange", TOKEN_EXCHANGE),
+    (b"urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt", "urn:ietf:params:oauth:token-type:jwt"),
+    (b"urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aid_token", "urn:ietf:params:oauth:token-type:id_token"),
+    (b"urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token", ACCESS_TOKEN_TYPE),
+];
+
 /// One name or value. The decoded text is written into one buffer of the encoded length (it is
 /// never longer): `form_urlencoded` grows its buffer a byte at a time, several allocations for a
 /// `urn%3A...` value.
 fn decode_component(raw: &[u8]) -> Cow<'_, str> {
+    if let Some((_, text)) = SPELLED.iter().find(|(spelled, _)| *spelled == raw) {
+        return Cow::Borrowed(text);
+    }
     if memchr::memchr2(b'%', b'+', raw).is_none() {
         // Valid UTF-8 (an assertion always is) is checked on the fast path and borrowed; only
         // invalid bytes pay for the lossy walk.
@@ -236,6 +252,16 @@ mod tests {
             matches!(decode_pair(b"client_assertion=eyJ.e30.sig").1, Cow::Borrowed(_)),
             "plain values are borrowed"
         );
+    }
+
+    #[test]
+    fn the_protocols_urns_in_their_usual_spelling_decode_as_the_decoder_would_without_it() {
+        for (spelled, text) in SPELLED {
+            let decoded: String = percent_encoding::percent_decode(spelled).decode_utf8().unwrap().into_owned();
+            assert_eq!(decoded, text, "{}", String::from_utf8_lossy(spelled));
+            assert!(matches!(decode_component(spelled), Cow::Borrowed(t) if t == text));
+        }
+        assert_eq!(decode_component(b"urn%3aietf%3aparams%3aoauth%3agrant-type%3atoken-exchange"), TOKEN_EXCHANGE);
     }
 
     #[test]
