@@ -17,9 +17,13 @@
 //!
 //! Both hash their keys with foldhash, seeded at random per process, rather than SipHash: keys
 //! enter a cache only after a request succeeded (a verified signature, an issued token), so an
-//! attacker cannot fill one with colliding keys, and a lookup costs a fraction of SipHash's.
+//! attacker cannot fill one with colliding keys, and a lookup costs a fraction of SipHash's. The
+//! verified assertions' hasher reads only a long key's length and last [`TAIL`] bytes
+//! ([`TailHash`]): the end of a JWS is its signature, as good as random, and an entry is still
+//! found by comparing the whole text, so two assertions with one tail share a bucket, never an
+//! entry. A lookup then hashes 64 bytes instead of a kilobyte or two.
 
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,18 +56,52 @@ impl CacheMetrics {
     }
 }
 
+/// How many bytes at the end of a key [`TailHash`] reads.
+pub const TAIL: usize = 64;
+
+/// Builds hashers that read a key's length and at most its last [`TAIL`] bytes, with foldhash
+/// seeded at random per process.
+#[derive(Clone, Default)]
+pub struct TailHash(foldhash::quality::RandomState);
+
+impl BuildHasher for TailHash {
+    type Hasher = TailHasher;
+
+    fn build_hasher(&self) -> TailHasher {
+        TailHasher(self.0.build_hasher())
+    }
+}
+
+pub struct TailHasher(foldhash::quality::FoldHasher<'static>);
+
+impl Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.write_usize(bytes.len());
+        self.0.write(&bytes[bytes.len().saturating_sub(TAIL)..]);
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.0.write_u8(byte);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
+}
+
 /// A bounded moka cache that counts its lookups and capacity evictions under `name`.
-pub struct CountedCache<K, V> {
-    cache: Cache<K, V, foldhash::quality::RandomState>,
+pub struct CountedCache<K, V, S = foldhash::quality::RandomState> {
+    cache: Cache<K, V, S>,
     /// This cache's hit and miss counters, resolved once.
     hits: IntCounter,
     misses: IntCounter,
 }
 
-impl<K, V> CountedCache<K, V>
+impl<K, V, S> CountedCache<K, V, S>
 where
     K: Hash + Eq + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
+    S: BuildHasher + Clone + Default + Send + Sync + 'static,
 {
     pub fn new(name: &'static str, capacity: u64, ttl: Duration, metrics: &CacheMetrics) -> Self {
         let evictions = metrics.evictions.with_label_values(&[name]);
@@ -75,7 +113,7 @@ where
                     evictions.inc();
                 }
             })
-            .build_with_hasher(foldhash::quality::RandomState::default());
+            .build_with_hasher(S::default());
         let hits = metrics.lookups.with_label_values(&[name, "hit"]);
         let misses = metrics.lookups.with_label_values(&[name, "miss"]);
         Self { cache, hits, misses }
@@ -89,8 +127,8 @@ where
 /// Issued tokens, by (tenant, client, credential or identity, resource).
 pub type IssuedTokens = CountedCache<TokenCacheKey, CachedToken>;
 
-/// Verified assertions, by their text.
-pub type VerifiedAssertions = CountedCache<Arc<str>, Arc<VerifiedAssertion>>;
+/// Verified assertions, by their text (hashed by its tail, compared whole).
+pub type VerifiedAssertions = CountedCache<Arc<str>, Arc<VerifiedAssertion>, TailHash>;
 
 impl IssuedTokenCache for IssuedTokens {
     fn get(&self, key: &TokenCacheKey) -> Option<CachedToken> {
@@ -117,5 +155,41 @@ impl VerifiedAssertionCache for VerifiedAssertions {
 
     fn record(&self, hit: bool) {
         self.count(hit);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash_of(build: &TailHash, text: &str) -> u64 {
+        build.hash_one(text)
+    }
+
+    #[test]
+    fn keys_that_differ_only_before_their_tail_share_a_hash_but_not_an_entry() {
+        let build = TailHash::default();
+        let tail = "s".repeat(TAIL);
+        let (one, other) = (format!("header.payload-one.{tail}"), format!("header.payload-two.{tail}"));
+        assert_eq!(hash_of(&build, &one), hash_of(&build, &other), "only the tail is read");
+        assert_ne!(hash_of(&build, &one), hash_of(&build, &format!("{one}x")), "the length and tail are");
+        assert_ne!(hash_of(&build, "a.b.c"), hash_of(&build, "a.b.d"), "a short key is read whole");
+
+        let metrics = CacheMetrics::new(&Registry::new()).unwrap();
+        let cache: VerifiedAssertions = CountedCache::new("test", 10, Duration::from_secs(60), &metrics);
+        let verified = |subject: &str| {
+            Arc::new(VerifiedAssertion {
+                issuer: "https://issuer".into(),
+                subject: subject.into(),
+                audiences: vec![],
+                expires_at: 0,
+                claims: Arc::default(),
+            })
+        };
+        cache.insert(&one, verified("one"));
+        cache.insert(&other, verified("two"));
+        assert_eq!(VerifiedAssertionCache::get(&cache, &one).unwrap().subject, "one");
+        assert_eq!(VerifiedAssertionCache::get(&cache, &other).unwrap().subject, "two");
+        assert!(VerifiedAssertionCache::get(&cache, &format!("header.payload-three.{tail}")).is_none());
     }
 }
