@@ -29,7 +29,16 @@ fn main() -> ExitCode {
         return ExitCode::from(ficus::sandbox::exit::SANDBOX_FAILED);
     }
     ficus::telemetry::init(&settings.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // On one core (a pinned process, a container limited to one CPU) tokio's current-thread
+    // scheduler runs the same tasks without the multi-threaded one's hand-offs between workers
+    // (atomics, the injection queue, work stealing); blocking work still goes to its own pool.
+    let one_core = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    let runtime = if one_core {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    };
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("ficus: cannot start the async runtime: {e}");

@@ -276,12 +276,13 @@ impl InProcess {
     /// Serves the floors and empty servers on their own thread and runtime until dropped.
     fn start(listeners: FloorListeners, floor: Floor) -> Result<Self, String> {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        // Scheduled as the broker is (one worker per core it may use), on threads of its own.
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .thread_name(run::SERVER_THREAD)
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
+        // Scheduled as the broker is (one worker per core it may use, the current-thread
+        // scheduler on one core), on threads of its own.
+        let runtime = match std::thread::available_parallelism().map_or(1, usize::from) {
+            1 => tokio::runtime::Builder::new_current_thread().thread_name(run::SERVER_THREAD).enable_all().build(),
+            _ => tokio::runtime::Builder::new_multi_thread().thread_name(run::SERVER_THREAD).enable_all().build(),
+        }
+        .map_err(|e| e.to_string())?;
         std::thread::Builder::new()
             .name(run::SERVER_THREAD.to_owned())
             .spawn(move || {

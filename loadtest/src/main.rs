@@ -127,10 +127,10 @@ pub struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    // The floor server runs as the broker does (tokio's multi-threaded scheduler, one worker per
-    // core it may use), so the floor compares like with like. The load generator on a single core
-    // uses the current-thread scheduler: no handing of wake-ups between threads.
-    let runtime = if args.serve_floor.is_none() && threads() == 1 {
+    // On a single core, the current-thread scheduler (no handing of wake-ups between threads), as
+    // the broker chooses it there: the floor server runs as the broker does, so the floor
+    // compares like with like.
+    let runtime = if threads() == 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
     } else {
         tokio::runtime::Builder::new_multi_thread().enable_all().build()

@@ -1,5 +1,6 @@
-//! Durability: a broker killed with SIGKILL during a stream of registry writes restarts with
-//! every acknowledged write in place and a registry it can load.
+//! The real binary as a process: a broker killed with SIGKILL during a stream of registry writes
+//! restarts with every acknowledged write in place and a registry it can load; a broker confined
+//! to one core (its runtime is then tokio's current-thread scheduler) serves tokens and writes.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -14,8 +15,13 @@ pub(crate) fn free_port() -> u16 {
 }
 
 fn start(dir: &Path, api: u16, mi: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_ficus"))
-        .arg("serve")
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ficus"));
+    command.arg("serve");
+    spawn_broker(command, dir, api, mi)
+}
+
+fn spawn_broker(mut command: Command, dir: &Path, api: u16, mi: u16) -> Child {
+    command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("FICUS_SERVER__ADDR", format!("127.0.0.1:{api}"))
@@ -127,4 +133,38 @@ async fn every_acknowledged_write_survives_a_sigkill_mid_stream() {
         listed["value"].as_array().unwrap().iter().filter_map(|a| a["displayName"].as_str()).collect();
     let lost: Vec<&String> = acknowledged.iter().filter(|n| !names.contains(&n.as_str())).collect();
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_confined_to_one_core_serves_tokens_and_registry_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, mi) = (free_port(), free_port());
+    // taskset (util-linux) leaves the broker one core: available_parallelism() is then 1.
+    let mut command = Command::new("taskset");
+    command.args(["-c", "0", env!("CARGO_BIN_EXE_ficus"), "serve"]);
+    let mut broker = spawn_broker(command, dir.path(), api, mi);
+    let client = ready_client(dir.path(), api).await;
+    let token = admin_token(&client, dir.path(), api).await;
+    let created = client
+        .post(format!("https://localhost:{api}/v1.0/applications"))
+        .bearer_auth(&token)
+        .json(&json!({ "displayName": "one-core", "identifierUris": ["api://one-core"] }))
+        .send()
+        .await
+        .unwrap();
+    let imds = reqwest::Client::new()
+        .get(format!(
+            "http://127.0.0.1:{mi}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=api://vault"
+        ))
+        .header("Metadata", "true")
+        .send()
+        .await
+        .unwrap();
+    let cores = std::fs::read_to_string(format!("/proc/{}/status", broker.id())).unwrap_or_default();
+    broker.kill().unwrap();
+    broker.wait().unwrap();
+    assert_eq!(created.status(), 201, "a registry write on one core");
+    assert_eq!(imds.status(), 200, "an IMDS token on one core");
+    let allowed = cores.lines().find(|l| l.starts_with("Cpus_allowed_list:")).unwrap_or_default();
+    assert!(allowed.ends_with("\t0"), "the broker ran on core 0 alone: {allowed:?}");
 }
