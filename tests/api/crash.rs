@@ -1,6 +1,7 @@
 //! The real binary as a process: a broker killed with SIGKILL during a stream of registry writes
 //! restarts with every acknowledged write in place and a registry it can load; a broker confined
-//! to one core (its runtime is then tokio's current-thread scheduler) serves tokens and writes.
+//! to one core (its runtime is then tokio's current-thread scheduler) serves tokens and writes;
+//! its SQLite worker threads run at a lower CPU priority than the threads that serve requests.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -167,4 +168,46 @@ async fn a_broker_confined_to_one_core_serves_tokens_and_registry_writes() {
     assert_eq!(imds.status(), 200, "an IMDS token on one core");
     let allowed = cores.lines().find(|l| l.starts_with("Cpus_allowed_list:")).unwrap_or_default();
     assert!(allowed.ends_with("\t0"), "the broker ran on core 0 alone: {allowed:?}");
+}
+
+/// (thread name, nice value) of every thread of process `pid`.
+fn threads_of(pid: u32) -> Vec<(String, i64)> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            let (head, rest) = stat.rsplit_once(')')?;
+            let name = head.split_once('(')?.1.to_owned();
+            // After the name: the state is field 3 and the nice value field 19 (1-based).
+            let nice = rest.split_whitespace().nth(16)?.parse().ok()?;
+            Some((name, nice))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_brokers_database_threads_run_below_the_threads_that_serve_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, mi) = (free_port(), free_port());
+    let mut broker = start(dir.path(), api, mi);
+    let client = ready_client(dir.path(), api).await;
+    // A token request and an admin write: both kinds of thread have worked.
+    let token = admin_token(&client, dir.path(), api).await;
+    let created = client
+        .post(format!("https://localhost:{api}/v1.0/applications"))
+        .bearer_auth(&token)
+        .json(&json!({ "displayName": "niced", "identifierUris": ["api://niced"] }))
+        .send()
+        .await
+        .unwrap();
+    let threads = threads_of(broker.id());
+    broker.kill().unwrap();
+    broker.wait().unwrap();
+    assert_eq!(created.status(), 201);
+    let database: Vec<_> = threads.iter().filter(|(name, _)| name.starts_with("ficus-sqlite")).collect();
+    assert!(!database.is_empty(), "no SQLite worker thread among {threads:?}");
+    assert!(database.iter().all(|(_, nice)| *nice == 10), "{database:?}");
+    let serving: Vec<_> = threads.iter().filter(|(name, _)| name.starts_with("tokio-rt-worker")).collect();
+    assert!(!serving.is_empty() && serving.iter().all(|(_, nice)| *nice == 0), "{threads:?}");
 }

@@ -3,6 +3,11 @@
 //! Multi-statement writes run in `BEGIN IMMEDIATE` transactions, so concurrent writers queue for
 //! the write lock instead of failing to upgrade a read lock; the schema's triggers and constraints
 //! hold the invariants (the 20-credential limit, uniqueness, cascades) whatever the interleaving.
+//!
+//! The database works on sqlx's worker threads (one per connection, named [`WORKER_THREAD`]), and
+//! they run at a lower CPU priority ([`WORKER_NICE`]) than the threads that serve requests: the
+//! token path never waits for the database, while a batch of sign-in rows or a WAL checkpoint on
+//! the same core would otherwise hold the requests up for as long as it runs.
 
 mod activity;
 mod directory;
@@ -73,7 +78,15 @@ impl SqliteRegistry {
     }
 
     async fn connect(options: SqliteConnectOptions, max_connections: u32) -> Result<Self, StoreError> {
+        let options = options.thread_name(|n| format!("{WORKER_THREAD}-{n}"));
         let pool = SqlitePoolOptions::new()
+            // The connection's worker thread exists by now.
+            .after_connect(|_, _| {
+                Box::pin(async {
+                    lower_worker_priority();
+                    Ok(())
+                })
+            })
             .max_connections(max_connections)
             .min_connections(1)
             .idle_timeout(None)
@@ -98,6 +111,35 @@ impl SqliteRegistry {
 
     async fn write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)
+    }
+}
+
+/// The name (prefix) of this registry's SQLite worker threads.
+pub const WORKER_THREAD: &str = "ficus-sqlite";
+
+/// The nice value of the SQLite worker threads: below the request threads' (0). Measured with
+/// `renice` on 2026-12-05: `mixed`'s p99 at 32,000 req/s, broker on one core, 3.6-3.9 ms at 0 and
+/// 2.5 ms at 10.
+pub const WORKER_NICE: i32 = 10;
+
+/// Lowers the priority of every SQLite worker thread of this process still at nice 0. On Linux
+/// the nice value is a thread's own, and `setpriority` with a thread id sets that thread's. A
+/// failure is logged and changes nothing else.
+fn lower_worker_priority() {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return };
+    for task in tasks.flatten() {
+        let Ok(comm) = std::fs::read_to_string(task.path().join("comm")) else { continue };
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<i32>().ok()) else { continue };
+        if !comm.starts_with(WORKER_THREAD) {
+            continue;
+        }
+        let pid = rustix::process::Pid::from_raw(tid);
+        if pid.is_none() || rustix::process::getpriority_process(pid).is_ok_and(|nice| nice >= WORKER_NICE) {
+            continue;
+        }
+        if let Err(e) = rustix::process::setpriority_process(pid, WORKER_NICE) {
+            tracing::debug!(error = %e, tid, "could not lower a SQLite worker thread's priority");
+        }
     }
 }
 
