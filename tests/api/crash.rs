@@ -136,6 +136,13 @@ async fn every_acknowledged_write_survives_a_sigkill_mid_stream() {
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
 }
 
+/// Creates an application named `name` through the admin API: the answer's status.
+async fn create_application(client: &reqwest::Client, api: u16, token: &str, name: &str) -> reqwest::StatusCode {
+    let body = json!({ "displayName": name, "identifierUris": [format!("api://{name}")] });
+    let url = format!("https://localhost:{api}/v1.0/applications");
+    client.post(url).bearer_auth(token).json(&body).send().await.unwrap().status()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_confined_to_one_core_serves_tokens_and_registry_writes() {
     let dir = tempfile::tempdir().unwrap();
@@ -146,13 +153,7 @@ async fn a_broker_confined_to_one_core_serves_tokens_and_registry_writes() {
     let mut broker = spawn_broker(command, dir.path(), api, mi);
     let client = ready_client(dir.path(), api).await;
     let token = admin_token(&client, dir.path(), api).await;
-    let created = client
-        .post(format!("https://localhost:{api}/v1.0/applications"))
-        .bearer_auth(&token)
-        .json(&json!({ "displayName": "one-core", "identifierUris": ["api://one-core"] }))
-        .send()
-        .await
-        .unwrap();
+    let created = create_application(&client, api, &token, "one-core").await;
     let imds = reqwest::Client::new()
         .get(format!(
             "http://127.0.0.1:{mi}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=api://vault"
@@ -164,7 +165,7 @@ async fn a_broker_confined_to_one_core_serves_tokens_and_registry_writes() {
     let cores = std::fs::read_to_string(format!("/proc/{}/status", broker.id())).unwrap_or_default();
     broker.kill().unwrap();
     broker.wait().unwrap();
-    assert_eq!(created.status(), 201, "a registry write on one core");
+    assert_eq!(created, 201, "a registry write on one core");
     assert_eq!(imds.status(), 200, "an IMDS token on one core");
     let allowed = cores.lines().find(|l| l.starts_with("Cpus_allowed_list:")).unwrap_or_default();
     assert!(allowed.ends_with("\t0"), "the broker ran on core 0 alone: {allowed:?}");
@@ -194,17 +195,11 @@ async fn the_brokers_database_threads_run_below_the_threads_that_serve_requests(
     let client = ready_client(dir.path(), api).await;
     // A token request and an admin write: both kinds of thread have worked.
     let token = admin_token(&client, dir.path(), api).await;
-    let created = client
-        .post(format!("https://localhost:{api}/v1.0/applications"))
-        .bearer_auth(&token)
-        .json(&json!({ "displayName": "niced", "identifierUris": ["api://niced"] }))
-        .send()
-        .await
-        .unwrap();
+    let created = create_application(&client, api, &token, "niced").await;
     let threads = threads_of(broker.id());
     broker.kill().unwrap();
     broker.wait().unwrap();
-    assert_eq!(created.status(), 201);
+    assert_eq!(created, 201);
     let database: Vec<_> = threads.iter().filter(|(name, _)| name.starts_with("ficus-sqlite")).collect();
     assert!(!database.is_empty(), "no SQLite worker thread among {threads:?}");
     assert!(database.iter().all(|(_, nice)| *nice == 10), "{database:?}");
