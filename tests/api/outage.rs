@@ -141,9 +141,10 @@ async fn with_postgres_down_tokens_flow_from_memory_writes_get_503_and_replicas_
         admin_b.call(Method::GET, &format!("/v1.0/applications/{created}"), None).await.0 == 200
     })
     .await;
+    // Readiness follows the heartbeat (once a second), not the write that just succeeded.
+    a.eventually("A's heartbeat shows storage up again", || async { a.metric("ficus_storage_up").await == 1.0 }).await;
     let (status, ready) = a.get_json("/readyz").await;
     assert_eq!((status.as_u16(), ready["status"].as_str()), (200, Some("ready")), "{ready}");
-    a.eventually("A's heartbeat shows storage up again", || async { a.metric("ficus_storage_up").await == 1.0 }).await;
 
     // A's sign-ins from the outage waited in its queue and are in the shared log now.
     let mut logged = 0;
