@@ -278,11 +278,8 @@ impl InProcess {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         // Scheduled as the broker is (one worker per core it may use, the current-thread
         // scheduler on one core), on threads of its own.
-        let runtime = match std::thread::available_parallelism().map_or(1, usize::from) {
-            1 => tokio::runtime::Builder::new_current_thread().thread_name(run::SERVER_THREAD).enable_all().build(),
-            _ => tokio::runtime::Builder::new_multi_thread().thread_name(run::SERVER_THREAD).enable_all().build(),
-        }
-        .map_err(|e| e.to_string())?;
+        let runtime =
+            crate::runtime_builder().thread_name(run::SERVER_THREAD).enable_all().build().map_err(|e| e.to_string())?;
         std::thread::Builder::new()
             .name(run::SERVER_THREAD.to_owned())
             .spawn(move || {

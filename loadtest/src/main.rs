@@ -130,11 +130,7 @@ fn main() -> ExitCode {
     // On a single core, the current-thread scheduler (no handing of wake-ups between threads), as
     // the broker chooses it there: the floor server runs as the broker does, so the floor
     // compares like with like.
-    let runtime = if threads() == 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread().enable_all().build()
-    };
+    let runtime = runtime_builder().enable_all().build();
     match runtime {
         Ok(runtime) => runtime.block_on(run_main(args)),
         Err(e) => {
@@ -400,6 +396,16 @@ async fn run_all(
         None
     };
     Ok((results, changes))
+}
+
+/// tokio's current-thread scheduler on one core, the multi-threaded one (a worker per core)
+/// otherwise: as the broker chooses.
+pub fn runtime_builder() -> tokio::runtime::Builder {
+    if threads() == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    }
 }
 
 fn threads() -> usize {

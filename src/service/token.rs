@@ -38,7 +38,7 @@ pub const CLIENT_CREDENTIALS: &str = "client_credentials";
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
-const SUBJECT_TOKEN_TYPES: [&str; 3] = [
+pub const SUBJECT_TOKEN_TYPES: [&str; 3] = [
     "urn:ietf:params:oauth:token-type:jwt",
     "urn:ietf:params:oauth:token-type:id_token",
     "urn:ietf:params:oauth:token-type:access_token",

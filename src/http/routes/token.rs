@@ -19,7 +19,7 @@ use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::faults::inject;
 use crate::service::token::{
-    ACCESS_TOKEN_TYPE, JWT_BEARER, Secret, TOKEN_EXCHANGE, TokenError, TokenRequest, TokenService,
+    JWT_BEARER, SUBJECT_TOKEN_TYPES, Secret, TOKEN_EXCHANGE, TokenError, TokenRequest, TokenService,
 };
 
 /// The form fields this endpoint reads; others (msal-node's `client-request-id`...) are ignored.
@@ -106,9 +106,9 @@ fn decode_pair(raw: &[u8]) -> (Cow<'_, str>, Cow<'_, str>) {
 const SPELLED: [(&[u8], &str); 5] = [
     (b"urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer", JWT_BEARER),
     (b"urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange", TOKEN_EXCHANGE),
-    (b"urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt", "urn:ietf:params:oauth:token-type:jwt"),
-    (b"urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aid_token", "urn:ietf:params:oauth:token-type:id_token"),
-    (b"urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token", ACCESS_TOKEN_TYPE),
+    (b"urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt", SUBJECT_TOKEN_TYPES[0]),
+    (b"urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aid_token", SUBJECT_TOKEN_TYPES[1]),
+    (b"urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token", SUBJECT_TOKEN_TYPES[2]),
 ];
 
 /// One name or value. The decoded text is written into one buffer of the encoded length (it is
