@@ -13,6 +13,7 @@ use ficus::config::Settings;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    let huge_pages = without_transparent_huge_pages();
     let cli = Cli::parse();
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
@@ -29,6 +30,9 @@ fn main() -> ExitCode {
         return ExitCode::from(ficus::sandbox::exit::SANDBOX_FAILED);
     }
     ficus::telemetry::init(&settings.log);
+    if let Err(e) = huge_pages {
+        tracing::debug!(error = %e, "could not turn transparent huge pages off; latency may spike as memory grows");
+    }
     // On one core (a pinned process, a container limited to one CPU) tokio's current-thread
     // scheduler runs the same tasks without the multi-threaded one's hand-offs between workers
     // (atomics, the injection queue, work stealing); blocking work still goes to its own pool.
@@ -52,4 +56,17 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// Turns transparent huge pages off for this process, before anything else allocates much.
+/// mimalloc asks the kernel for huge pages on its regions (`madvise(MADV_HUGEPAGE)`), and the first
+/// touch of each 2 MiB then zeroes it, and may compact memory to find it, on whichever thread
+/// touched it: a request's. With the verified-assertion cache growing by a few MB a second
+/// (exchanges with fresh assertions), that stalled the token path for 5-10 ms a few times a
+/// second; measured in the README's design notes. The setting belongs to the process (every
+/// mapping, present and future) and is inherited by nothing we start.
+fn without_transparent_huge_pages() -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    rustix::thread::disable_transparent_huge_pages(true)?;
+    Ok(())
 }

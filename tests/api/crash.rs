@@ -206,3 +206,17 @@ async fn the_brokers_database_threads_run_below_the_threads_that_serve_requests(
     let serving: Vec<_> = threads.iter().filter(|(name, _)| name.starts_with("tokio-rt-worker")).collect();
     assert!(!serving.is_empty() && serving.iter().all(|(_, nice)| *nice == 0), "{threads:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_turns_transparent_huge_pages_off_for_its_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, mi) = (free_port(), free_port());
+    let mut broker = start(dir.path(), api, mi);
+    ready_client(dir.path(), api).await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", broker.id())).unwrap_or_default();
+    broker.kill().unwrap();
+    broker.wait().unwrap();
+    // The kernel reports the process's PR_SET_THP_DISABLE here (Linux 5.0 and later).
+    let thp = status.lines().find(|l| l.starts_with("THP_enabled:")).unwrap_or_default();
+    assert_eq!(thp.split_whitespace().nth(1), Some("0"), "{thp:?}");
+}
