@@ -1,4 +1,5 @@
-//! `ficus`: CLI -> config -> telemetry -> command.
+//! `ficus`: transparent huge pages off, CLI -> config -> telemetry -> runtime (current-thread on one
+//! core) -> command.
 
 use std::process::ExitCode;
 
