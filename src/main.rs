@@ -14,8 +14,10 @@ use ficus::config::Settings;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let huge_pages = without_transparent_huge_pages();
     let cli = Cli::parse();
+    // Only `serve`: the setting is inherited by child processes, and `sandbox` runs the user's
+    // command as one.
+    let huge_pages = if matches!(cli.command, Command::Serve) { without_transparent_huge_pages() } else { Ok(()) };
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
         Err(e) => {
@@ -59,13 +61,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// Turns transparent huge pages off for this process, before anything else allocates much.
+/// Turns transparent huge pages off for this process, before the server allocates much.
 /// mimalloc asks the kernel for huge pages on its regions (`madvise(MADV_HUGEPAGE)`), and the first
 /// touch of each 2 MiB then zeroes it, and may compact memory to find it, on whichever thread
 /// touched it: a request's. With the verified-assertion cache growing by a few MB a second
 /// (exchanges with fresh assertions), that stalled the token path for 5-10 ms a few times a
 /// second; measured in the README's design notes. The setting belongs to the process (every
-/// mapping, present and future) and is inherited by nothing we start.
+/// mapping, present and future) and children inherit it.
 fn without_transparent_huge_pages() -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     rustix::thread::disable_transparent_huge_pages(true)?;
