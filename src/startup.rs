@@ -205,6 +205,7 @@ impl Application {
         let sign_in_store = overrides.sign_in_store.unwrap_or_else(|| Arc::new(RegistrySignIns(registry.clone())));
         let (sign_ins, sign_in_writer) = BatchedSignInLog::start(
             sign_in_store,
+            clock.clone(),
             settings.signin_log.queue_capacity,
             settings.signin_log.batch_size,
             settings.signin_log.flush_interval,
@@ -226,7 +227,6 @@ impl Application {
             ManagedIdentityService::new(
                 directory.clone(),
                 discovery.clone(),
-                clock.clone(),
                 settings.tokens.managed_identity_lifetime,
                 mint.clone(),
                 sign_ins.clone(),
@@ -254,7 +254,6 @@ impl Application {
                 directory.clone(),
                 discovery.clone(),
                 assertions,
-                clock.clone(),
                 settings.tokens.lifetime,
                 mint,
                 sign_ins.clone(),

@@ -8,7 +8,7 @@
 //! costs the log one row per write, not thousands.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -150,44 +150,236 @@ pub struct SignIn {
 }
 
 impl SignIn {
-    /// Whether `other` is the same request (told apart by nothing but its time, id and latency).
-    /// [`SameRequest`] hashes the same fields.
-    fn same_request(&self, other: &Self) -> bool {
-        // The fixed-size fields first: they tell most different requests apart without a memcmp.
-        self.kind == other.kind
-            && self.outcome == other.outcome
-            && self.status_code == other.status_code
-            && self.cached == other.cached
-            && self.tenant_id == other.tenant_id
-            && self.credential_id == other.credential_id
-            && self.caller_address == other.caller_address
-            && self.principal == other.principal
-            && self.compute_resource == other.compute_resource
-            && self.resource == other.resource
-            && self.error_code == other.error_code
-            && self.reason == other.reason
+    /// What tells this entry's request apart from others (all but its id, time, latency, count).
+    fn key(&self) -> Key<'_> {
+        Key {
+            kind: self.kind,
+            outcome: self.outcome,
+            status_code: self.status_code,
+            cached: self.cached,
+            tenant_id: self.tenant_id,
+            credential_id: self.credential_id,
+            caller_address: self.caller_address,
+            principal_id: self.principal.principal_id,
+            msi_type: self.principal.msi_type,
+            client_id: self.principal.client_id.as_deref(),
+            name: &self.principal.name,
+            compute_resource: self.compute_resource.as_deref(),
+            resource: &self.resource,
+            error_code: &self.error_code,
+            reason: &self.reason,
+        }
     }
 }
 
-/// Hashes what [`SignIn::same_request`] compares.
-struct SameRequest<'a>(&'a SignIn);
+/// Who signed in, as a request path holds them: borrowed from the directory (or the request), so
+/// that a request identical to one the log already holds builds nothing.
+#[derive(Debug, Clone, Copy)]
+pub enum PrincipalRef<'a> {
+    Application(&'a Application),
+    Identity(&'a ManagedIdentity),
+    /// Already in the log's form.
+    Logged(&'a SignInPrincipal),
+    /// No known principal: the client id as the request gave it, if it gave one.
+    Unknown(Option<&'a str>),
+}
 
-impl Hash for SameRequest<'_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        let e = self.0;
-        (e.tenant_id, e.kind, &e.principal, &e.compute_resource, e.credential_id, &e.resource).hash(state);
-        (e.caller_address, e.outcome, e.status_code, &e.error_code, &e.reason, e.cached).hash(state);
+impl PrincipalRef<'_> {
+    /// The principal as the log keeps it.
+    pub fn to_logged(self) -> SignInPrincipal {
+        match self {
+            Self::Application(app) => SignInPrincipal::application(app),
+            Self::Identity(identity) => SignInPrincipal::identity(identity),
+            Self::Logged(principal) => principal.clone(),
+            Self::Unknown(client_id) => {
+                SignInPrincipal { client_id: client_id.map(|c| clip(c).to_owned()), ..SignInPrincipal::default() }
+            }
+        }
+    }
+}
+
+/// A sign-in as a request path reports it: everything but its id, time and count, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct SignInEvent<'a> {
+    pub tenant_id: TenantId,
+    pub kind: SignInKind,
+    pub principal: PrincipalRef<'a>,
+    pub compute_resource: Option<&'a str>,
+    pub credential_id: Option<ObjectId>,
+    /// As the client named it (the log keeps its first 256 characters).
+    pub resource: &'a str,
+    pub caller_address: Option<IpAddr>,
+    pub outcome: Outcome,
+    pub status_code: u32,
+    pub error_code: &'a str,
+    pub reason: &'a str,
+    pub latency: Duration,
+    pub cached: bool,
+}
+
+/// Room for a GUID's text (36 characters), so that a key names a client id without allocating.
+type GuidText = [u8; uuid::fmt::Hyphenated::LENGTH];
+
+impl<'a> SignInEvent<'a> {
+    /// The log's entry for this request, with its id and time.
+    pub fn to_entry(&self, id: uuid::Uuid, time: OffsetDateTime) -> SignIn {
+        SignIn {
+            id,
+            time,
+            tenant_id: self.tenant_id,
+            kind: self.kind,
+            principal: self.principal.to_logged(),
+            compute_resource: self.compute_resource.map(str::to_owned),
+            credential_id: self.credential_id,
+            resource: clip(self.resource).to_owned(),
+            caller_address: self.caller_address,
+            outcome: self.outcome,
+            status_code: self.status_code,
+            error_code: self.error_code.to_owned(),
+            reason: self.reason.to_owned(),
+            latency: self.latency,
+            cached: self.cached,
+            count: 1,
+        }
+    }
+
+    /// The same key as [`SignIn::key`] of its entry would be; `text` holds a client id's text.
+    fn key<'k>(&'k self, text: &'k mut GuidText) -> Key<'k> {
+        let (principal_id, msi_type, client_id, name): (_, _, Option<&str>, &str) = match self.principal {
+            PrincipalRef::Application(app) => (
+                Some(app.service_principal_id),
+                None,
+                Some(app.app_id.as_uuid().hyphenated().encode_lower(text)),
+                app.display_name.as_str(),
+            ),
+            PrincipalRef::Identity(identity) => (
+                Some(identity.principal_id),
+                Some(MsiType::of(identity)),
+                Some(identity.client_id.as_uuid().hyphenated().encode_lower(text)),
+                identity.resource_id.name(),
+            ),
+            PrincipalRef::Logged(p) => (p.principal_id, p.msi_type, p.client_id.as_deref(), &p.name),
+            PrincipalRef::Unknown(client_id) => (None, None, client_id.map(clip), ""),
+        };
+        Key {
+            kind: self.kind,
+            outcome: self.outcome,
+            status_code: self.status_code,
+            cached: self.cached,
+            tenant_id: self.tenant_id,
+            credential_id: self.credential_id,
+            caller_address: self.caller_address,
+            principal_id,
+            msi_type,
+            client_id,
+            name,
+            compute_resource: self.compute_resource,
+            resource: clip(self.resource),
+            error_code: self.error_code,
+            reason: self.reason,
+        }
+    }
+}
+
+/// What tells one request apart from another in the log: two requests with equal keys are the
+/// same request, merged into one entry.
+#[derive(Debug)]
+struct Key<'a> {
+    kind: SignInKind,
+    outcome: Outcome,
+    status_code: u32,
+    cached: bool,
+    tenant_id: TenantId,
+    credential_id: Option<ObjectId>,
+    caller_address: Option<IpAddr>,
+    principal_id: Option<ObjectId>,
+    msi_type: Option<MsiType>,
+    client_id: Option<&'a str>,
+    name: &'a str,
+    compute_resource: Option<&'a str>,
+    resource: &'a str,
+    error_code: &'a str,
+    reason: &'a str,
+}
+
+impl Key<'_> {
+    /// The key as one run of bytes, appended to `out`: fixed-size fields, then each string after
+    /// its length, so that two keys are equal exactly when their bytes are. An entry's key is kept
+    /// in one allocation, so that telling a request from a held entry compares one run of memory
+    /// instead of visiting each of its strings.
+    fn encode(&self, out: &mut Vec<u8>) {
+        fn guid(out: &mut Vec<u8>, id: Option<uuid::Uuid>) {
+            match id {
+                Some(id) => {
+                    out.push(1);
+                    out.extend_from_slice(id.as_bytes());
+                }
+                None => out.push(0),
+            }
+        }
+        fn text(out: &mut Vec<u8>, value: Option<&str>) {
+            match value {
+                Some(value) => {
+                    out.push(1);
+                    out.extend_from_slice(&u32::try_from(value.len()).unwrap_or(u32::MAX).to_le_bytes());
+                    out.extend_from_slice(value.as_bytes());
+                }
+                None => out.push(0),
+            }
+        }
+        out.extend_from_slice(&[
+            self.kind as u8,
+            self.outcome as u8,
+            u8::from(self.cached),
+            self.msi_type.map_or(0, |t| 1 + t as u8),
+        ]);
+        out.extend_from_slice(&self.status_code.to_le_bytes());
+        guid(out, Some(self.tenant_id.as_uuid()));
+        guid(out, self.credential_id.map(|id| id.as_uuid()));
+        guid(out, self.principal_id.map(|id| id.as_uuid()));
+        match self.caller_address {
+            None => out.push(0),
+            Some(IpAddr::V4(v4)) => {
+                out.push(4);
+                out.extend_from_slice(&v4.octets());
+            }
+            Some(IpAddr::V6(v6)) => {
+                out.push(6);
+                out.extend_from_slice(&v6.octets());
+            }
+        }
+        for value in [self.client_id, Some(self.name), self.compute_resource, Some(self.resource)] {
+            text(out, value);
+        }
+        for value in [self.error_code, self.reason] {
+            text(out, Some(value));
+        }
     }
 }
 
 /// What the log keeps of a value the client gave (a resource, a client id): its first 256
 /// characters.
 pub fn clipped(value: &str) -> String {
-    // Copied in one piece when short enough (a char takes at least one byte), else cut after the
-    // 256th character.
+    clip(value).to_owned()
+}
+
+/// `value`'s first 256 characters, borrowed.
+pub fn clip(value: &str) -> &str {
+    // Whole when short enough (a char takes at least one byte), else cut after the 256th character.
     let end =
         if value.len() <= 256 { value.len() } else { value.char_indices().nth(256).map_or(value.len(), |(i, _)| i) };
-    value[..end].to_owned()
+    &value[..end]
+}
+
+/// What [`Aggregation::record`] did with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Counted in the identical entry already held.
+    Merged,
+    /// Held as a new entry.
+    Added,
+    /// Not held (the log holds as many distinct entries as it may).
+    Refused,
 }
 
 /// Merges identical requests into one entry each (the first's id and time, the counts summed,
@@ -199,31 +391,75 @@ pub struct Aggregation {
     /// The first merged entry with each hash.
     first: HashMap<u64, usize, foldhash::fast::RandomState>,
     merged: Vec<SignIn>,
+    /// Each merged entry's key, encoded ([`Key::encode`]).
+    keys: Vec<Box<[u8]>>,
+    /// The key being looked for, encoded (kept to reuse its memory).
+    scratch: Vec<u8>,
     /// Requests merged so far (the sum of the entries' counts).
     requests: u64,
 }
 
 impl Aggregation {
+    /// The entry identical to `key` already held, if any, and `key`'s hash; `key` is left
+    /// encoded in `scratch`.
+    fn find(&mut self, key: &Key<'_>) -> (Option<usize>, u64) {
+        self.scratch.clear();
+        key.encode(&mut self.scratch);
+        let wanted = self.scratch.as_slice();
+        let hash = self.hasher.hash_one(wanted);
+        let same = match self.first.get(&hash) {
+            Some(&i) if *self.keys[i] == *wanted => Some(i),
+            // Two different requests with one hash: the later is not indexed, so look at all.
+            Some(_) => self.keys.iter().position(|k| **k == *wanted),
+            None => None,
+        };
+        (same, hash)
+    }
+
+    fn merge(&mut self, i: usize, count: u32, latency: Duration) {
+        let existing = &mut self.merged[i];
+        existing.count = existing.count.saturating_add(count);
+        existing.latency = existing.latency.max(latency);
+        self.requests += u64::from(count);
+    }
+
+    /// Holds `entry`, whose key [`Self::find`] left in `scratch`.
+    fn push(&mut self, hash: u64, entry: SignIn) {
+        self.first.entry(hash).or_insert(self.merged.len());
+        self.requests += u64::from(entry.count);
+        self.merged.push(entry);
+        self.keys.push(self.scratch.as_slice().into());
+    }
+
     /// Adds one entry: merged into the identical one already held, or kept as a new one.
     pub fn add(&mut self, entry: SignIn) {
-        self.requests += u64::from(entry.count);
-        let hash = self.hasher.hash_one(SameRequest(&entry));
-        let same = match self.first.get(&hash) {
-            Some(&i) if self.merged[i].same_request(&entry) => Some(i),
-            // Two different requests with one hash: the later is not indexed, so look at all.
-            Some(_) => self.merged.iter().position(|m| m.same_request(&entry)),
-            None => {
-                self.first.insert(hash, self.merged.len());
-                None
-            }
-        };
+        let (same, hash) = self.find(&entry.key());
         match same {
-            Some(i) => {
-                let existing = &mut self.merged[i];
-                existing.count = existing.count.saturating_add(entry.count);
-                existing.latency = existing.latency.max(entry.latency);
+            Some(i) => self.merge(i, entry.count, entry.latency),
+            None => self.push(hash, entry),
+        }
+    }
+
+    /// Adds one request as a request path reports it: merged into the identical entry already
+    /// held (nothing is built), else kept as a new entry with the id and time `admit` gives, or
+    /// refused when it gives none.
+    pub fn record(
+        &mut self,
+        event: &SignInEvent<'_>,
+        admit: impl FnOnce() -> Option<(uuid::Uuid, OffsetDateTime)>,
+    ) -> Recorded {
+        let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
+        let (same, hash) = self.find(&event.key(&mut text));
+        match (same, same.is_none().then(admit).flatten()) {
+            (Some(i), _) => {
+                self.merge(i, 1, event.latency);
+                Recorded::Merged
             }
-            None => self.merged.push(entry),
+            (None, Some((id, time))) => {
+                self.push(hash, event.to_entry(id, time));
+                Recorded::Added
+            }
+            (None, None) => Recorded::Refused,
         }
     }
 
@@ -244,6 +480,7 @@ impl Aggregation {
     /// The merged entries, in order of first appearance; the aggregation starts again empty.
     pub fn take(&mut self) -> Vec<SignIn> {
         self.first.clear();
+        self.keys.clear();
         self.requests = 0;
         std::mem::take(&mut self.merged)
     }
@@ -267,9 +504,10 @@ pub struct SignInPage {
 }
 
 /// Where request paths hand sign-ins. Never blocks: an implementation that cannot keep up drops
-/// entries (and counts them) rather than slow a token request down.
+/// entries (and counts them) rather than slow a token request down. It gives each new entry its id
+/// and time; a request identical to one it still holds is counted in that entry.
 pub trait SignInSink: Send + Sync {
-    fn record(&self, entry: SignIn);
+    fn record(&self, event: SignInEvent<'_>);
 }
 
 #[cfg(test)]
@@ -338,6 +576,91 @@ mod tests {
             },
             ..entry(0, false, 1)
         }
+    }
+
+    fn event(principal: PrincipalRef<'_>) -> SignInEvent<'_> {
+        SignInEvent {
+            tenant_id: TenantId::parse("5e2d1c0a-7f3b-4e8d-9a61-0c4b8f2e9d17").unwrap(),
+            kind: SignInKind::Application,
+            principal,
+            compute_resource: None,
+            credential_id: None,
+            resource: "api://vault",
+            caller_address: None,
+            outcome: Outcome::Success,
+            status_code: 0,
+            error_code: "",
+            reason: "",
+            latency: Duration::from_millis(1),
+            cached: true,
+        }
+    }
+
+    /// Records `event` into `aggregation` with a fresh id, never refusing.
+    fn record(aggregation: &mut Aggregation, event: &SignInEvent<'_>) -> Recorded {
+        aggregation.record(event, || Some((uuid::Uuid::new_v4(), OffsetDateTime::UNIX_EPOCH)))
+    }
+
+    #[test]
+    fn a_request_identical_to_a_held_entry_is_counted_in_it_whichever_way_its_principal_is_given() {
+        use crate::domain::application::DisplayName;
+        use crate::domain::ids::ClientId;
+        use crate::domain::resource::ResourceId;
+        let app = Application {
+            object_id: ObjectId::random(),
+            app_id: ClientId::random(),
+            service_principal_id: ObjectId::random(),
+            tenant_id: event(PrincipalRef::Unknown(None)).tenant_id,
+            display_name: DisplayName::parse("stock-tracker").unwrap(),
+            identifier_uris: vec![],
+            app_roles: vec![],
+            rate_limit: None,
+        };
+        let identity = ManagedIdentity {
+            principal_id: ObjectId::random(),
+            client_id: ClientId::random(),
+            tenant_id: app.tenant_id,
+            resource_id: ResourceId::parse(
+                "/subscriptions/0b1c2d3e-4f50-4617-8283-94a5b6c7d8e9/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/uami",
+            )
+            .unwrap(),
+        };
+        let logged = SignInPrincipal::application(&app);
+        let long_client_id = "c".repeat(300);
+        let principals = [
+            PrincipalRef::Application(&app),
+            PrincipalRef::Identity(&identity),
+            PrincipalRef::Logged(&logged),
+            PrincipalRef::Unknown(Some(&long_client_id)),
+            PrincipalRef::Unknown(None),
+        ];
+        let mut aggregation = Aggregation::default();
+        let first: Vec<Recorded> = principals.iter().map(|&p| record(&mut aggregation, &event(p))).collect();
+        // An application given as itself or in the log's form is one principal.
+        use Recorded::{Added, Merged};
+        assert_eq!(first, [Added, Added, Merged, Added, Added]);
+        for principal in principals {
+            assert_eq!(record(&mut aggregation, &event(principal)), Merged, "{principal:?}");
+        }
+        assert_eq!(aggregation.len(), 4);
+        let entries = aggregation.take();
+        assert_eq!(entries.iter().map(|e| e.count).collect::<Vec<_>>(), [4, 2, 2, 2]);
+        assert_eq!(entries[0].principal, logged);
+        assert_eq!(entries[1].principal, SignInPrincipal::identity(&identity));
+        assert_eq!(entries[2].principal.client_id.as_deref().map(str::len), Some(256), "clipped");
+    }
+
+    #[test]
+    fn a_new_request_is_held_only_when_admitted_and_an_identical_one_merges_regardless() {
+        let mut aggregation = Aggregation::default();
+        let (first, second) = (event(PrincipalRef::Unknown(Some("a"))), event(PrincipalRef::Unknown(Some("b"))));
+        assert_eq!(record(&mut aggregation, &first), Recorded::Added);
+        assert_eq!(aggregation.record(&second, || None), Recorded::Refused);
+        let slow = SignInEvent { latency: Duration::from_millis(40), ..first };
+        assert_eq!(aggregation.record(&slow, || panic!("an identical request builds nothing")), Recorded::Merged);
+        let entries = aggregation.take();
+        assert_eq!((entries.len(), entries[0].count, entries[0].latency), (1, 2, Duration::from_millis(40)));
+        assert_eq!(aggregation.requests(), 0, "taken");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::domain::activity::Outcome;
 use crate::domain::clock::Clock;
 use crate::domain::fault::{FaultEndpoint, FaultLimit, FaultRule, FaultSubjects};
 use crate::domain::ports::{Registry, StoreError};
-use crate::domain::sign_in::{SignIn, SignInKind, SignInPrincipal, SignInSink};
+use crate::domain::sign_in::{PrincipalRef, SignInEvent, SignInKind, SignInPrincipal, SignInSink};
 
 pub struct FaultService {
     registry: Arc<dyn Registry>,
@@ -109,23 +109,21 @@ impl FaultService {
     /// Writes an injected answer to the sign-in log: a failure whose ficus code is `injected`, with
     /// the AADSTS number of what it imitates.
     pub fn log(&self, rule: &FaultRule, who: InjectedSignIn) {
-        self.sign_ins.record(SignIn {
-            id: uuid::Uuid::new_v4(),
-            time: self.clock.now(),
+        let reason = rule.describe();
+        self.sign_ins.record(SignInEvent {
             tenant_id: rule.tenant,
             kind: who.kind,
-            principal: who.principal,
-            compute_resource: who.compute_resource,
+            principal: PrincipalRef::Logged(&who.principal),
+            compute_resource: who.compute_resource.as_deref(),
             credential_id: None,
-            resource: who.resource,
+            resource: &who.resource,
             caller_address: who.caller,
             outcome: Outcome::Failure,
             status_code: rule.effect.aadsts(),
-            error_code: "injected".to_owned(),
-            reason: rule.describe(),
+            error_code: "injected",
+            reason: &reason,
             latency: Duration::ZERO,
             cached: false,
-            count: 1,
         });
     }
 

@@ -14,7 +14,6 @@ use super::faults::InjectedSignIn;
 use super::mint::TokenMint;
 use super::token::unique_token_id;
 use crate::domain::activity::Outcome;
-use crate::domain::clock::Clock;
 use crate::domain::directory::DirectoryView;
 use crate::domain::fault::FaultSubjects;
 use crate::domain::federated_credential::DEFAULT_AUDIENCE;
@@ -23,7 +22,7 @@ use crate::domain::issued_token::TokenCacheKey;
 use crate::domain::ports::{DirectorySource, SignError};
 use crate::domain::rate_limit::{InFlight, LimitScope, RateLimiter};
 use crate::domain::resource::{ComputeResource, ManagedIdentity, ResourceId};
-use crate::domain::sign_in::{SignIn, SignInKind, SignInPrincipal, SignInSink, aadsts, clipped};
+use crate::domain::sign_in::{PrincipalRef, SignInEvent, SignInKind, SignInPrincipal, SignInSink, aadsts, clipped};
 use crate::domain::tenant::TenantRef;
 use crate::domain::token::SignedJwt;
 
@@ -159,7 +158,6 @@ impl MiError {
 pub struct ManagedIdentityService {
     directory: Arc<dyn DirectorySource>,
     discovery: Arc<DiscoveryService>,
-    clock: Arc<dyn Clock>,
     lifetime: Duration,
     mint: Arc<TokenMint>,
     sign_ins: Arc<dyn SignInSink>,
@@ -180,13 +178,12 @@ impl ManagedIdentityService {
     pub fn new(
         directory: Arc<dyn DirectorySource>,
         discovery: Arc<DiscoveryService>,
-        clock: Arc<dyn Clock>,
         lifetime: Duration,
         mint: Arc<TokenMint>,
         sign_ins: Arc<dyn SignInSink>,
         limits: Arc<dyn RateLimiter>,
     ) -> Self {
-        Self { directory, discovery, clock, lifetime, mint, sign_ins, limits, imds_resource: None }
+        Self { directory, discovery, lifetime, mint, sign_ins, limits, imds_resource: None }
     }
 
     /// Serves every IMDS caller as `resource`, whatever its address (`ficus sandbox`).
@@ -446,19 +443,21 @@ impl ManagedIdentityService {
             }
             return;
         };
+        let reason;
         let (outcome, status_code, error_code, reason) = match result {
-            Ok(_) => (Outcome::Success, 0, String::new(), String::new()),
-            Err(e) => (Outcome::Failure, e.aadsts(), e.code().to_owned(), e.to_string()),
+            Ok(_) => (Outcome::Success, 0, "", ""),
+            Err(e) => {
+                reason = e.to_string();
+                (Outcome::Failure, e.aadsts(), e.code(), reason.as_str())
+            }
         };
-        self.sign_ins.record(SignIn {
-            id: uuid::Uuid::new_v4(),
-            time: self.clock.now(),
+        self.sign_ins.record(SignInEvent {
             tenant_id: compute.tenant_id,
             kind: SignInKind::ManagedIdentity,
-            principal: attempt.identity.map(SignInPrincipal::identity).unwrap_or_default(),
-            compute_resource: Some(compute.id.to_string()),
+            principal: attempt.identity.map_or(PrincipalRef::Unknown(None), PrincipalRef::Identity),
+            compute_resource: Some(compute.id.as_str()),
             credential_id: None,
-            resource: resource.map(clipped).unwrap_or_default(),
+            resource: resource.unwrap_or_default(),
             caller_address: caller,
             outcome,
             status_code,
@@ -466,7 +465,6 @@ impl ManagedIdentityService {
             reason,
             latency: started.elapsed(),
             cached: attempt.cached,
-            count: 1,
         });
     }
 }

@@ -22,7 +22,6 @@ use super::mint::TokenMint;
 use crate::domain::activity::Outcome;
 use crate::domain::application::Application;
 use crate::domain::assertion::{AssertionError, VerifiedAssertion};
-use crate::domain::clock::Clock;
 use crate::domain::fault::FaultSubjects;
 use crate::domain::federated_credential::{Check, CredentialOwner, Diagnosis, FederatedCredential, Mismatch};
 use crate::domain::ids::{ClientId, ObjectId};
@@ -30,7 +29,7 @@ use crate::domain::issued_token::TokenCacheKey;
 use crate::domain::ports::{DirectorySource, SignError};
 use crate::domain::rate_limit::{LimitScope, RateLimiter};
 use crate::domain::resource::ManagedIdentity;
-use crate::domain::sign_in::{SignIn, SignInKind, SignInPrincipal, SignInSink, aadsts, clipped};
+use crate::domain::sign_in::{PrincipalRef, SignInEvent, SignInKind, SignInPrincipal, SignInSink, aadsts, clipped};
 use crate::domain::tenant::{Tenant, TenantId};
 use crate::domain::token::{Claims, SignedJwt};
 
@@ -159,7 +158,6 @@ pub struct TokenService {
     directory: Arc<dyn DirectorySource>,
     discovery: Arc<DiscoveryService>,
     assertions: Arc<AssertionChecker>,
-    clock: Arc<dyn Clock>,
     lifetime: Duration,
     mint: Arc<TokenMint>,
     sign_ins: Arc<dyn SignInSink>,
@@ -241,13 +239,12 @@ impl TokenService {
         directory: Arc<dyn DirectorySource>,
         discovery: Arc<DiscoveryService>,
         assertions: Arc<AssertionChecker>,
-        clock: Arc<dyn Clock>,
         lifetime: Duration,
         mint: Arc<TokenMint>,
         sign_ins: Arc<dyn SignInSink>,
         limits: Arc<dyn RateLimiter>,
     ) -> Self {
-        Self { directory, discovery, assertions, clock, lifetime, mint, sign_ins, limits, disclose_mismatches: false }
+        Self { directory, discovery, assertions, lifetime, mint, sign_ins, limits, disclose_mismatches: false }
     }
 
     /// Who a token request comes from, as far as it can be told without refusing anything: for
@@ -553,33 +550,30 @@ impl TokenService {
         result: &Result<IssuedToken, TokenError>,
         started: Instant,
     ) {
+        let failure;
         let (outcome, status_code, error_code, reason) = match result {
-            Ok(_) => (Outcome::Success, 0, String::new(), String::new()),
-            Err(TokenError::Throttled(_)) => {
-                (Outcome::Failure, aadsts::THROTTLED, "throttled".to_owned(), "rate limited".to_owned())
+            Ok(_) => (Outcome::Success, 0, "", ""),
+            Err(TokenError::Throttled(_)) => (Outcome::Failure, aadsts::THROTTLED, "throttled", "rate limited"),
+            Err(e) => {
+                failure = (format!("AADSTS{}", e.aadsts()), e.to_string());
+                (Outcome::Failure, e.aadsts(), failure.0.as_str(), failure.1.as_str())
             }
-            Err(e) => (Outcome::Failure, e.aadsts(), format!("AADSTS{}", e.aadsts()), e.to_string()),
         };
         let resource = if attempt.resource.is_empty() {
-            request.scope.as_deref().or(request.resource.as_deref()).map(clipped).unwrap_or_default()
+            request.scope.as_deref().or(request.resource.as_deref()).unwrap_or_default()
         } else {
-            attempt.resource.to_owned()
+            attempt.resource
         };
-        self.sign_ins.record(SignIn {
-            id: uuid::Uuid::new_v4(),
-            time: self.clock.now(),
+        self.sign_ins.record(SignInEvent {
             tenant_id: tenant.id,
             kind: match attempt.client {
                 Some(Client::Identity(_)) => SignInKind::ManagedIdentity,
                 _ => SignInKind::Application,
             },
             principal: match &attempt.client {
-                Some(Client::Application(app)) => SignInPrincipal::application(app),
-                Some(Client::Identity(identity)) => SignInPrincipal::identity(identity),
-                None => SignInPrincipal {
-                    client_id: request.client_id.as_deref().map(clipped),
-                    ..SignInPrincipal::default()
-                },
+                Some(Client::Application(app)) => PrincipalRef::Application(app),
+                Some(Client::Identity(identity)) => PrincipalRef::Identity(identity),
+                None => PrincipalRef::Unknown(request.client_id.as_deref()),
             },
             compute_resource: None,
             credential_id: attempt.credential,
@@ -591,7 +585,6 @@ impl TokenService {
             reason,
             latency: started.elapsed(),
             cached: attempt.cached,
-            count: 1,
         });
     }
 }

@@ -1,23 +1,32 @@
-//! The sign-in log's writer: request paths hand entries to a bounded queue without waiting; one
-//! background task gathers them for a flush interval (or until the batch holds `batch_size`
-//! distinct entries), merging identical requests into one entry with a count as they arrive, and
-//! writes the batch in one transaction. When the queue is full, entries are dropped and counted
-//! (`ficus_signin_log_dropped_total`) rather than slowing requests down. While the database is
-//! unavailable the writer holds its batch and retries, so the queue fills and only what overflows
-//! it is lost. `ficus_signin_log_written_total` counts requests written, not rows.
-//! Every entry is also counted in `ficus_token_requests_total{kind,result,error_code}`, so
-//! failures show in metrics even when the log drops them.
+//! The sign-in log's writer. Request paths merge each sign-in into a pending table without
+//! waiting: a request identical to a pending one (the common case: a workload asking for the same
+//! token again) adds to that entry's count and builds nothing; a new one becomes an entry with its
+//! id and time. The table is sharded by request thread, so request threads do not contend. One
+//! background task takes the table's entries a flush interval after the first arrives (or as soon
+//! as `batch_size` distinct entries wait), merges those of different shards, and writes them in
+//! transactions of at most `batch_size` rows.
+//!
+//! The table holds at most `capacity` distinct entries: beyond that a new distinct request is
+//! dropped and counted (`ficus_signin_log_dropped_total`) rather than slowing requests down, while
+//! identical requests still merge. While the database is unavailable the writer holds what it took
+//! and retries, so the table fills and only distinct requests beyond it are lost.
+//! `ficus_signin_log_written_total` counts requests written, not rows. Every request is also
+//! counted in `ficus_token_requests_total{kind,result,error_code}`, so failures show in metrics
+//! even when the log drops them.
 
-use std::sync::Arc;
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry as Metrics};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::domain::activity::Outcome;
+use crate::domain::clock::Clock;
 use crate::domain::ports::{Registry, StoreError};
-use crate::domain::sign_in::{Aggregation, SignIn, SignInKind, SignInSink};
+use crate::domain::sign_in::{Aggregation, Recorded, SignIn, SignInEvent, SignInKind, SignInSink};
 
 /// Where batches go: the registry, or (in tests) something slower.
 #[async_trait]
@@ -42,8 +51,108 @@ impl SignInStore for RegistrySignIns {
     }
 }
 
+/// Shards of the pending table. A request thread keeps to one shard (threads are spread over them
+/// in turn), so two request threads share a lock only beyond this many threads.
+const SHARDS: usize = 16;
+
+thread_local! {
+    /// This thread's shard.
+    static SHARD: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// The next thread's shard.
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+fn shard_of_this_thread() -> usize {
+    SHARD.with(|shard| {
+        shard.get().unwrap_or_else(|| {
+            let assigned = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
+            shard.set(Some(assigned));
+            assigned
+        })
+    })
+}
+
+/// Sign-ins not yet taken by the writer.
+struct Pending {
+    shards: [Mutex<Aggregation>; SHARDS],
+    /// Distinct entries held over all shards.
+    distinct: AtomicUsize,
+    capacity: usize,
+    batch_size: usize,
+    /// The first entry since the writer last took the table.
+    arrived: Notify,
+    /// `batch_size` distinct entries wait, or the log is closing: take them now.
+    full: Notify,
+    closed: AtomicBool,
+}
+
+impl Pending {
+    fn record(&self, event: &SignInEvent<'_>, clock: &dyn Clock) -> Recorded {
+        let mut shard = self.shards[shard_of_this_thread()].lock().unwrap_or_else(PoisonError::into_inner);
+        let mut held = 0;
+        let recorded = shard.record(event, || {
+            held = self.distinct.fetch_add(1, Ordering::Relaxed);
+            if held >= self.capacity {
+                self.distinct.fetch_sub(1, Ordering::Relaxed);
+                return None;
+            }
+            Some((uuid::Uuid::new_v4(), clock.now()))
+        });
+        drop(shard);
+        if recorded == Recorded::Added {
+            if held == 0 {
+                self.arrived.notify_one();
+            }
+            if held + 1 == self.batch_size {
+                self.full.notify_one();
+            }
+        }
+        recorded
+    }
+
+    /// Everything pending, identical requests of different shards merged, in order of first
+    /// appearance; the table starts again empty.
+    fn take(&self) -> Vec<SignIn> {
+        let mut all = Aggregation::default();
+        for shard in &self.shards {
+            let entries = shard.lock().unwrap_or_else(PoisonError::into_inner).take();
+            self.distinct.fetch_sub(entries.len(), Ordering::Relaxed);
+            entries.into_iter().for_each(|entry| all.add(entry));
+        }
+        let mut rows = all.take();
+        // Each shard's are in order already; a stable sort interleaves the shards'.
+        rows.sort_by_key(|entry| entry.time);
+        rows
+    }
+
+    /// Waits `flush_interval` from now, or less once `batch_size` distinct entries wait or the log
+    /// closes.
+    async fn gather(&self, flush_interval: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + flush_interval;
+        while !self.is_closed() && self.distinct.load(Ordering::Relaxed) < self.batch_size {
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => return,
+                // A notice left from an earlier batch only makes this look again.
+                () = self.full.notified() => {}
+            }
+        }
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.arrived.notify_one();
+        self.full.notify_one();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
 pub struct BatchedSignInLog {
-    queue: mpsc::Sender<SignIn>,
+    pending: Arc<Pending>,
+    clock: Arc<dyn Clock>,
     dropped: IntCounter,
     /// Every token request by kind, result and error code (a bounded set of codes).
     requests: IntCounterVec,
@@ -53,9 +162,10 @@ pub struct BatchedSignInLog {
 }
 
 impl BatchedSignInLog {
-    /// Starts the writer. It ends, after writing what is queued, once every sink clone is dropped.
+    /// Starts the writer. It ends, after writing what is pending, once the log is dropped.
     pub fn start(
         store: Arc<dyn SignInStore>,
+        clock: Arc<dyn Clock>,
         capacity: usize,
         batch_size: usize,
         flush_interval: std::time::Duration,
@@ -63,7 +173,7 @@ impl BatchedSignInLog {
     ) -> Result<(Arc<Self>, JoinHandle<()>), prometheus::Error> {
         let dropped = IntCounter::new(
             "ficus_signin_log_dropped_total",
-            "Sign-in log entries dropped (queue full or write failed)",
+            "Sign-in log requests dropped (pending table full or write failed)",
         )?;
         let written =
             IntCounter::new("ficus_signin_log_written_total", "Requests written to the sign-in log (not rows)")?;
@@ -74,67 +184,53 @@ impl BatchedSignInLog {
         metrics.register(Box::new(dropped.clone()))?;
         metrics.register(Box::new(written.clone()))?;
         metrics.register(Box::new(requests.clone()))?;
-        let (queue, mut receiver) = mpsc::channel::<SignIn>(capacity.max(1));
-        let lost = dropped.clone();
         let batch_size = batch_size.max(1);
+        let pending = Arc::new(Pending {
+            shards: std::array::from_fn(|_| Mutex::default()),
+            distinct: AtomicUsize::new(0),
+            capacity: capacity.max(1),
+            batch_size,
+            arrived: Notify::new(),
+            full: Notify::new(),
+            closed: AtomicBool::new(false),
+        });
+        let lost = dropped.clone();
+        let table = pending.clone();
         let writer = tokio::spawn(async move {
-            let mut batch = Aggregation::default();
-            while let Some(entry) = receiver.recv().await {
-                batch.add(entry);
-                gather(&mut receiver, &mut batch, batch_size, flush_interval).await;
-                let count = batch.requests();
-                let rows = batch.take();
-                if write_with_retry(store.as_ref(), &rows, count).await {
-                    written.inc_by(count);
-                } else {
-                    lost.inc_by(count);
+            loop {
+                table.arrived.notified().await;
+                table.gather(flush_interval).await;
+                let closing = table.is_closed();
+                let rows = table.take();
+                for chunk in rows.chunks(batch_size) {
+                    let count = chunk.iter().map(|e| u64::from(e.count)).sum();
+                    if write_with_retry(store.as_ref(), chunk, count).await {
+                        written.inc_by(count);
+                    } else {
+                        lost.inc_by(count);
+                    }
+                }
+                if closing && table.distinct.load(Ordering::Relaxed) == 0 {
+                    return;
                 }
             }
         });
         let succeeded = [SignInKind::ManagedIdentity, SignInKind::Application]
             .map(|kind| requests.with_label_values(&[kind.as_str(), Outcome::Success.as_str(), ""]));
-        Ok((Arc::new(Self { queue, dropped, requests, succeeded }), writer))
+        Ok((Arc::new(Self { pending, clock, dropped, requests, succeeded }), writer))
     }
 }
 
-/// How often a gathering writer looks whether a batch is full, so that requests never wake it.
-const GATHER_TICK: std::time::Duration = std::time::Duration::from_millis(10);
-
-/// Adds to `batch` from the queue for up to `flush_interval`, or until it holds `batch_size`
-/// distinct entries or the queue closes. Identical requests merge as they arrive, so a busy
-/// workload costs one row per interval whatever its rate, and the batch's memory is bounded by
-/// `batch_size` rows. It looks at the queue every [`GATHER_TICK`] rather than waiting on it: a
-/// writer waiting on the queue would be woken by every entry, one task wake-up per token request
-/// on the request path's cores.
-async fn gather(
-    receiver: &mut mpsc::Receiver<SignIn>,
-    batch: &mut Aggregation,
-    batch_size: usize,
-    flush_interval: std::time::Duration,
-) {
-    let deadline = tokio::time::Instant::now() + flush_interval;
-    loop {
-        // At most what the queue holds at one time per look, so that a queue refilled as fast as
-        // it drains still lets the writer see its deadline (and yield its core).
-        let mut looked = 0;
-        while batch.len() < batch_size && looked < receiver.max_capacity() {
-            looked += 1;
-            match receiver.try_recv() {
-                Ok(entry) => batch.add(entry),
-                Err(_) => break,
-            }
-        }
-        let now = tokio::time::Instant::now();
-        if batch.len() >= batch_size || now >= deadline || receiver.is_closed() {
-            return;
-        }
-        tokio::time::sleep(GATHER_TICK.min(deadline - now)).await;
+impl Drop for BatchedSignInLog {
+    fn drop(&mut self) {
+        self.pending.close();
     }
 }
 
 /// Writes one batch. While the store is unavailable (the database is down) it retries with
-/// backoff, holding this batch; meanwhile new entries wait in the bounded queue, and are dropped
-/// and counted beyond it. A batch the store refuses for any other reason is lost (and counted).
+/// backoff, holding this batch; meanwhile new requests merge into the pending table, and distinct
+/// ones beyond its capacity are dropped and counted. A batch the store refuses for any other
+/// reason is lost (and counted).
 async fn write_with_retry(store: &dyn SignInStore, rows: &[SignIn], count: u64) -> bool {
     let mut backoff = std::time::Duration::from_millis(100);
     let mut warned = false;
@@ -163,13 +259,13 @@ async fn write_with_retry(store: &dyn SignInStore, rows: &[SignIn], count: u64) 
 }
 
 impl SignInSink for BatchedSignInLog {
-    fn record(&self, entry: SignIn) {
-        if entry.outcome == Outcome::Success && entry.error_code.is_empty() {
-            self.succeeded[usize::from(entry.kind == SignInKind::Application)].inc();
+    fn record(&self, event: SignInEvent<'_>) {
+        if event.outcome == Outcome::Success && event.error_code.is_empty() {
+            self.succeeded[usize::from(event.kind == SignInKind::Application)].inc();
         } else {
-            self.requests.with_label_values(&[entry.kind.as_str(), entry.outcome.as_str(), &entry.error_code]).inc();
+            self.requests.with_label_values(&[event.kind.as_str(), event.outcome.as_str(), event.error_code]).inc();
         }
-        if self.queue.try_send(entry).is_err() {
+        if self.pending.record(&event, self.clock.as_ref()) == Recorded::Refused {
             self.dropped.inc();
         }
     }
@@ -180,10 +276,9 @@ mod tests {
     use std::sync::Mutex;
     use std::time::Duration;
 
-    use time::OffsetDateTime;
-
     use super::*;
-    use crate::domain::sign_in::SignInPrincipal;
+    use crate::domain::clock::SystemClock;
+    use crate::domain::sign_in::PrincipalRef;
     use crate::domain::tenant::TenantId;
 
     /// Keeps the batches it is given.
@@ -198,55 +293,100 @@ mod tests {
         }
     }
 
-    fn entry(resource: &str) -> SignIn {
-        SignIn {
-            id: uuid::Uuid::new_v4(),
-            time: OffsetDateTime::UNIX_EPOCH,
-            tenant_id: TenantId::parse("5e2d1c0a-7f3b-4e8d-9a61-0c4b8f2e9d17").unwrap(),
-            kind: SignInKind::Application,
-            principal: SignInPrincipal::default(),
-            compute_resource: None,
-            credential_id: None,
-            resource: resource.into(),
-            caller_address: None,
-            outcome: Outcome::Success,
-            status_code: 0,
-            error_code: String::new(),
-            reason: String::new(),
-            latency: Duration::from_millis(1),
-            cached: true,
-            count: 1,
+    impl Batches {
+        /// Each batch's rows as (resource, count).
+        fn rows(&self) -> Vec<Vec<(String, u32)>> {
+            let batches = self.0.lock().unwrap();
+            batches.iter().map(|b| b.iter().map(|e| (e.resource.clone(), e.count)).collect()).collect()
         }
     }
 
-    fn start(batch_size: usize, flush_interval: Duration) -> (Arc<Batches>, Arc<BatchedSignInLog>, JoinHandle<()>) {
+    fn event(resource: &str) -> SignInEvent<'_> {
+        SignInEvent {
+            tenant_id: TenantId::parse("5e2d1c0a-7f3b-4e8d-9a61-0c4b8f2e9d17").unwrap(),
+            kind: SignInKind::Application,
+            principal: PrincipalRef::Unknown(None),
+            compute_resource: None,
+            credential_id: None,
+            resource,
+            caller_address: None,
+            outcome: Outcome::Success,
+            status_code: 0,
+            error_code: "",
+            reason: "",
+            latency: Duration::from_millis(1),
+            cached: true,
+        }
+    }
+
+    fn start_with(
+        capacity: usize,
+        batch_size: usize,
+        flush_interval: Duration,
+    ) -> (Arc<Batches>, Metrics, Arc<BatchedSignInLog>, JoinHandle<()>) {
         let store = Arc::new(Batches::default());
         let metrics = Metrics::new();
-        let (log, writer) = BatchedSignInLog::start(store.clone(), 100, batch_size, flush_interval, &metrics).unwrap();
+        let (log, writer) = BatchedSignInLog::start(
+            store.clone(),
+            Arc::new(SystemClock),
+            capacity,
+            batch_size,
+            flush_interval,
+            &metrics,
+        )
+        .unwrap();
+        (store, metrics, log, writer)
+    }
+
+    fn start(batch_size: usize, flush_interval: Duration) -> (Arc<Batches>, Arc<BatchedSignInLog>, JoinHandle<()>) {
+        let (store, _, log, writer) = start_with(100, batch_size, flush_interval);
         (store, log, writer)
+    }
+
+    fn counter(metrics: &Metrics, name: &str) -> Option<f64> {
+        metrics
+            .gather()
+            .into_iter()
+            .find(|family| family.name() == name)
+            .map(|family| family.get_metric()[0].get_counter().get_value())
+    }
+
+    fn rows(resources: &[(&str, u32)]) -> Vec<(String, u32)> {
+        resources.iter().map(|&(r, n)| (r.to_owned(), n)).collect()
     }
 
     #[tokio::test]
     async fn entries_of_one_flush_interval_are_written_in_one_batch_with_identical_ones_merged() {
         let (store, log, writer) = start(100, Duration::from_millis(200));
         for resource in ["api://a", "api://a", "api://b"] {
-            log.record(entry(resource));
+            log.record(event(resource));
         }
         drop(log);
         writer.await.unwrap();
-        let batches = store.0.lock().unwrap();
-        assert_eq!(batches.len(), 1, "one batch");
-        let counts: Vec<(&str, u32)> = batches[0].iter().map(|e| (e.resource.as_str(), e.count)).collect();
-        assert_eq!(counts, [("api://a", 2), ("api://b", 1)]);
+        assert_eq!(store.rows(), [rows(&[("api://a", 2), ("api://b", 1)])], "one batch");
+    }
+
+    #[tokio::test]
+    async fn pending_entries_are_written_once_the_flush_interval_ends_while_the_log_stays_open() {
+        let (store, log, _writer) = start(100, Duration::from_millis(50));
+        log.record(event("api://a"));
+        let written = tokio::time::timeout(Duration::from_secs(30), async {
+            while store.0.lock().unwrap().is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(written.is_ok(), "the entry was not written");
+        assert_eq!(store.rows(), [rows(&[("api://a", 1)])]);
     }
 
     #[tokio::test]
     async fn a_full_batch_is_written_without_waiting_for_the_flush_interval() {
         let (store, log, _writer) = start(2, Duration::from_secs(60));
         for resource in ["api://a", "api://b", "api://c"] {
-            log.record(entry(resource));
+            log.record(event(resource));
         }
-        // Well before the 60 s interval ends (the sink is kept, so the queue stays open).
+        // Well before the 60 s interval ends (the log is kept, so it stays open).
         let written = tokio::time::timeout(Duration::from_secs(30), async {
             while store.0.lock().unwrap().is_empty() {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -254,53 +394,64 @@ mod tests {
         })
         .await;
         assert!(written.is_ok(), "the full batch was not written");
-        let first: Vec<String> = store.0.lock().unwrap()[0].iter().map(|e| e.resource.clone()).collect();
-        assert_eq!(first, ["api://a", "api://b"], "a batch holds at most batch_size requests");
+        assert_eq!(store.rows()[0], rows(&[("api://a", 1), ("api://b", 1)]), "a write holds at most batch_size rows");
     }
 
     #[tokio::test]
     async fn identical_requests_merge_beyond_the_batch_size_which_bounds_distinct_entries() {
         let (store, log, writer) = start(2, Duration::from_millis(200));
         for _ in 0..50 {
-            log.record(entry("api://a"));
+            log.record(event("api://a"));
         }
-        log.record(entry("api://b"));
-        log.record(entry("api://c"));
+        log.record(event("api://b"));
+        log.record(event("api://c"));
         drop(log);
         writer.await.unwrap();
-        let batches = store.0.lock().unwrap();
-        let rows: Vec<Vec<(&str, u32)>> =
-            batches.iter().map(|b| b.iter().map(|e| (e.resource.as_str(), e.count)).collect()).collect();
-        assert_eq!(rows, [vec![("api://a", 50), ("api://b", 1)], vec![("api://c", 1)]]);
+        assert_eq!(store.rows(), [rows(&[("api://a", 50), ("api://b", 1)]), rows(&[("api://c", 1)])]);
+    }
+
+    #[tokio::test]
+    async fn a_full_table_drops_new_distinct_requests_but_still_counts_identical_ones() {
+        let (store, metrics, log, writer) = start_with(2, 100, Duration::from_secs(60));
+        for resource in ["api://a", "api://b", "api://c", "api://a", "api://b", "api://d"] {
+            log.record(event(resource));
+        }
+        assert_eq!(counter(&metrics, "ficus_signin_log_dropped_total"), Some(2.0), "c and d");
+        drop(log);
+        writer.await.unwrap();
+        assert_eq!(store.rows(), [rows(&[("api://a", 2), ("api://b", 2)])]);
+    }
+
+    #[tokio::test]
+    async fn identical_requests_from_many_threads_are_one_entry() {
+        let (store, log, writer) = start(100, Duration::from_secs(60));
+        std::thread::scope(|threads| {
+            for _ in 0..8 {
+                threads.spawn(|| (0..25).for_each(|_| log.record(event("api://a"))));
+            }
+        });
+        drop(log);
+        writer.await.unwrap();
+        assert_eq!(store.rows(), [rows(&[("api://a", 200)])], "one row for the 8 threads' 200 requests");
     }
 
     #[tokio::test]
     async fn the_written_counter_counts_requests_not_rows() {
-        let store = Arc::new(Batches::default());
-        let metrics = Metrics::new();
-        let (log, writer) =
-            BatchedSignInLog::start(store.clone(), 100, 10, Duration::from_millis(50), &metrics).unwrap();
+        let (store, metrics, log, writer) = start_with(100, 10, Duration::from_millis(50));
         for resource in ["api://a", "api://a", "api://a", "api://b"] {
-            log.record(entry(resource));
+            log.record(event(resource));
         }
         drop(log);
         writer.await.unwrap();
-        let written = metrics
-            .gather()
-            .into_iter()
-            .find(|family| family.name() == "ficus_signin_log_written_total")
-            .map(|family| family.get_metric()[0].get_counter().get_value());
-        assert_eq!(written, Some(4.0), "four requests");
+        assert_eq!(counter(&metrics, "ficus_signin_log_written_total"), Some(4.0), "four requests");
         assert_eq!(store.0.lock().unwrap().concat().len(), 2, "in two rows");
     }
 
     #[tokio::test]
     async fn requests_are_counted_by_kind_result_and_error_code() {
-        let store = Arc::new(Batches::default());
-        let metrics = Metrics::new();
-        let (log, _writer) = BatchedSignInLog::start(store, 100, 10, Duration::from_secs(1), &metrics).unwrap();
-        log.record(entry("api://a"));
-        log.record(SignIn { outcome: Outcome::Failure, error_code: "AADSTS700213".into(), ..entry("api://a") });
+        let (_, _, log, _writer) = start_with(100, 10, Duration::from_secs(1));
+        log.record(event("api://a"));
+        log.record(SignInEvent { outcome: Outcome::Failure, error_code: "AADSTS700213", ..event("api://a") });
         let count = |labels: [&str; 3]| log.requests.with_label_values(&labels).get();
         assert_eq!(count(["application", "success", ""]), 1);
         assert_eq!(count(["application", "failure", "AADSTS700213"]), 1);

@@ -413,47 +413,55 @@ async fn identical_requests_close_together_are_one_sign_in_entry_with_their_coun
 /// A sign-in store that does not answer until released: the slowest possible log store.
 struct StalledStore {
     gate: tokio::sync::Semaphore,
-    /// Requests written (the entries' counts summed) and the most rows one write held.
-    inner: std::sync::Mutex<(usize, usize)>,
+    /// Writes begun, requests written (the entries' counts summed) and the most rows one write
+    /// held.
+    inner: std::sync::Mutex<(usize, usize, usize)>,
 }
 
 #[async_trait]
 impl SignInStore for StalledStore {
     async fn append(&self, entries: &[SignIn]) -> Result<(), StoreError> {
+        self.inner.lock().unwrap().0 += 1;
         let _permit = self.gate.acquire().await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let mut inner = self.inner.lock().unwrap();
-        inner.0 += entries.iter().map(|e| e.count as usize).sum::<usize>();
-        inner.1 = inner.1.max(entries.len());
+        inner.1 += entries.iter().map(|e| e.count as usize).sum::<usize>();
+        inner.2 = inner.2.max(entries.len());
         Ok(())
     }
 }
 
 #[tokio::test]
-async fn a_flood_of_requests_is_answered_while_the_log_store_stalls_and_overflow_is_counted() {
-    let store = Arc::new(StalledStore { gate: tokio::sync::Semaphore::new(0), inner: std::sync::Mutex::new((0, 0)) });
+async fn while_the_log_store_stalls_identical_requests_are_counted_and_distinct_ones_beyond_capacity_dropped() {
+    let store =
+        Arc::new(StalledStore { gate: tokio::sync::Semaphore::new(0), inner: std::sync::Mutex::new((0, 0, 0)) });
     let adapters = Overrides { sign_in_store: Some(store.clone()) };
     let app = TestApp::spawn_with_adapters(
         "[signin_log]\nqueue_capacity = 10\nbatch_size = 5\nflush_interval = \"0s\"",
         adapters,
     )
     .await;
+    // The first request's entry is taken at once, and its write stalls.
+    assert_eq!(app.mi_get(IMDS, &[META]).await.0, 200);
+    app.eventually("the writer is stalled on its first write", || async { store.inner.lock().unwrap().0 == 1 }).await;
 
     for _ in 0..200 {
         let (status, _) = app.mi_get(IMDS, &[META]).await;
         assert_eq!(status, 200, "answered although the log store has not written anything");
     }
-    // With no flush interval the writer takes the first entry and what the queue held then (at
-    // most 10, merged as they come) and stalls on writing them; then the queue fills again (10)
-    // and the rest is dropped.
-    let dropped = app.metric("ficus_signin_log_dropped_total").await;
-    assert!(dropped >= 179.0, "at most 1 + 10 held and 10 queued; the rest is dropped: {dropped}");
+    assert_eq!(app.metric("ficus_signin_log_dropped_total").await, 0.0, "200 identical requests are one entry");
+    for i in 0..30 {
+        let distinct = IMDS.replace("api://vault", &format!("api://unknown-{i}"));
+        assert_eq!(app.mi_get(&distinct, &[META]).await.0, 400, "an unknown resource");
+    }
+    // The table holds 10 distinct entries: the 200 cache hits and 9 unknown resources.
+    assert_eq!(app.metric("ficus_signin_log_dropped_total").await, 21.0);
 
     store.gate.add_permits(1000);
-    app.eventually("the queued entries are written once the store answers", || async {
-        store.inner.lock().unwrap().0 as f64 + dropped == 200.0
+    app.eventually("the held entries are written once the store answers", || async {
+        store.inner.lock().unwrap().1 == 1 + 200 + 9
     })
     .await;
-    let most_rows = store.inner.lock().unwrap().1;
+    let most_rows = store.inner.lock().unwrap().2;
     assert!((1..=5).contains(&most_rows), "a write holds at most batch_size rows: {most_rows}");
 }
 

@@ -76,11 +76,12 @@ async fn with_postgres_down_tokens_flow_from_memory_writes_get_503_and_replicas_
     let settings = "[storage]\nrefresh_interval = \"200ms\"\nacquire_timeout = \"1s\"";
     let shared = tempfile::tempdir().unwrap();
     let a = TestApp::spawn_replica(shared.path(), &url, settings).await;
-    // B signs every token afresh (no issued-token cache) and has a tiny sign-in queue.
+    // B signs every token afresh (no issued-token cache), and its sign-in log holds one distinct
+    // entry while the database is down.
     let b = TestApp::spawn_replica(
         shared.path(),
         &url,
-        &format!("{settings}\n[cache]\nissued_tokens_capacity = 0\n[signin_log]\nqueue_capacity = 4\nbatch_size = 2"),
+        &format!("{settings}\n[cache]\nissued_tokens_capacity = 0\n[signin_log]\nqueue_capacity = 1\nbatch_size = 2"),
     )
     .await;
     let admin_a = Admin::new(&a).await;
@@ -118,7 +119,7 @@ async fn with_postgres_down_tokens_flow_from_memory_writes_get_503_and_replicas_
     let (status, ready) = a.get_json("/readyz").await;
     assert_eq!((status.as_u16(), ready["status"].as_str()), (200, Some("degraded")), "{ready}");
     assert!(ready["degraded"][0].as_str().unwrap().starts_with("storage"), "{ready}");
-    b.eventually("B's full queue drops and counts", || async {
+    b.eventually("B's full log drops distinct requests and counts them", || async {
         b.metric("ficus_signin_log_dropped_total").await > 0.0
     })
     .await;
