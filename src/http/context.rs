@@ -1,6 +1,6 @@
 //! Per-request context: a trace id (ours) and a correlation id (the client's `client-request-id`
 //! when it sends one, as MSAL does), echoed in headers and in every error body. The edge
-//! middleware ([`super::edge`]) assigns it; handlers and error rendering read it.
+//! middleware ([`super::edge`]) assigns it and hands it to error rendering.
 
 use axum::extract::Request;
 use uuid::Uuid;

@@ -4,7 +4,9 @@
 //! In order:
 //! 1. the caller's address named by a trusted balancer (PROXY protocol) becomes the connection's
 //!    (`ConnectInfo`), which axum had set to the balancer's;
-//! 2. the request gets its [`RequestContext`] (trace and correlation ids);
+//! 2. the request gets its [`RequestContext`] (trace and correlation ids), kept by the edge for
+//!    its answer (it is not put in the request's extensions: nothing there reads it, and each
+//!    extension is an allocation);
 //! 3. the handler runs, under a deadline ([`REQUEST_TIMEOUT`] in service, then `408`) and with its panics
 //!    caught (an opaque `500`, logged);
 //! 4. a pending error is rendered with the request's context ([`super::error`]);
@@ -107,11 +109,11 @@ where
             route: request.extensions().get::<MatchedPath>().cloned(),
             http1: request.version() == Version::HTTP_11,
         };
-        request.extensions_mut().insert(context);
         let edge = self.edge.clone();
         // A route's `call` only clones it; the handler runs when the future is polled, inside
-        // `catch_unwind`.
-        let handler = tokio::time::timeout(self.edge.timeout, self.inner.call(request));
+        // `catch_unwind`. The deadline counts from `started` (one clock read fewer).
+        let deadline = tokio::time::Instant::from_std(started) + self.edge.timeout;
+        let handler = tokio::time::timeout_at(deadline, self.inner.call(request));
         Box::pin(async move {
             let response = match AssertUnwindSafe(handler).catch_unwind().await {
                 Ok(Ok(Ok(response))) => response,

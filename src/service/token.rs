@@ -22,6 +22,7 @@ use super::mint::TokenMint;
 use crate::domain::activity::Outcome;
 use crate::domain::application::Application;
 use crate::domain::assertion::{AssertionError, VerifiedAssertion};
+use crate::domain::directory::DirectoryView;
 use crate::domain::fault::FaultSubjects;
 use crate::domain::federated_credential::{Check, CredentialOwner, Diagnosis, FederatedCredential, Mismatch};
 use crate::domain::ids::{ClientId, ObjectId};
@@ -314,7 +315,9 @@ impl TokenService {
             TOKEN_EXCHANGE => true,
             other => return Err(TokenError::UnsupportedGrantType(clipped(other))),
         };
-        let client = self.client(tenant, request)?;
+        // One snapshot of the directory for the whole request.
+        let view = self.directory.view();
+        let client = self.client(&view, tenant, request)?;
         attempt.client = Some(client.clone());
         let limited = match &client {
             Client::Application(app) => self.limits.check(LimitScope::Application, &app.app_id, app.rate_limit),
@@ -330,12 +333,11 @@ impl TokenService {
             if !SUBJECT_TOKEN_TYPES.contains(&kind) {
                 return Err(TokenError::SubjectTokenType(clipped(kind)));
             }
-            self.federated(client, &token.0, true, attempt).await?
+            self.federated(&view, client, &token.0, true, attempt).await?
         } else {
             match (&request.client_secret, &request.client_assertion) {
                 (Some(secret), _) => {
                     // A managed identity has no secrets: none matches.
-                    let view = self.directory.view();
                     if !secret_matches(view.secret_hashes(client.owner().id()), &secret.0) {
                         return Err(TokenError::InvalidSecret { client_id: client.client_id().to_string() });
                     }
@@ -345,12 +347,12 @@ impl TokenService {
                     if request.client_assertion_type.as_deref() != Some(JWT_BEARER) {
                         return Err(TokenError::AssertionType);
                     }
-                    self.federated(client, &assertion.0, false, attempt).await?
+                    self.federated(&view, client, &assertion.0, false, attempt).await?
                 }
                 (None, None) => return Err(TokenError::NoCredential),
             }
         };
-        let mut issued = self.sign_for(tenant, &authenticated, resource_name, attempt)?;
+        let mut issued = self.sign_for(&view, tenant, &authenticated, resource_name, attempt)?;
         if exchange {
             issued.issued_token_type = Some(ACCESS_TOKEN_TYPE);
         }
@@ -358,9 +360,8 @@ impl TokenService {
     }
 
     /// The application, else the user-assigned identity, of the tenant with the request's client id.
-    fn client(&self, tenant: &Tenant, request: &TokenRequest<'_>) -> Result<Client, TokenError> {
+    fn client(&self, view: &DirectoryView, tenant: &Tenant, request: &TokenRequest<'_>) -> Result<Client, TokenError> {
         let raw = request.client_id.as_deref().ok_or(TokenError::MissingParameter("client_id"))?;
-        let view = self.directory.view();
         ClientId::parse(raw)
             .ok()
             .and_then(|id| match view.application_by_client(tenant.id, id) {
@@ -376,12 +377,12 @@ impl TokenService {
     /// Verifies the assertion and finds the application's credential that it matches.
     async fn federated(
         &self,
+        view: &DirectoryView,
         client: Client,
         raw: &str,
         exchange: bool,
         attempt: &mut Attempt<'_>,
     ) -> Result<Authenticated, TokenError> {
-        let view = self.directory.view();
         let credentials = view.credentials(client.owner());
         let no_match = |issuer: String, subject: String, audiences: Vec<String>, claims: &Claims| {
             self.no_match(credentials, (issuer, subject, audiences), claims, exchange)
@@ -499,12 +500,12 @@ impl TokenService {
 
     fn sign_for(
         &self,
+        view: &DirectoryView,
         tenant: &Tenant,
         who: &Authenticated,
         resource_name: &str,
         attempt: &mut Attempt<'_>,
     ) -> Result<IssuedToken, TokenError> {
-        let view = self.directory.view();
         let resource = view.resource_application(tenant.id, resource_name).cloned().ok_or_else(|| {
             TokenError::UnknownResource { resource: clipped(resource_name), tenant: tenant.id.to_string() }
         })?;
