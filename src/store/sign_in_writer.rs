@@ -92,7 +92,7 @@ impl Pending {
         let mut shard = self.shards[shard_of_this_thread()].lock().unwrap_or_else(PoisonError::into_inner);
         let mut held = 0;
         let recorded = shard.record(event, || {
-            held = self.distinct.fetch_add(1, Ordering::Relaxed);
+            held = self.distinct.fetch_add(1, Ordering::AcqRel);
             if held >= self.capacity {
                 self.distinct.fetch_sub(1, Ordering::Relaxed);
                 return None;
@@ -117,7 +117,7 @@ impl Pending {
         let mut all = Aggregation::default();
         for shard in &self.shards {
             let entries = shard.lock().unwrap_or_else(PoisonError::into_inner).take();
-            self.distinct.fetch_sub(entries.len(), Ordering::Relaxed);
+            self.distinct.fetch_sub(entries.len(), Ordering::AcqRel);
             entries.into_iter().for_each(|entry| all.add(entry));
         }
         let mut rows = all.take();
@@ -198,9 +198,18 @@ impl BatchedSignInLog {
         let table = pending.clone();
         let writer = tokio::spawn(async move {
             loop {
-                table.arrived.notified().await;
+                // Entries may wait without a notice: one added to a shard already taken while
+                // `take` was still on the others saw a count above zero. So the count decides,
+                // and the notice only wakes a writer that found nothing (the first entry after
+                // that finds the count at zero and leaves a notice, even before the writer waits).
+                if table.distinct.load(Ordering::Acquire) == 0 {
+                    if table.is_closed() {
+                        return;
+                    }
+                    table.arrived.notified().await;
+                    continue;
+                }
                 table.gather(flush_interval).await;
-                let closing = table.is_closed();
                 let rows = table.take();
                 for chunk in rows.chunks(batch_size) {
                     let count = chunk.iter().map(|e| u64::from(e.count)).sum();
@@ -209,9 +218,6 @@ impl BatchedSignInLog {
                     } else {
                         lost.inc_by(count);
                     }
-                }
-                if closing && table.distinct.load(Ordering::Relaxed) == 0 {
-                    return;
                 }
             }
         });
@@ -433,6 +439,47 @@ mod tests {
         drop(log);
         writer.await.unwrap();
         assert_eq!(store.rows(), [rows(&[("api://a", 200)])], "one row for the 8 threads' 200 requests");
+    }
+
+    /// Holds each write until the test lets it through.
+    struct Gated {
+        gate: tokio::sync::Semaphore,
+        batches: Batches,
+    }
+
+    #[async_trait]
+    impl SignInStore for Gated {
+        async fn append(&self, entries: &[SignIn]) -> Result<(), StoreError> {
+            self.gate.acquire().await.map_err(|e| StoreError::Unavailable(e.to_string()))?.forget();
+            self.batches.append(entries).await
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_made_while_a_batch_is_being_written_go_into_the_next_one() {
+        let store = Arc::new(Gated { gate: tokio::sync::Semaphore::new(0), batches: Batches::default() });
+        let metrics = Metrics::new();
+        let (log, writer) =
+            BatchedSignInLog::start(store.clone(), Arc::new(SystemClock), 100, 10, Duration::ZERO, &metrics).unwrap();
+        log.record(event("api://a"));
+        // The writer takes `a` at once and waits on the store; `b` and `c` arrive meanwhile.
+        while log.pending.distinct.load(Ordering::Acquire) != 0 {
+            tokio::task::yield_now().await;
+        }
+        log.record(event("api://b"));
+        log.record(event("api://b"));
+        log.record(event("api://c"));
+        store.gate.add_permits(2);
+        let written = tokio::time::timeout(Duration::from_secs(30), async {
+            while store.batches.0.lock().unwrap().len() < 2 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(written.is_ok(), "the second batch was not written");
+        assert_eq!(store.batches.rows(), [rows(&[("api://a", 1)]), rows(&[("api://b", 2), ("api://c", 1)])]);
+        drop(log);
+        writer.await.unwrap();
     }
 
     #[tokio::test]
