@@ -5,7 +5,9 @@
 //! Identical requests close together in time (same principal, client, resource, caller, outcome,
 //! error and cache use) are written as one entry with a `count`, as Entra aggregates
 //! managed-identity sign-ins: a workload asking for the same token thousands of times a second
-//! costs the log one row per write, not thousands.
+//! costs the log one row per write, not thousands. Request paths report a [`SignInEvent`], borrowed
+//! from the directory and the request; [`Aggregation::record`] counts it in the identical entry it
+//! holds without building anything, and builds a [`SignIn`] only for a new one.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -150,24 +152,22 @@ pub struct SignIn {
 }
 
 impl SignIn {
-    /// What tells this entry's request apart from others (all but its id, time, latency, count).
-    fn key(&self) -> Key<'_> {
-        Key {
+    /// This entry as a request path would report it (its id, time and count aside).
+    fn as_event(&self) -> SignInEvent<'_> {
+        SignInEvent {
+            tenant_id: self.tenant_id,
             kind: self.kind,
+            principal: PrincipalRef::Logged(&self.principal),
+            compute_resource: self.compute_resource.as_deref(),
+            credential_id: self.credential_id,
+            resource: &self.resource,
+            caller_address: self.caller_address,
             outcome: self.outcome,
             status_code: self.status_code,
-            cached: self.cached,
-            tenant_id: self.tenant_id,
-            credential_id: self.credential_id,
-            caller_address: self.caller_address,
-            principal_id: self.principal.principal_id,
-            msi_type: self.principal.msi_type,
-            client_id: self.principal.client_id.as_deref(),
-            name: &self.principal.name,
-            compute_resource: self.compute_resource.as_deref(),
-            resource: &self.resource,
             error_code: &self.error_code,
             reason: &self.reason,
+            latency: self.latency,
+            cached: self.cached,
         }
     }
 }
@@ -243,7 +243,8 @@ impl<'a> SignInEvent<'a> {
         }
     }
 
-    /// The same key as [`SignIn::key`] of its entry would be; `text` holds a client id's text.
+    /// What tells this request apart from others (the same key as its entry's event would
+    /// have); `text` holds a client id's text.
     fn key<'k>(&'k self, text: &'k mut GuidText) -> Key<'k> {
         let (principal_id, msi_type, client_id, name): (_, _, Option<&str>, &str) = match self.principal {
             PrincipalRef::Application(app) => (
@@ -433,7 +434,8 @@ impl Aggregation {
 
     /// Adds one entry: merged into the identical one already held, or kept as a new one.
     pub fn add(&mut self, entry: SignIn) {
-        let (same, hash) = self.find(&entry.key());
+        let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
+        let (same, hash) = self.find(&entry.as_event().key(&mut text));
         match same {
             Some(i) => self.merge(i, entry.count, entry.latency),
             None => self.push(hash, entry),
@@ -510,6 +512,26 @@ pub trait SignInSink: Send + Sync {
     fn record(&self, event: SignInEvent<'_>);
 }
 
+/// A successful, cached application sign-in for `resource`, for tests.
+#[cfg(test)]
+pub(crate) fn sample_event<'a>(principal: PrincipalRef<'a>, resource: &'a str) -> SignInEvent<'a> {
+    SignInEvent {
+        tenant_id: TenantId::parse("5e2d1c0a-7f3b-4e8d-9a61-0c4b8f2e9d17").unwrap(),
+        kind: SignInKind::Application,
+        principal,
+        compute_resource: None,
+        credential_id: None,
+        resource,
+        caller_address: None,
+        outcome: Outcome::Success,
+        status_code: 0,
+        error_code: "",
+        reason: "",
+        latency: Duration::from_millis(1),
+        cached: true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -579,21 +601,7 @@ mod tests {
     }
 
     fn event(principal: PrincipalRef<'_>) -> SignInEvent<'_> {
-        SignInEvent {
-            tenant_id: TenantId::parse("5e2d1c0a-7f3b-4e8d-9a61-0c4b8f2e9d17").unwrap(),
-            kind: SignInKind::Application,
-            principal,
-            compute_resource: None,
-            credential_id: None,
-            resource: "api://vault",
-            caller_address: None,
-            outcome: Outcome::Success,
-            status_code: 0,
-            error_code: "",
-            reason: "",
-            latency: Duration::from_millis(1),
-            cached: true,
-        }
+        sample_event(principal, "api://vault")
     }
 
     /// Records `event` into `aggregation` with a fresh id, never refusing.

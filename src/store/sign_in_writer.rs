@@ -284,8 +284,7 @@ mod tests {
 
     use super::*;
     use crate::domain::clock::SystemClock;
-    use crate::domain::sign_in::PrincipalRef;
-    use crate::domain::tenant::TenantId;
+    use crate::domain::sign_in::{PrincipalRef, sample_event};
 
     /// Keeps the batches it is given.
     #[derive(Default)]
@@ -308,21 +307,7 @@ mod tests {
     }
 
     fn event(resource: &str) -> SignInEvent<'_> {
-        SignInEvent {
-            tenant_id: TenantId::parse("5e2d1c0a-7f3b-4e8d-9a61-0c4b8f2e9d17").unwrap(),
-            kind: SignInKind::Application,
-            principal: PrincipalRef::Unknown(None),
-            compute_resource: None,
-            credential_id: None,
-            resource,
-            caller_address: None,
-            outcome: Outcome::Success,
-            status_code: 0,
-            error_code: "",
-            reason: "",
-            latency: Duration::from_millis(1),
-            cached: true,
-        }
+        sample_event(PrincipalRef::Unknown(None), resource)
     }
 
     fn start_with(
