@@ -443,12 +443,14 @@ impl ManagedIdentityService {
             }
             return;
         };
-        let reason;
+        // A failure's reason is formatted here and lent to the log, which copies it only into a
+        // new entry.
+        let described;
         let (outcome, status_code, error_code, reason) = match result {
             Ok(_) => (Outcome::Success, 0, "", ""),
             Err(e) => {
-                reason = e.to_string();
-                (Outcome::Failure, e.aadsts(), e.code(), reason.as_str())
+                described = e.to_string();
+                (Outcome::Failure, e.aadsts(), e.code(), described.as_str())
             }
         };
         self.sign_ins.record(SignInEvent {
