@@ -142,6 +142,10 @@ impl IssuedTokenCache for IssuedTokens {
     fn record(&self, hit: bool) {
         self.count(hit);
     }
+
+    fn keeps_tokens(&self) -> bool {
+        self.cache.policy().max_capacity() != Some(0)
+    }
 }
 
 impl VerifiedAssertionCache for VerifiedAssertions {
@@ -184,6 +188,7 @@ mod tests {
                 audiences: vec![],
                 expires_at: 0,
                 claims: Arc::default(),
+                issued: Default::default(),
             })
         };
         cache.insert(&one, verified("one"));
@@ -191,5 +196,14 @@ mod tests {
         assert_eq!(VerifiedAssertionCache::get(&cache, &one).unwrap().subject, "one");
         assert_eq!(VerifiedAssertionCache::get(&cache, &other).unwrap().subject, "two");
         assert!(VerifiedAssertionCache::get(&cache, &format!("header.payload-three.{tail}")).is_none());
+    }
+
+    #[test]
+    fn an_issued_token_cache_of_capacity_zero_says_it_keeps_no_tokens() {
+        let metrics = CacheMetrics::new(&Registry::new()).unwrap();
+        let none: IssuedTokens = CountedCache::new("none", 0, Duration::from_secs(60), &metrics);
+        let some: IssuedTokens = CountedCache::new("some", 10, Duration::from_secs(60), &metrics);
+        assert!(!none.keeps_tokens());
+        assert!(some.keeps_tokens());
     }
 }

@@ -135,6 +135,8 @@ pub struct VerifiedAssertion {
     /// Every verified claim, for flexible credentials' expressions (shared, not copied, by the
     /// verified-assertion cache).
     pub claims: std::sync::Arc<Claims>,
+    /// The token last issued for it ([`IssuedMemo`]).
+    pub issued: super::issued_token::IssuedMemo,
 }
 
 /// Verified assertions by their exact text: a reused assertion costs no signature check.

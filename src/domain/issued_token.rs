@@ -43,12 +43,62 @@ impl CachedToken {
     }
 }
 
+/// The token last issued for one verified assertion, with its key: an exchange repeating the
+/// assertion (a workload reusing its token) finds its token here, without the issued-token
+/// cache's lookup, when the key it builds from the current directory is the same. It is held by
+/// the verified assertion, so it lives as long as that stays cached; the token text is shared
+/// with the cache, not copied. Not part of the assertion's value: a copy starts empty, and two
+/// memos compare equal.
+#[derive(Default)]
+pub struct IssuedMemo(std::sync::Mutex<Option<(TokenCacheKey, CachedToken)>>);
+
+impl IssuedMemo {
+    fn held(&self) -> std::sync::MutexGuard<'_, Option<(TokenCacheKey, CachedToken)>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The token kept for exactly `key`, if any.
+    pub fn get(&self, key: &TokenCacheKey) -> Option<CachedToken> {
+        self.held().as_ref().filter(|(held, _)| held == key).map(|(_, token)| token.clone())
+    }
+
+    pub fn keep(&self, key: &TokenCacheKey, token: &CachedToken) {
+        let mut held = self.held();
+        if !held.as_ref().is_some_and(|(k, t)| k == key && t.token == token.token) {
+            *held = Some((key.clone(), token.clone()));
+        }
+    }
+}
+
+impl std::fmt::Debug for IssuedMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IssuedMemo")
+    }
+}
+
+impl Clone for IssuedMemo {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for IssuedMemo {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for IssuedMemo {}
+
 /// The issued-token cache. Implementations bound their memory and count hits and misses.
 pub trait IssuedTokenCache: Send + Sync {
     fn get(&self, key: &TokenCacheKey) -> Option<CachedToken>;
     fn insert(&self, key: TokenCacheKey, token: CachedToken);
     /// Records whether a lookup was answered from the cache (for metrics).
     fn record(&self, hit: bool);
+    /// Whether tokens are kept at all (a capacity of 0 signs every token afresh, and so do the
+    /// memos).
+    fn keeps_tokens(&self) -> bool;
 }
 
 #[cfg(test)]

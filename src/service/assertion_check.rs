@@ -118,6 +118,7 @@ impl AssertionChecker {
             audiences: audiences(&claims),
             expires_at,
             claims: std::sync::Arc::new(claims),
+            issued: Default::default(),
         })
     }
 }

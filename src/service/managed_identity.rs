@@ -404,7 +404,7 @@ impl ManagedIdentityService {
             roles,
         };
         let lifetime_secs = i64::try_from(self.lifetime.as_secs()).unwrap_or(86_400);
-        let minted = self.mint.mint(key, |now, roles| AccessToken {
+        let minted = self.mint.mint(key, None, |now, roles| AccessToken {
             issuer: self.discovery.issuer_for(tenant),
             tenant: tenant.id,
             audience: resource,

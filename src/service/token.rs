@@ -221,6 +221,8 @@ struct Authenticated {
     /// The matched federated credential, or the service principal for a secret.
     credential: ObjectId,
     acr: &'static str,
+    /// The assertion it presented, verified (none for a secret).
+    assertion: Option<Arc<VerifiedAssertion>>,
 }
 
 /// What a request got as far as, for the sign-in log.
@@ -341,7 +343,7 @@ impl TokenService {
                     if !secret_matches(view.secret_hashes(client.owner().id()), &secret.0) {
                         return Err(TokenError::InvalidSecret { client_id: client.client_id().to_string() });
                     }
-                    Authenticated { credential: client.principal(), client, acr: "1" }
+                    Authenticated { credential: client.principal(), client, acr: "1", assertion: None }
                 }
                 (None, Some(assertion)) => {
                     if request.client_assertion_type.as_deref() != Some(JWT_BEARER) {
@@ -412,7 +414,7 @@ impl TokenService {
             ));
         };
         attempt.credential = Some(credential.id);
-        Ok(Authenticated { credential: credential.id, client, acr: "2" })
+        Ok(Authenticated { credential: credential.id, client, acr: "2", assertion: Some(assertion) })
     }
 
     /// Why `credentials` refused what an assertion presents: Entra's finer code and the diagnosis.
@@ -521,7 +523,8 @@ impl TokenService {
             roles,
         };
         let lifetime_secs = i64::try_from(self.lifetime.as_secs()).unwrap_or(3600);
-        let minted = self.mint.mint(key, |now, roles| AccessToken {
+        let memo = who.assertion.as_deref().map(|assertion| &assertion.issued);
+        let minted = self.mint.mint(key, memo, |now, roles| AccessToken {
             issuer: self.discovery.issuer_for(tenant),
             tenant: tenant.id,
             audience: resource_name,
