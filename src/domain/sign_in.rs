@@ -217,10 +217,7 @@ pub struct SignInEvent<'a> {
     pub cached: bool,
 }
 
-/// Room for a GUID's text (36 characters), so that a key names a client id without allocating.
-type GuidText = [u8; uuid::fmt::Hyphenated::LENGTH];
-
-impl<'a> SignInEvent<'a> {
+impl SignInEvent<'_> {
     /// The log's entry for this request, with its id and time.
     pub fn to_entry(&self, id: uuid::Uuid, time: OffsetDateTime) -> SignIn {
         SignIn {
@@ -243,72 +240,12 @@ impl<'a> SignInEvent<'a> {
         }
     }
 
-    /// What tells this request apart from others (the same key as its entry's event would
-    /// have); `text` holds a client id's text.
-    fn key<'k>(&'k self, text: &'k mut GuidText) -> Key<'k> {
-        let (principal_id, msi_type, client_id, name): (_, _, Option<&str>, &str) = match self.principal {
-            PrincipalRef::Application(app) => (
-                Some(app.service_principal_id),
-                None,
-                Some(app.app_id.as_uuid().hyphenated().encode_lower(text)),
-                app.display_name.as_str(),
-            ),
-            PrincipalRef::Identity(identity) => (
-                Some(identity.principal_id),
-                Some(MsiType::of(identity)),
-                Some(identity.client_id.as_uuid().hyphenated().encode_lower(text)),
-                identity.resource_id.name(),
-            ),
-            PrincipalRef::Logged(p) => (p.principal_id, p.msi_type, p.client_id.as_deref(), &p.name),
-            PrincipalRef::Unknown(client_id) => (None, None, client_id.map(clip), ""),
-        };
-        Key {
-            kind: self.kind,
-            outcome: self.outcome,
-            status_code: self.status_code,
-            cached: self.cached,
-            tenant_id: self.tenant_id,
-            credential_id: self.credential_id,
-            caller_address: self.caller_address,
-            principal_id,
-            msi_type,
-            client_id,
-            name,
-            compute_resource: self.compute_resource,
-            resource: clip(self.resource),
-            error_code: self.error_code,
-            reason: self.reason,
-        }
-    }
-}
-
-/// What tells one request apart from another in the log: two requests with equal keys are the
-/// same request, merged into one entry.
-#[derive(Debug)]
-struct Key<'a> {
-    kind: SignInKind,
-    outcome: Outcome,
-    status_code: u32,
-    cached: bool,
-    tenant_id: TenantId,
-    credential_id: Option<ObjectId>,
-    caller_address: Option<IpAddr>,
-    principal_id: Option<ObjectId>,
-    msi_type: Option<MsiType>,
-    client_id: Option<&'a str>,
-    name: &'a str,
-    compute_resource: Option<&'a str>,
-    resource: &'a str,
-    error_code: &'a str,
-    reason: &'a str,
-}
-
-impl Key<'_> {
-    /// The key as one run of bytes, appended to `out`: fixed-size fields, then each string after
-    /// its length, so that two keys are equal exactly when their bytes are. An entry's key is kept
-    /// in one allocation, so that telling a request from a held entry compares one run of memory
-    /// instead of visiting each of its strings.
-    fn encode(&self, out: &mut Vec<u8>) {
+    /// What tells this request apart from others, as one run of bytes appended to `out`: two
+    /// requests are the same request, merged into one entry, exactly when their bytes are equal
+    /// (fixed-size fields, then each string after its length). An entry's key is kept in one
+    /// allocation, so that telling a request from a held entry compares one run of memory instead
+    /// of visiting each of its strings. An entry's [`SignIn::as_event`] encodes as its request did.
+    fn encode_key(&self, out: &mut Vec<u8>) {
         fn guid(out: &mut Vec<u8>, id: Option<uuid::Uuid>) {
             match id {
                 Some(id) => {
@@ -328,16 +265,34 @@ impl Key<'_> {
                 None => out.push(0),
             }
         }
+        // A client id written out without allocating, as the log keeps it.
+        let mut client_text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let (principal_id, msi_type, client_id, name): (_, _, Option<&str>, &str) = match self.principal {
+            PrincipalRef::Application(app) => (
+                Some(app.service_principal_id),
+                None,
+                Some(app.app_id.as_uuid().hyphenated().encode_lower(&mut client_text)),
+                app.display_name.as_str(),
+            ),
+            PrincipalRef::Identity(identity) => (
+                Some(identity.principal_id),
+                Some(MsiType::of(identity)),
+                Some(identity.client_id.as_uuid().hyphenated().encode_lower(&mut client_text)),
+                identity.resource_id.name(),
+            ),
+            PrincipalRef::Logged(p) => (p.principal_id, p.msi_type, p.client_id.as_deref(), &p.name),
+            PrincipalRef::Unknown(client_id) => (None, None, client_id.map(clip), ""),
+        };
         out.extend_from_slice(&[
             self.kind as u8,
             self.outcome as u8,
             u8::from(self.cached),
-            self.msi_type.map_or(0, |t| 1 + t as u8),
+            msi_type.map_or(0, |t| 1 + t as u8),
         ]);
         out.extend_from_slice(&self.status_code.to_le_bytes());
         guid(out, Some(self.tenant_id.as_uuid()));
         guid(out, self.credential_id.map(|id| id.as_uuid()));
-        guid(out, self.principal_id.map(|id| id.as_uuid()));
+        guid(out, principal_id.map(|id| id.as_uuid()));
         match self.caller_address {
             None => out.push(0),
             Some(IpAddr::V4(v4)) => {
@@ -349,7 +304,7 @@ impl Key<'_> {
                 out.extend_from_slice(&v6.octets());
             }
         }
-        for value in [self.client_id, Some(self.name), self.compute_resource, Some(self.resource)] {
+        for value in [client_id, Some(name), self.compute_resource, Some(clip(self.resource))] {
             text(out, value);
         }
         for value in [self.error_code, self.reason] {
@@ -392,7 +347,7 @@ pub struct Aggregation {
     /// The first merged entry with each hash.
     first: HashMap<u64, usize, foldhash::fast::RandomState>,
     merged: Vec<SignIn>,
-    /// Each merged entry's key, encoded ([`Key::encode`]).
+    /// Each merged entry's key, encoded ([`SignInEvent::encode_key`]).
     keys: Vec<Box<[u8]>>,
     /// The key being looked for, encoded (kept to reuse its memory).
     scratch: Vec<u8>,
@@ -401,11 +356,11 @@ pub struct Aggregation {
 }
 
 impl Aggregation {
-    /// The entry identical to `key` already held, if any, and `key`'s hash; `key` is left
-    /// encoded in `scratch`.
-    fn find(&mut self, key: &Key<'_>) -> (Option<usize>, u64) {
+    /// The entry identical to `event` already held, if any, and the hash of `event`'s key, which
+    /// is left encoded in `scratch`.
+    fn find(&mut self, event: &SignInEvent<'_>) -> (Option<usize>, u64) {
         self.scratch.clear();
-        key.encode(&mut self.scratch);
+        event.encode_key(&mut self.scratch);
         let wanted = self.scratch.as_slice();
         let hash = self.hasher.hash_one(wanted);
         let same = match self.first.get(&hash) {
@@ -434,8 +389,7 @@ impl Aggregation {
 
     /// Adds one entry: merged into the identical one already held, or kept as a new one.
     pub fn add(&mut self, entry: SignIn) {
-        let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
-        let (same, hash) = self.find(&entry.as_event().key(&mut text));
+        let (same, hash) = self.find(&entry.as_event());
         match same {
             Some(i) => self.merge(i, entry.count, entry.latency),
             None => self.push(hash, entry),
@@ -450,18 +404,17 @@ impl Aggregation {
         event: &SignInEvent<'_>,
         admit: impl FnOnce() -> Option<(uuid::Uuid, OffsetDateTime)>,
     ) -> Recorded {
-        let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
-        let (same, hash) = self.find(&event.key(&mut text));
-        match (same, same.is_none().then(admit).flatten()) {
-            (Some(i), _) => {
-                self.merge(i, 1, event.latency);
-                Recorded::Merged
-            }
-            (None, Some((id, time))) => {
+        let (same, hash) = self.find(event);
+        if let Some(i) = same {
+            self.merge(i, 1, event.latency);
+            return Recorded::Merged;
+        }
+        match admit() {
+            Some((id, time)) => {
                 self.push(hash, event.to_entry(id, time));
                 Recorded::Added
             }
-            (None, None) => Recorded::Refused,
+            None => Recorded::Refused,
         }
     }
 
