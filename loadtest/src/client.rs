@@ -71,6 +71,8 @@ impl Answer {
 
 /// A server the load is sent to: its address resolved once, and TLS when it is `https`.
 pub struct Endpoint {
+    /// `scheme://authority`, what wrk is pointed at for the same requests.
+    origin: String,
     addresses: Vec<SocketAddr>,
     /// The `Host` header's value.
     host: String,
@@ -120,13 +122,21 @@ impl Endpoint {
         } else {
             None
         };
+        let scheme = if https { "https" } else { "http" };
         Ok(Arc::new(Self {
+            origin: format!("{scheme}://{authority}"),
             addresses,
             prefix: uri.path().trim_end_matches('/').to_owned(),
-            host: authority,
+            host: authority.clone(),
             tls,
             from,
         }))
+    }
+
+    /// The URL wrk would send this endpoint's requests to, and `None` where wrk cannot send them as
+    /// loadtest does: connections from a bound local address (IMDS tells VMs apart by it).
+    pub fn wrk_origin(&self) -> Option<&str> {
+        self.from.is_none().then_some(self.origin.as_str())
     }
 
     async fn tcp(&self) -> io::Result<TcpStream> {
@@ -206,6 +216,58 @@ impl Prepared {
         head.push_str("\r\n");
         Ok(Self { endpoint: index, bytes: Bytes::from([head.as_bytes(), body].concat()) })
     }
+}
+
+impl Prepared {
+    /// This request as a wrk script (`wrk -s FILE ORIGIN`): the same method, path, headers and
+    /// body, formatted once by wrk (no Lua per request, so wrk runs at its full speed). wrk adds
+    /// `Host` and `Content-Length` itself.
+    pub fn wrk_script(&self, origin: &str) -> Result<String, String> {
+        let text = &self.bytes[..];
+        let at = text.windows(4).position(|w| w == b"\r\n\r\n").ok_or("a prepared request without a head")?;
+        let (head, body) = (std::str::from_utf8(&text[..at]).map_err(|e| e.to_string())?, &text[at + 4..]);
+        let mut lines = head.split("\r\n");
+        let mut first = lines.next().unwrap_or_default().split(' ');
+        let (method, path) = (first.next().unwrap_or_default(), first.next().unwrap_or_default());
+        let mut script = format!(
+            "-- loadtest's request, for the same run with wrk: wrk -s THIS_FILE {origin}\n-- origin: {origin}\n\
+             wrk.method = {}\nwrk.path = {}\n",
+            lua_string(method.as_bytes()),
+            lua_string(path.as_bytes())
+        );
+        for (name, value) in lines.filter_map(|line| line.split_once(": ")) {
+            if !name.eq_ignore_ascii_case("host") && !name.eq_ignore_ascii_case("content-length") {
+                script.push_str(&format!(
+                    "wrk.headers[{}] = {}\n",
+                    lua_string(name.as_bytes()),
+                    lua_string(value.as_bytes())
+                ));
+            }
+        }
+        if !body.is_empty() {
+            script.push_str(&format!("wrk.body = {}\n", lua_string(body)));
+        }
+        Ok(script)
+    }
+}
+
+/// A Lua string literal of any bytes: quotes and backslashes escaped, other bytes outside
+/// printable ASCII written as decimal escapes.
+fn lua_string(bytes: &[u8]) -> String {
+    let mut literal = String::with_capacity(bytes.len() + 2);
+    literal.push('"');
+    for &b in bytes {
+        match b {
+            b'"' | b'\\' => {
+                literal.push('\\');
+                literal.push(char::from(b));
+            }
+            0x20..=0x7e => literal.push(char::from(b)),
+            _ => literal.push_str(&format!("\\{b:03}")),
+        }
+    }
+    literal.push('"');
+    literal
 }
 
 /// A connection's transport.
@@ -522,6 +584,39 @@ mod tests {
             assert_eq!(get.endpoint, 1);
             assert!(Prepared::get((0, &target), "/x", &[("a", "b\r\nc: d")]).is_err(), "no header injection");
         });
+    }
+
+    #[test]
+    fn a_prepared_request_as_a_wrk_script_has_its_method_path_headers_and_body_and_leaves_host_and_length_to_wrk() {
+        block_on(async {
+            let target = Endpoint::new("http://127.0.0.1:9/base/", &[], None).await.unwrap();
+            assert_eq!(target.wrk_origin(), Some("http://127.0.0.1:9"));
+            let post = Prepared::post_form((0, &target), "/token", &[("a", "b c"), ("q", "x\"y\\z")]).unwrap();
+            assert_eq!(
+                post.wrk_script("http://127.0.0.1:9").unwrap(),
+                "-- loadtest's request, for the same run with wrk: wrk -s THIS_FILE http://127.0.0.1:9\n\
+                 -- origin: http://127.0.0.1:9\n\
+                 wrk.method = \"POST\"\n\
+                 wrk.path = \"/base/token\"\n\
+                 wrk.headers[\"content-type\"] = \"application/x-www-form-urlencoded\"\n\
+                 wrk.body = \"a=b+c&q=x%22y%5Cz\"\n"
+            );
+            let get = Prepared::get((0, &target), "/x?y=1", &[("metadata", "true")]).unwrap();
+            let script = get.wrk_script("http://127.0.0.1:9").unwrap();
+            assert!(
+                script.contains("wrk.headers[\"metadata\"] = \"true\"\n") && !script.contains("wrk.body"),
+                "{script}"
+            );
+            let bound = Endpoint::new("http://127.0.0.1:9", &[], Some("127.0.0.77".parse().unwrap())).await.unwrap();
+            assert_eq!(bound.wrk_origin(), None, "wrk cannot connect from the address a VM is bound to");
+        });
+    }
+
+    #[test]
+    fn any_bytes_make_a_lua_string_literal() {
+        assert_eq!(lua_string(b"plain text"), "\"plain text\"");
+        assert_eq!(lua_string(b"a\"b\\c"), "\"a\\\"b\\\\c\"");
+        assert_eq!(lua_string(b"line\r\n\xff"), "\"line\\013\\010\\255\"");
     }
 
     #[test]

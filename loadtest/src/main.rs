@@ -120,6 +120,11 @@ pub struct Args {
     /// status): for latency in windows picked afterwards, such as each replica's restart
     #[arg(long, value_name = "DIR")]
     pub samples: Option<std::path::PathBuf>,
+    /// Instead of running them, write the scenarios that are one request wrk can send (discovery,
+    /// exchange-hit) as wrk scripts, DIR/<scenario>.lua: the same request, for measuring it with
+    /// wrk in the same run (scripts/bench does)
+    #[arg(long, value_name = "DIR")]
+    pub wrk_scripts: Option<std::path::PathBuf>,
     /// Write an HTML report (summary, latency over time, latency histograms)
     #[arg(long)]
     pub html: Option<String>,
@@ -257,6 +262,13 @@ async fn execute(args: &Args) -> Result<Value, String> {
         outcome = run_all(args, &drive, &scenarios, &fixture, &admin, floors) => outcome,
         _ = tokio::signal::ctrl_c() => Err("interrupted".to_owned()),
     };
+    if outcome.is_ok() && args.wrk_scripts.is_some() {
+        // The scripts name the fixture's applications and assertions: kept until wrk is done.
+        eprintln!(
+            "loadtest: the wrk scripts are written; the fixture stays until this process is interrupted or terminated"
+        );
+        until_stopped().await;
+    }
     admin.remove(&fixture).await;
     let (results, changes) = outcome?;
 
@@ -306,6 +318,37 @@ async fn execute(args: &Args) -> Result<Value, String> {
     }))
 }
 
+/// Until SIGINT or SIGTERM (a script stops a background job with the latter: it may have been
+/// started with SIGINT ignored).
+async fn until_stopped() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// `--wrk-scripts`: the scenario's request as DIR/<name>.lua, or why there is none.
+fn write_wrk_script(dir: &std::path::Path, name: &str, load: &run::Load) -> Result<(), String> {
+    match load.wrk_script() {
+        Some(script) => {
+            let (script, origin) = script?;
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let path = dir.join(format!("{name}.lua"));
+            std::fs::write(&path, script).map_err(|e| format!("{}: {e}", path.display()))?;
+            println!("{name:<14} wrk -s {} {origin}", path.display());
+        }
+        None => println!("{name:<14} no wrk script: not one request that wrk can send as loadtest does"),
+    }
+    Ok(())
+}
+
 async fn run_all(
     args: &Args,
     drive: &Drive,
@@ -317,6 +360,10 @@ async fn run_all(
     let mut results = Vec::new();
     for name in &args.scenarios {
         let load = scenarios.build(name, fixture).await?;
+        if let Some(dir) = &args.wrk_scripts {
+            write_wrk_script(dir, name, &load)?;
+            continue;
+        }
         // Judged against the client's ceiling where the floors were measured (see `baseline`).
         let closed_loop = async |load: &run::Load| match floors.0 {
             Some(baselines) => baselines.judged_closed_loop(name, args, load).await,
@@ -428,9 +475,10 @@ fn ratio_to(result: &run::Outcome, floor: &run::Outcome) -> Result<f64, String> 
     }
 }
 
-/// How close the load generator came to its limit in a run.
+/// How close the load generator came to its limit in a run, and how often it slept per answer.
 fn busy(outcome: &run::Outcome) -> String {
-    match (outcome.client_ceiling, outcome.client_busy) {
+    let asleep = outcome.sleeps_per_request().map_or(String::new(), |s| format!(", asleep {s:.3}x a request"));
+    let limit = match (outcome.client_ceiling, outcome.client_busy) {
         (Some(ceiling), Some(busy)) => format!(
             "the load generator at {:.0}% of its ceiling, {:.0}% busy",
             outcome.rps() / ceiling * 100.0,
@@ -441,7 +489,8 @@ fn busy(outcome: &run::Outcome) -> String {
         }
         (None, Some(busy)) => format!("the load generator {:.0}% busy", busy * 100.0),
         (None, None) => "?".into(),
-    }
+    };
+    limit + &asleep
 }
 
 fn print_row(result: &run::Outcome, baseline: Option<&run::Outcome>) {

@@ -4,7 +4,7 @@
 //! down and hide its own queueing: no coordinated omission). Warm-up requests are not recorded. Latencies go to
 //! HDR histograms and a timeline; failures are counted by status and error code.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -39,6 +39,14 @@ impl Load {
 
     pub fn watching(self, watch: Watch) -> Self {
         Self { watch: Some(watch), ..self }
+    }
+
+    /// The load as a wrk script with the URL to send it to, where it is one request that wrk can
+    /// send as loadtest does (see [`Endpoint::wrk_origin`]).
+    pub fn wrk_script(&self) -> Option<Result<(String, String), String>> {
+        let [request] = &self.requests[..] else { return None };
+        let origin = self.endpoints.get(request.endpoint)?.wrk_origin()?;
+        Some(request.wrk_script(origin).map(|script| (script, origin.to_owned())))
     }
 
     /// The prepared requests, in the order they are sent.
@@ -107,6 +115,8 @@ pub struct Outcome {
     pub client_ceiling: Option<f64>,
     /// The share of the machine's core time the hypervisor took while measuring (steal, 0-1).
     pub machine_steal: Option<f64>,
+    /// How many times a second the load generator's threads went to sleep while measuring.
+    pub client_sleeps: Option<f64>,
     pub notes: Vec<String>,
 }
 
@@ -173,6 +183,13 @@ impl Outcome {
         self.histogram.len() as f64 / self.elapsed.as_secs_f64()
     }
 
+    /// How often the load generator went to sleep, per answer (refusals included): each sleep
+    /// ended with a wake-up that the server's send paid for (see [`client_sleeps`]).
+    pub fn sleeps_per_request(&self) -> Option<f64> {
+        let answers = (self.histogram.len() + self.error_count()) as f64 / self.elapsed.as_secs_f64();
+        self.client_sleeps.filter(|_| answers > 0.0).map(|sleeps| sleeps / answers)
+    }
+
     pub fn quantile_ms(&self, q: f64) -> f64 {
         self.histogram.value_at_quantile(q) as f64 / 1000.0
     }
@@ -230,6 +247,7 @@ impl Outcome {
             "client_busy": self.client_busy,
             "client_ceiling_rps": self.client_ceiling,
             "machine_steal": self.machine_steal,
+            "client_sleeps_per_request": self.sleeps_per_request(),
             "client_bound": self.client_bound(),
             "notes": self.all_notes(),
         })
@@ -260,6 +278,40 @@ fn client_cpu() -> Option<Duration> {
     Some(process.saturating_sub(servers))
 }
 
+/// How many times each of the load generator's threads (by id; its server threads left out) has
+/// gone to sleep so far: the voluntary context switches in `/proc/self/task/*/status` (Linux;
+/// `None` elsewhere).
+///
+/// Why it is counted: on one machine, a server's send runs the receiving side too, so when the
+/// client sleeps in `epoll_wait` the server's answer pays for waking it. A floor that answers
+/// faster than the client asks keeps it busy and almost never pays; a slower server finds it
+/// asleep more often and pays more per answer, a cost that on a network would be the client
+/// machine's. The count per request makes that visible in the report.
+fn client_sleeps() -> Option<HashMap<u64, u64>> {
+    let mut sleeps = HashMap::new();
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u64>().ok()) else { continue };
+        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else { continue };
+        if let Some((name, count)) = sleeps_of_status(&status) {
+            if !name.starts_with(SERVER_THREAD) {
+                sleeps.insert(tid, count);
+            }
+        }
+    }
+    Some(sleeps)
+}
+
+/// The thread name and voluntary context switches of a `/proc/.../status` text.
+fn sleeps_of_status(status: &str) -> Option<(&str, u64)> {
+    let field = |key: &str| status.lines().find_map(|line| line.strip_prefix(key)).map(str::trim);
+    Some((field("Name:")?, field("voluntary_ctxt_switches:")?.parse().ok()?))
+}
+
+/// The sleeps between two counts: a thread's growth, and all of a thread that started between.
+fn sleeps_between(before: &HashMap<u64, u64>, after: &HashMap<u64, u64>) -> u64 {
+    after.iter().map(|(tid, count)| count.saturating_sub(before.get(tid).copied().unwrap_or(0))).sum()
+}
+
 /// utime + stime of a `/proc/.../stat` line.
 fn cpu_of_stat(stat: &str) -> Option<Duration> {
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
@@ -286,20 +338,23 @@ struct Watched {
     busy: Option<f64>,
     /// The share of the machine's cores' time the hypervisor took.
     steal: Option<f64>,
+    /// How many times a second the load generator's threads went to sleep.
+    sleeps: Option<f64>,
 }
 
 /// Samples the process's CPU time and the machine's stolen time at `from` and at `to`.
 fn watch_client(from: Instant, to: Instant) -> tokio::task::JoinHandle<Watched> {
     tokio::spawn(async move {
         tokio::time::sleep_until(from.into()).await;
-        let (start, steal, started) = (client_cpu(), machine_steal(), Instant::now());
+        let (start, steal, slept, started) = (client_cpu(), machine_steal(), client_sleeps(), Instant::now());
         tokio::time::sleep_until(to.into()).await;
         let elapsed = started.elapsed().as_secs_f64().max(0.001);
         let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
         let busy = start.zip(client_cpu()).map(|(a, b)| b.saturating_sub(a).as_secs_f64() / elapsed / cores);
         let steal =
             steal.zip(machine_steal()).map(|((a, n), (b, _))| b.saturating_sub(a).as_secs_f64() / elapsed / n as f64);
-        Watched { busy, steal }
+        let sleeps = slept.zip(client_sleeps()).map(|(a, b)| sleeps_between(&a, &b) as f64 / elapsed);
+        Watched { busy, steal, sleeps }
     })
 }
 
@@ -307,7 +362,7 @@ fn watch_client(from: Instant, to: Instant) -> tokio::task::JoinHandle<Watched> 
 /// pace.
 async fn with_client(mut outcome: Outcome, client: tokio::task::JoinHandle<Watched>, ceiling: Option<f64>) -> Outcome {
     let watched = client.await.unwrap_or_default();
-    (outcome.client_busy, outcome.machine_steal) = (watched.busy, watched.steal);
+    (outcome.client_busy, outcome.machine_steal, outcome.client_sleeps) = (watched.busy, watched.steal, watched.sleeps);
     outcome.client_ceiling = ceiling;
     if let Some(steal) = outcome.machine_steal.filter(|s| *s >= 0.01) {
         outcome.notes.push(format!(
@@ -387,6 +442,7 @@ impl Recorder {
             client_busy: None,
             client_ceiling: None,
             machine_steal: None,
+            client_sleeps: None,
             name: name.to_owned(),
             mode,
             histogram: self.histogram,
@@ -593,6 +649,96 @@ mod tests {
         assert!(spun >= Duration::from_millis(500), "the server thread ran only {spun:?}");
         // Other tests may run meanwhile, but not for half a second of CPU.
         assert!(grown < Duration::from_millis(250), "the client was charged {grown:?} of the server's {spun:?}");
+    }
+
+    /// The calling thread's id, from the `/proc/thread-self` link (`PID/task/TID`).
+    fn own_tid() -> u64 {
+        let link = std::fs::read_link("/proc/thread-self").expect("/proc is readable on Linux");
+        link.file_name().and_then(|t| t.to_str()).and_then(|t| t.parse().ok()).expect("a thread id")
+    }
+
+    #[test]
+    fn a_client_threads_sleeps_are_counted_and_a_server_threads_are_not() {
+        use std::sync::mpsc::channel;
+        // Each thread names itself, waits to be told, sleeps 20 times, says so, and stays alive
+        // until the second count is taken.
+        let spawn = |name: &str| {
+            let (tid_tx, tid_rx) = channel();
+            let (go_tx, go_rx) = channel::<()>();
+            let (slept_tx, slept_rx) = channel::<()>();
+            let (end_tx, end_rx) = channel::<()>();
+            let thread = std::thread::Builder::new()
+                .name(name.to_owned())
+                .spawn(move || {
+                    tid_tx.send(own_tid()).unwrap();
+                    go_rx.recv().unwrap();
+                    for _ in 0..20 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    slept_tx.send(()).unwrap();
+                    let _ = end_rx.recv();
+                })
+                .unwrap();
+            (tid_rx.recv().unwrap(), go_tx, slept_rx, end_tx, thread)
+        };
+        let client = spawn("lt-client-test");
+        let server = spawn(&format!("{SERVER_THREAD}-test"));
+        let before = client_sleeps().expect("/proc is readable on Linux");
+        for (_, go, ..) in [&client, &server] {
+            go.send(()).unwrap();
+        }
+        for (_, _, slept, ..) in [&client, &server] {
+            slept.recv().unwrap();
+        }
+        let after = client_sleeps().unwrap();
+        let (client_tid, server_tid) = (client.0, server.0);
+        for (_, _, _, end, thread) in [client, server] {
+            end.send(()).unwrap();
+            thread.join().unwrap();
+        }
+        let grown = after.get(&client_tid).copied().unwrap_or(0).saturating_sub(before[&client_tid]);
+        assert!(grown >= 20, "the client thread slept 20 times; counted {grown}");
+        assert!(sleeps_between(&before, &after) >= grown, "the total has the client thread's sleeps in it");
+        assert!(
+            !before.contains_key(&server_tid) && !after.contains_key(&server_tid),
+            "a server thread is not the client"
+        );
+    }
+
+    #[test]
+    fn a_thread_that_started_between_two_counts_brings_all_its_sleeps_and_one_that_ended_none() {
+        let before = HashMap::from([(1, 10), (2, 5)]);
+        let after = HashMap::from([(1, 14), (3, 7)]);
+        assert_eq!(sleeps_between(&before, &after), 4 + 7);
+    }
+
+    #[test]
+    fn a_status_text_gives_the_threads_name_and_voluntary_switches() {
+        let status = "Name:\tlt-server-3\nState:\tS (sleeping)\nvoluntary_ctxt_switches:\t1234\nnonvoluntary_ctxt_switches:\t56\n";
+        assert_eq!(sleeps_of_status(status), Some(("lt-server-3", 1234)));
+        assert_eq!(sleeps_of_status("Name:\tx\n"), None, "no count, no answer");
+    }
+
+    #[test]
+    fn sleeps_per_request_divide_the_clients_sleeps_by_its_rate() {
+        let mut outcome = outcome_of(1_000, 10_000.0);
+        assert_eq!(outcome.sleeps_per_request(), None, "not counted");
+        outcome.client_sleeps = Some(250.0);
+        let per = outcome.sleeps_per_request().unwrap();
+        assert!((per - 0.25).abs() < 1e-9, "250 sleeps a second at 1,000 req/s; got {per}");
+
+        // Half of the answers refusals: they are answers the client waited for all the same.
+        let start = Instant::now();
+        let mut recorder = Recorder::new(start).unwrap();
+        for i in 0..1_000u64 {
+            let sent = start + Duration::from_micros(i);
+            let answer = Answer { status: if i % 2 == 0 { 200 } else { 429 }, error: None };
+            recorder.record(sent, &answer, sent + Duration::from_micros(500));
+        }
+        let mut refused = recorder.finish("test", Mode::Closed { concurrency: 1 }, Duration::from_secs(1));
+        refused.client_sleeps = Some(250.0);
+        let per = refused.sleeps_per_request().unwrap();
+        assert!((per - 0.25).abs() < 1e-9, "250 sleeps a second over 1,000 answers a second; got {per}");
     }
 
     #[test]

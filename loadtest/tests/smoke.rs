@@ -149,3 +149,76 @@ async fn a_broker_refusing_loopback_issuers_is_named_with_the_setting_to_change(
     assert!(stderr.contains("FICUS_FEDERATION__ALLOW_HTTP_LOOPBACK_ISSUERS=true"), "{stderr}");
     assert_eq!((broker.app_names)(), before, "what it had created before failing is removed");
 }
+
+/// The value of `wrk.NAME = "..."` in a wrk script (one without escapes, as form bodies and paths are).
+fn lua_field(script: &str, name: &str) -> String {
+    let prefix = format!("wrk.{name} = \"");
+    let line = script.lines().find_map(|l| l.strip_prefix(prefix.as_str())).unwrap_or_else(|| panic!("{script}"));
+    let value = line.strip_suffix('"').unwrap();
+    assert!(!value.contains('\\'), "{value}");
+    value.to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrk_scripts_hold_the_scenarios_own_requests_and_their_fixture_stays_until_the_process_is_stopped() {
+    let broker = broker("").await;
+    let before = (broker.app_names)();
+    let out = tempfile::tempdir().unwrap();
+    let keys = broker.dir.path().join("keys");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .current_dir(out.path())
+        .args(["--target", &broker.target, "--mi", &broker.mi])
+        .args(["--ca-file", &keys.join("dev-ca.pem").display().to_string()])
+        .args(["--keys-dir", &keys.display().to_string()])
+        .args([
+            "--scenario",
+            "exchange-hit",
+            "--scenario",
+            "discovery",
+            "--scenario",
+            "mi-token",
+            "--wrk-scripts",
+            "wrk",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let scripts = out.path().join("wrk");
+    // The last script of the three is written just before loadtest starts waiting.
+    for _ in 0..600 {
+        if scripts.join("discovery.lua").exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let exchange = std::fs::read_to_string(scripts.join("exchange-hit.lua")).unwrap();
+    let discovery = std::fs::read_to_string(scripts.join("discovery.lua")).unwrap();
+    assert!(!scripts.join("mi-token.lua").exists(), "mi-token's request comes from its VM's address");
+    assert_ne!((broker.app_names)(), before, "the fixture the scripts name is still there");
+
+    // The scripts' requests, sent as wrk would send them, are answered as the scenarios' are.
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(keys.join("dev-ca.pem")).unwrap()).unwrap();
+    let http = reqwest::Client::builder().tls_certs_only([ca]).build().unwrap();
+    assert_eq!(lua_field(&exchange, "method"), "POST");
+    let answer = http
+        .post(format!("{}{}", broker.target, lua_field(&exchange, "path")))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(lua_field(&exchange, "body"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert!(answer.json::<Value>().await.unwrap()["access_token"].is_string());
+    let answer = http.get(format!("{}{}", broker.target, lua_field(&discovery, "path"))).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+
+    let pid = child.id().to_string();
+    let killed = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let output = tokio::task::block_in_place(|| child.wait_with_output()).unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.lines().any(|l| l.starts_with("mi-token") && l.contains("no wrk script")), "{stdout}");
+    assert_eq!((broker.app_names)(), before, "stopped, it removed what it had created");
+}

@@ -241,13 +241,6 @@ impl SubjectMatch {
             Self::Expression(expression) => (expression.text(), Some(super::claims_expression::LANGUAGE_VERSION)),
         }
     }
-
-    fn holds(&self, subject: &str, claims: &Claims) -> bool {
-        match self {
-            Self::Exact(expected) => expected.as_str() == subject,
-            Self::Expression(expression) => expression.is_match(|name| claims.get(name).and_then(|v| v.as_str())),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -265,10 +258,19 @@ impl FederatedCredential {
     /// Exact, case-sensitive match on the issuer; `audiences` (the assertion's `aud`) must
     /// contain this credential's audience; then the subject, exactly, or every clause of the
     /// expression against the assertion's (verified) `claims`.
+    ///
+    /// The cheapest test that tells an application's credentials apart comes first: for an exact
+    /// credential the subject (its siblings usually share the issuer and audience, so comparing
+    /// those first would pass for every one of them), for a flexible one the issuer and audience
+    /// before the expression is evaluated.
     pub fn matches(&self, issuer: &str, subject: &str, claims: &Claims, audiences: &[&str]) -> bool {
-        self.issuer.as_str() == issuer
-            && audiences.iter().any(|a| *a == self.audience.as_str())
-            && self.matching.holds(subject, claims)
+        let names = || self.issuer.as_str() == issuer && audiences.iter().any(|a| *a == self.audience.as_str());
+        match &self.matching {
+            SubjectMatch::Exact(expected) => expected.as_str() == subject && names(),
+            SubjectMatch::Expression(expression) => {
+                names() && expression.is_match(|name| claims.get(name).and_then(|v| v.as_str()))
+            }
+        }
     }
 }
 

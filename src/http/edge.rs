@@ -36,7 +36,7 @@ use futures_util::future::BoxFuture;
 use tower::{Layer, Service};
 use uuid::Uuid;
 
-use super::context::RequestContext;
+use super::context::{CLIENT_REQUEST_ID, RequestContext, X_MS_REQUEST_ID};
 use super::error::{PendingError, panic_response};
 use super::metrics::HttpMetrics;
 use super::proxy_protocol::ProxiedClient;
@@ -144,8 +144,8 @@ impl Edge {
             response = pending.render(&context, self.clock.now(), &self.base_url);
         }
         let headers = response.headers_mut();
-        headers.insert("x-ms-request-id", id_header(context.trace_id));
-        headers.insert("client-request-id", id_header(context.correlation_id));
+        headers.insert(X_MS_REQUEST_ID, id_header(context.trace_id));
+        headers.insert(CLIENT_REQUEST_ID, id_header(context.correlation_id));
         if http1 && self.health.is_draining() {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
