@@ -292,10 +292,10 @@ fn client_sleeps() -> Option<HashMap<u64, u64>> {
     for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
         let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u64>().ok()) else { continue };
         let Ok(status) = std::fs::read_to_string(task.path().join("status")) else { continue };
-        if let Some((name, count)) = sleeps_of_status(&status) {
-            if !name.starts_with(SERVER_THREAD) {
-                sleeps.insert(tid, count);
-            }
+        if let Some((name, count)) = sleeps_of_status(&status)
+            && !name.starts_with(SERVER_THREAD)
+        {
+            sleeps.insert(tid, count);
         }
     }
     Some(sleeps)
