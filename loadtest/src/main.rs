@@ -14,8 +14,14 @@
 //! busy, is reported client-bound, with no ratio. A closed loop that goes past its ceiling
 //! (something else slowed that measurement) has the ceiling measured once more and is judged
 //! against the higher; if it still goes past, it is reported disturbed, with no ratio and no
-//! verdict either. Results print as a table and go
-//! to `--json` and `--html` (latency over time and histograms).
+//! verdict either. Each row also says how often the client slept per answer (its threads'
+//! voluntary context switches): on one machine the server's send pays for waking a sleeping
+//! client, so a server that keeps it asleep more often pays more per answer than the floor does.
+//! Results print as a table and go to `--json` and `--html` (latency over time and histograms).
+//!
+//! `--wrk-scripts DIR` writes the scenarios that are one request (`discovery`, `exchange-hit`) as
+//! wrk scripts instead of running them, and keeps the fixture they name until it is stopped:
+//! `scripts/bench` measures the same requests with wrk.
 
 mod baseline;
 mod client;
