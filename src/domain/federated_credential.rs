@@ -596,6 +596,7 @@ mod tests {
         assert!(fic.matches("https://issuer.example", sub, &claims("prod"), &[DEFAULT_AUDIENCE]));
         assert!(!fic.matches("https://issuer.example", sub, &claims("dev"), &[DEFAULT_AUDIENCE]));
         assert!(!fic.matches("https://issuer.example", sub, &claims("prod"), &["api://other"]));
+        assert!(!fic.matches("https://other.example", sub, &claims("prod"), &[DEFAULT_AUDIENCE]), "another issuer");
         let credentials = [fic];
         assert_eq!(Mismatch::of(&credentials, "https://issuer.example", sub, &[DEFAULT_AUDIENCE]), Mismatch::Subject);
     }
