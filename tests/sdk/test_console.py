@@ -10,7 +10,7 @@ import uuid
 import pytest
 import requests
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import NoSuchElementException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -86,9 +86,11 @@ def credential_rows(driver) -> list[str]:
 
 
 def submit_and_wait(driver, button, until):
-    """Clicks a form's button and waits for the answer's page to satisfy `until(driver)`."""
+    """Clicks a form's button and waits for the answer's page to satisfy `until(driver)`. While the
+    page is being replaced, reading it may fail (a stale element, or chromedriver's "unhandled
+    inspector error"): such a read is tried again, until the 10 s run out."""
     button.click()
-    WebDriverWait(driver, 10, ignored_exceptions=(StaleElementReferenceException,)).until(until)
+    WebDriverWait(driver, 10, ignored_exceptions=(WebDriverException,)).until(until)
 
 
 def test_an_admin_signs_in_with_the_link_and_adds_edits_and_deletes_credentials_up_to_the_limit(broker, browser):
