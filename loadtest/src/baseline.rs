@@ -414,8 +414,8 @@ pub async fn measure(args: &Args, open_rate: impl Fn(f64) -> Option<f64>) -> Res
     ]);
     let https = Prepared::post_form((0, &floors[0]), &path, &[("grant_type", "client_credentials")])?;
     let plain = Prepared::get((1, &floors[1]), &path, &[("metadata", "true")])?;
-    let https = Load::new(Arc::clone(&floors), vec![https])?;
-    let plain = Load::new(floors, vec![plain])?;
+    let https = Load::new(Arc::clone(&floors), vec![https])?.served_by(args.floor_pid);
+    let plain = Load::new(floors, vec![plain])?.served_by(args.floor_pid);
     let https_closed = judged_closed_loop(&empty, "https-floor", args, &https).await?;
     let http_closed = judged_closed_loop(&empty, "http-floor", args, &plain).await?;
     let https_open = match open_rate(https_closed.rps()) {

@@ -17,7 +17,12 @@
 //! verdict either. Each row also says how often the client slept per answer (its threads'
 //! voluntary context switches): on one machine the server's send pays for waking a sleeping
 //! client, so a server that keeps it asleep more often pays more per answer than the floor does.
-//! Results print as a table and go to `--json` and `--html` (latency over time and histograms).
+//! Given the answering process's id (`--server-pid`, `--floor-pid`), its CPU time is sampled every
+//! 50 ms while measuring and reported per answer, overall and in the highest window: a latency
+//! spike during which that rises is the server spending more per answer (more work, or a core
+//! running slower), one during which it does not is queueing behind something else.
+//! Results print as a table and go to `--json` and `--html` (latency over time, the server's CPU
+//! per answer over time, and histograms).
 //!
 //! `--wrk-scripts DIR` writes the scenarios that are one request (`discovery`, `exchange-hit`) as
 //! wrk scripts instead of running them, and keeps the fixture they name until it is stopped:
@@ -113,6 +118,14 @@ pub struct Args {
     /// with another (scripts/bench alternates it with wrk)
     #[arg(long, requires = "baseline")]
     pub floors_only: bool,
+    /// The broker's process id, on this machine: its CPU time is sampled every 50 ms while each
+    /// scenario is measured and reported per answer (overall and the highest 50 ms window, and as a
+    /// plot in the HTML report), which tells a broker doing more work from a core running slower
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+    /// The same for the floor server started with --serve-floor (with --baseline-url)
+    #[arg(long, value_name = "PID", requires = "baseline_url")]
+    pub floor_pid: Option<u32>,
     /// Only serve the HTTPS floor on ADDR (certificate for localhost written to floor-ca.pem) and wait
     #[arg(long, value_name = "ADDR")]
     pub serve_floor: Option<String>,
@@ -365,7 +378,7 @@ async fn run_all(
 ) -> Result<(Vec<run::Outcome>, Option<Value>), String> {
     let mut results = Vec::new();
     for name in &args.scenarios {
-        let load = scenarios.build(name, fixture).await?;
+        let load = scenarios.build(name, fixture).await?.served_by(args.server_pid);
         if let Some(dir) = &args.wrk_scripts {
             write_wrk_script(dir, name, &load)?;
             continue;
@@ -392,7 +405,7 @@ async fn run_all(
                 print_row(&closed, floors.of(name));
                 outcomes.push(closed);
                 // Built again: exchange-miss needs a new pool of fresh assertions.
-                let load = scenarios.build(name, fixture).await?;
+                let load = scenarios.build(name, fixture).await?.served_by(args.server_pid);
                 outcomes.push(run::open_loop(name, args, args.concurrency, half, &load, ceiling).await?);
             }
         }
@@ -510,8 +523,17 @@ fn print_row(result: &run::Outcome, baseline: Option<&run::Outcome>) {
     };
     let errors: Vec<String> = result.errors().iter().map(|(k, v)| format!("{k}: {v}")).collect();
     let client = if result.client_busy.is_some() { format!("  [{}]", busy(result)) } else { String::new() };
+    let server = result.server_cpu().map_or(String::new(), |cpu| {
+        format!(
+            "  [the server {:.1} us of CPU per answer; highest {} ms: {:.1} us at {:.2} s]",
+            cpu.overall_us,
+            run::SERVER_SAMPLE.as_millis(),
+            cpu.highest_us,
+            cpu.highest_at_s
+        )
+    });
     println!(
-        "{:<14} {:>10.0} req/s  p50 {:>7.3} ms  p90 {:>7.3} ms  p99 {:>7.3} ms  p99.9 {:>7.3} ms  max {:>8.3} ms  [{}]  errors {}{}{client}{ratio}",
+        "{:<14} {:>10.0} req/s  p50 {:>7.3} ms  p90 {:>7.3} ms  p99 {:>7.3} ms  p99.9 {:>7.3} ms  max {:>8.3} ms  [{}]  errors {}{}{client}{server}{ratio}",
         result.name,
         result.rps(),
         result.quantile_ms(0.5),

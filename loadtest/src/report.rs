@@ -1,5 +1,7 @@
 //! The HTML report: one self-contained page with a summary table and, per scenario, two SVG plots
-//! drawn with plotters: latency over time (p50 and p99 per time slice) and a latency histogram.
+//! drawn with plotters: latency over time (p50 and p99 per time slice), the server's CPU time per
+//! answer over time where its process was watched (`--server-pid`, `--floor-pid`), and a latency
+//! histogram.
 
 use plotters::prelude::*;
 
@@ -35,16 +37,20 @@ fn slices(outcome: &Outcome) -> Vec<(f64, f64, f64)> {
         .collect()
 }
 
-fn over_time(outcome: &Outcome) -> Result<String, String> {
-    let points = slices(outcome);
+/// One line of a chart over time: its label, colour and (seconds, value) points.
+type Line<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
+
+/// A line chart over the seconds of the measured run.
+fn chart_over_time(title: &str, y_desc: &str, lines: &[Line<'_>]) -> Result<String, String> {
+    let points = || lines.iter().flat_map(|(_, _, points)| points.iter());
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (720, 300)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let x_max = points.last().map_or(1.0, |p| p.0 * 1.02);
-        let y_max = points.iter().map(|p| p.2).fold(0.1, f64::max) * 1.1;
+        let x_max = points().map(|p| p.0).fold(0.0, f64::max).max(0.5) * 1.02;
+        let y_max = points().map(|p| p.1).fold(0.1, f64::max) * 1.1;
         let mut chart = ChartBuilder::on(&root)
-            .caption(format!("{}: latency over time", outcome.name), ("sans-serif", 16))
+            .caption(title, ("sans-serif", 16))
             .margin(10)
             .x_label_area_size(35)
             .y_label_area_size(55)
@@ -53,23 +59,43 @@ fn over_time(outcome: &Outcome) -> Result<String, String> {
         chart
             .configure_mesh()
             .x_desc("seconds into the measured run")
-            .y_desc("latency (ms)")
+            .y_desc(y_desc)
             .draw()
             .map_err(|e| e.to_string())?;
-        chart
-            .draw_series(LineSeries::new(points.iter().map(|p| (p.0, p.1)), &BLUE))
-            .map_err(|e| e.to_string())?
-            .label("p50")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLUE));
-        chart
-            .draw_series(LineSeries::new(points.iter().map(|p| (p.0, p.2)), &RED))
-            .map_err(|e| e.to_string())?
-            .label("p99")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], RED));
+        for (label, colour, points) in lines {
+            let colour = *colour;
+            chart
+                .draw_series(LineSeries::new(points.iter().copied(), colour))
+                .map_err(|e| e.to_string())?
+                .label(*label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], colour));
+        }
         chart.configure_series_labels().border_style(BLACK).draw().map_err(|e| e.to_string())?;
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(svg)
+}
+
+fn over_time(outcome: &Outcome) -> Result<String, String> {
+    let points = slices(outcome);
+    let p50 = points.iter().map(|p| (p.0, p.1)).collect();
+    let p99 = points.iter().map(|p| (p.0, p.2)).collect();
+    let title = format!("{}: latency over time", outcome.name);
+    chart_over_time(&title, "latency (ms)", &[("p50", BLUE, p50), ("p99", RED, p99)])
+}
+
+/// The answering process's CPU time per answer in each sampling window, where it was watched:
+/// a spike in latency with no rise here is queueing behind something else (the client, the
+/// network); with a rise, the server spent more per answer (more work, or a slower core: its
+/// profile over the window tells which).
+fn server_cpu_over_time(outcome: &Outcome) -> Result<Option<String>, String> {
+    let windows = outcome.server_cpu_windows();
+    if windows.is_empty() {
+        return Ok(None);
+    }
+    let title = format!("{}: the server's CPU time per answer", outcome.name);
+    let label = format!("per {} ms", crate::run::SERVER_SAMPLE.as_millis());
+    chart_over_time(&title, "CPU per answer (us)", &[(&label, GREEN, windows)]).map(Some)
 }
 
 fn histogram(outcome: &Outcome) -> Result<String, String> {
@@ -153,6 +179,9 @@ pub fn html(title: &str, context: &[String], rows: &[(&Outcome, Option<f64>)]) -
             page.push_str(&format!("<p>{}</p>", escape(note)));
         }
         page.push_str(&over_time(o)?);
+        if let Some(cpu) = server_cpu_over_time(o)? {
+            page.push_str(&cpu);
+        }
         page.push_str(&histogram(o)?);
     }
     page.push_str("</body></html>");

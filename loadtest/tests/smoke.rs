@@ -137,6 +137,39 @@ async fn every_scenario_runs_cleanly_writes_its_reports_and_removes_what_it_crea
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_servers_cpu_time_per_answer_is_reported_and_plotted() {
+    // The broker runs in this process: its id is the server's.
+    let broker = broker("").await;
+    let out = tempfile::tempdir().unwrap();
+    let pid = std::process::id().to_string();
+    let args = ["--duration", "1s", "--warmup", "200ms", "--concurrency", "4", "--scenario", "exchange-hit"];
+    let mut all = args.to_vec();
+    all.extend(["--server-pid", &pid, "--json", "report.json", "--html", "report.html"]);
+    let output = tokio::task::block_in_place(|| loadtest(&broker, out.path(), &all));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("us of CPU per answer; highest 50 ms:"), "{stdout}");
+
+    let report: Value = serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
+    let cpu = &report["scenarios"][0]["server_cpu_us_per_answer"];
+    let overall = cpu["overall"].as_f64().unwrap();
+    // An exchange costs the broker microseconds of CPU, not nothing and not a second.
+    assert!(overall > 0.0 && overall < 1_000_000.0, "{cpu}");
+    assert!(cpu["highest_window"].as_f64().unwrap() >= overall, "the highest window is at least the mean: {cpu}");
+    assert_eq!(cpu["window_ms"], 50, "{cpu}");
+    let html = std::fs::read_to_string(out.path().join("report.html")).unwrap();
+    assert!(html.contains("CPU time per answer"), "the plot is in the report");
+    assert_eq!(html.matches("<svg").count(), 3, "latency over time, CPU per answer over time, histogram");
+
+    // Unwatched, the same run reports none.
+    let output =
+        tokio::task::block_in_place(|| loadtest(&broker, out.path(), &[&args[..], &["--json", "plain.json"]].concat()));
+    assert!(output.status.success());
+    let plain: Value = serde_json::from_slice(&std::fs::read(out.path().join("plain.json")).unwrap()).unwrap();
+    assert!(plain["scenarios"][0]["server_cpu_us_per_answer"].is_null(), "{plain}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_refusing_loopback_issuers_is_named_with_the_setting_to_change() {
     let broker = broker("").await;
     let before = (broker.app_names)();
