@@ -17,12 +17,11 @@
 //! verdict either. Each row also says how often the client slept per answer (its threads'
 //! voluntary context switches): on one machine the server's send pays for waking a sleeping
 //! client, so a server that keeps it asleep more often pays more per answer than the floor does.
-//! Given the answering process's id (`--server-pid`, `--floor-pid`), its CPU time is sampled every
-//! 50 ms while measuring and reported per answer, overall and in the highest window: a latency
-//! spike during which that rises is the server spending more per answer (more work, or a core
-//! running slower), one during which it does not is queueing behind something else.
-//! Results print as a table and go to `--json` and `--html` (latency over time, the server's CPU
-//! per answer over time, and histograms).
+//! Given the answering process's id (`--server-pid`, `--floor-pid`), it is watched every 50 ms
+//! while measuring (see `watch`): its CPU time per answer, overall and in the highest window, and
+//! how long it and the load generator were ready to run but waiting for a CPU.
+//! Results print as a table and go to `--json` and `--html` (latency over time, the watched
+//! server's CPU per answer and both sides' waits over time, and histograms).
 //!
 //! `--wrk-scripts DIR` writes the scenarios that are one request (`discovery`, `exchange-hit`) as
 //! wrk scripts instead of running them, and keeps the fixture they name until it is stopped:
@@ -35,6 +34,7 @@ mod report;
 mod run;
 mod scenarios;
 mod setup;
+mod watch;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -118,9 +118,9 @@ pub struct Args {
     /// with another (scripts/bench alternates it with wrk)
     #[arg(long, requires = "baseline")]
     pub floors_only: bool,
-    /// The broker's process id, on this machine: its CPU time is sampled every 50 ms while each
-    /// scenario is measured and reported per answer (overall and the highest 50 ms window, and as a
-    /// plot in the HTML report), which tells a broker doing more work from a core running slower
+    /// The broker's process id, on this machine: while each scenario is measured, its CPU time per
+    /// answer and how long it and the load generator waited for a CPU are sampled every 50 ms and
+    /// reported (overall, the highest window, and plots in the HTML report)
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
     /// The same for the floor server started with --serve-floor (with --baseline-url)
@@ -523,13 +523,18 @@ fn print_row(result: &run::Outcome, baseline: Option<&run::Outcome>) {
     };
     let errors: Vec<String> = result.errors().iter().map(|(k, v)| format!("{k}: {v}")).collect();
     let client = if result.client_busy.is_some() { format!("  [{}]", busy(result)) } else { String::new() };
-    let server = result.server_cpu().map_or(String::new(), |cpu| {
+    let server = result.server_summary().map_or(String::new(), |server| {
         format!(
-            "  [the server {:.1} us of CPU per answer; highest {} ms: {:.1} us at {:.2} s]",
-            cpu.overall_us,
-            run::SERVER_SAMPLE.as_millis(),
-            cpu.highest_us,
-            cpu.highest_at_s
+            "  [the server {:.1} us of CPU per answer, highest {} ms: {:.1} us at {:.2} s; waited for a CPU: \
+             the server {:.1} ms, the client {:.1} ms, most in {:.2} s: {:.1} ms]",
+            server.cpu_us_per_answer,
+            watch::SAMPLE.as_millis(),
+            server.highest_us,
+            server.highest_at_s,
+            server.server_wait_ms,
+            server.client_wait_ms,
+            server.most_waited_at_s,
+            server.most_waited_ms,
         )
     });
     println!(

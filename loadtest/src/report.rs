@@ -1,7 +1,7 @@
 //! The HTML report: one self-contained page with a summary table and, per scenario, two SVG plots
-//! drawn with plotters: latency over time (p50 and p99 per time slice), the server's CPU time per
-//! answer over time where its process was watched (`--server-pid`, `--floor-pid`), and a latency
-//! histogram.
+//! drawn with plotters: latency over time (p50 and p99 per time slice); where the server's process
+//! was watched (`--server-pid`, `--floor-pid`), its CPU time per answer over time and how long it
+//! and the load generator waited for a CPU; and a latency histogram.
 
 use plotters::prelude::*;
 
@@ -84,18 +84,23 @@ fn over_time(outcome: &Outcome) -> Result<String, String> {
     chart_over_time(&title, "latency (ms)", &[("p50", BLUE, p50), ("p99", RED, p99)])
 }
 
-/// The answering process's CPU time per answer in each sampling window, where it was watched:
-/// a spike in latency with no rise here is queueing behind something else (the client, the
-/// network); with a rise, the server spent more per answer (more work, or a slower core: its
-/// profile over the window tells which).
-fn server_cpu_over_time(outcome: &Outcome) -> Result<Option<String>, String> {
-    let windows = outcome.server_cpu_windows();
+/// Where the answering process was watched (see [`crate::watch`]): its CPU time per answer in
+/// each window, and how long it and the load generator waited for a CPU: a latency spike with the
+/// first up and nobody waiting is the server spending more per answer; with a wait, the machine.
+fn server_over_time(outcome: &Outcome) -> Result<Option<String>, String> {
+    let windows = outcome.server_windows();
     if windows.is_empty() {
         return Ok(None);
     }
+    let per = format!("per {} ms", crate::watch::SAMPLE.as_millis());
+    let cpu = windows.iter().filter_map(|w| w.cpu_us_per_answer.map(|us| (w.at_s, us))).collect();
     let title = format!("{}: the server's CPU time per answer", outcome.name);
-    let label = format!("per {} ms", crate::run::SERVER_SAMPLE.as_millis());
-    chart_over_time(&title, "CPU per answer (us)", &[(&label, GREEN, windows)]).map(Some)
+    let mut svg = chart_over_time(&title, "CPU per answer (us)", &[(&per, GREEN, cpu)])?;
+    let server = windows.iter().map(|w| (w.at_s, w.server_wait_ms)).collect();
+    let client = windows.iter().map(|w| (w.at_s, w.client_wait_ms)).collect();
+    let title = format!("{}: time ready to run but waiting for a CPU, {per}", outcome.name);
+    svg += &chart_over_time(&title, "waited (ms)", &[("the server", MAGENTA, server), ("the client", CYAN, client)])?;
+    Ok(Some(svg))
 }
 
 fn histogram(outcome: &Outcome) -> Result<String, String> {
@@ -179,8 +184,8 @@ pub fn html(title: &str, context: &[String], rows: &[(&Outcome, Option<f64>)]) -
             page.push_str(&format!("<p>{}</p>", escape(note)));
         }
         page.push_str(&over_time(o)?);
-        if let Some(cpu) = server_cpu_over_time(o)? {
-            page.push_str(&cpu);
+        if let Some(server) = server_over_time(o)? {
+            page.push_str(&server);
         }
         page.push_str(&histogram(o)?);
     }

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use crate::Args;
 use crate::client::{Answer, Connections, Endpoint, Prepared};
+use crate::watch;
 
 /// A scenario's load: requests prepared up front, taken in turn by every worker, and optionally a
 /// look at each success's body (which is then kept; otherwise bodies are read and dropped).
@@ -39,7 +40,7 @@ impl Load {
         Ok(Self { endpoints, requests: requests.into(), cursor: Arc::default(), watch: None, server: None })
     }
 
-    /// The load, answered by process `pid` on this machine (see [`Outcome::server_cpu`]).
+    /// The load, answered by process `pid` on this machine (see [`watch`]).
     pub fn served_by(self, pid: Option<u32>) -> Self {
         Self { server: pid, ..self }
     }
@@ -125,24 +126,9 @@ pub struct Outcome {
     pub machine_steal: Option<f64>,
     /// How many times a second the load generator's threads went to sleep while measuring.
     pub client_sleeps: Option<f64>,
-    /// (milliseconds since measurement began, CPU time in ns) of the answering process, sampled
-    /// every [`SERVER_SAMPLE`] while measuring, where its process id was given.
-    pub server_cpu: Vec<(u32, u64)>,
+    /// The answering process watched while measuring, where its id was given (see [`watch`]).
+    pub server_watch: Vec<watch::Sample>,
     pub notes: Vec<String>,
-}
-
-/// How often the answering process's CPU time is sampled.
-pub const SERVER_SAMPLE: Duration = Duration::from_millis(50);
-
-/// The answering process's CPU time per answer: over the measured run, and in its most expensive
-/// sampling window (which tells a server doing more work per answer, or a core running slower,
-/// from one merely waiting).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ServerCpu {
-    pub overall_us: f64,
-    pub highest_us: f64,
-    /// Seconds into the measured run at which the highest window began.
-    pub highest_at_s: f64,
 }
 
 impl Outcome {
@@ -215,53 +201,22 @@ impl Outcome {
         self.client_sleeps.filter(|_| answers > 0.0).map(|sleeps| sleeps / answers)
     }
 
-    /// The answering process's CPU time per answer in each sampling window with answers in it:
-    /// (seconds into the measured run at the window's start, microseconds per answer).
-    pub fn server_cpu_windows(&self) -> Vec<(f64, f64)> {
+    /// When each answer (refusals included) ended, in milliseconds since measurement began, sorted.
+    fn answer_ends(&self) -> Vec<u32> {
         let mut ends: Vec<u32> = self.timeline.iter().map(|&(at, _)| at).collect();
         ends.extend(self.failures.iter().map(|&(at, _)| at));
         ends.sort_unstable();
-        self.measured_server_cpu()
-            .windows(2)
-            .filter_map(|pair| {
-                let ((from, before), (to, after)) = (pair[0], pair[1]);
-                let answers = ends.partition_point(|&at| at < to) - ends.partition_point(|&at| at < from);
-                // A window with a handful of answers says more about the timer than the server.
-                (answers >= MIN_WINDOW_ANSWERS)
-                    .then(|| (f64::from(from) / 1000.0, after.saturating_sub(before) as f64 / 1000.0 / answers as f64))
-            })
-            .collect()
+        ends
     }
 
-    /// The CPU samples within the measured run: the last one taken at its end, not after the
-    /// answers still in flight, whose window would hold few answers and the server's idle work.
-    fn measured_server_cpu(&self) -> &[(u32, u64)] {
-        let end = self.elapsed.as_millis() + SERVER_SAMPLE.as_millis() / 2;
-        let within = self.server_cpu.partition_point(|&(at, _)| u128::from(at) <= end);
-        &self.server_cpu[..within]
+    /// The answering process's windows (see [`watch::windows`]), where it was watched.
+    pub fn server_windows(&self) -> Vec<watch::Window> {
+        watch::windows(&self.server_watch, &self.answer_ends(), self.elapsed)
     }
 
-    /// [`ServerCpu`], where the answering process was watched over at least two samples.
-    pub fn server_cpu(&self) -> Option<ServerCpu> {
-        let samples = self.measured_server_cpu();
-        let (&(first_at, first), &(last_at, last)) = (samples.first()?, samples.last()?);
-        let answers = self
-            .timeline
-            .iter()
-            .map(|&(at, _)| at)
-            .chain(self.failures.iter().map(|&(at, _)| at))
-            .filter(|&at| at >= first_at && at < last_at)
-            .count();
-        if answers == 0 {
-            return None;
-        }
-        let highest = self.server_cpu_windows().into_iter().max_by(|a, b| a.1.total_cmp(&b.1));
-        let (highest_at_s, highest_us) = highest?;
-        Some(ServerCpu {
-            overall_us: last.saturating_sub(first) as f64 / 1000.0 / answers as f64,
-            highest_us,
-            highest_at_s,
-        })
+    /// The answering process's figures over the run (see [`watch::Summary`]), where it was watched.
+    pub fn server_summary(&self) -> Option<watch::Summary> {
+        watch::summary(&self.server_watch, &self.answer_ends(), self.elapsed)
     }
 
     pub fn quantile_ms(&self, q: f64) -> f64 {
@@ -323,19 +278,26 @@ impl Outcome {
             "machine_steal": self.machine_steal,
             "client_sleeps_per_request": self.sleeps_per_request(),
             "client_bound": self.client_bound(),
-            "server_cpu_us_per_answer": self.server_cpu().map(|cpu| json!({
-                "overall": cpu.overall_us,
-                "highest_window": cpu.highest_us,
-                "highest_window_at_s": cpu.highest_at_s,
-                "window_ms": SERVER_SAMPLE.as_millis(),
+            "server": self.server_summary().map(|server| json!({
+                "cpu_us_per_answer": server.cpu_us_per_answer,
+                "highest_window_cpu_us_per_answer": server.highest_us,
+                "highest_window_at_s": server.highest_at_s,
+                "server_waited_for_a_cpu_ms": server.server_wait_ms,
+                "client_waited_for_a_cpu_ms": server.client_wait_ms,
+                "most_waited_window_at_s": server.most_waited_at_s,
+                "most_waited_window_ms": server.most_waited_ms,
+                "window_ms": watch::SAMPLE.as_millis(),
+                "windows": self.server_windows().iter().map(|w| json!({
+                    "at_s": w.at_s,
+                    "cpu_us_per_answer": w.cpu_us_per_answer,
+                    "server_wait_ms": w.server_wait_ms,
+                    "client_wait_ms": w.client_wait_ms,
+                })).collect::<Vec<_>>(),
             })),
             "notes": self.all_notes(),
         })
     }
 }
-
-/// Fewer answers than this in a sampling window leave it out of [`Outcome::server_cpu_windows`].
-const MIN_WINDOW_ANSWERS: usize = 20;
 
 /// A run that reached this share of the client's ceiling (or kept this share of its cores busy) is
 /// the load generator's measurement.
@@ -404,49 +366,6 @@ fn cpu_of_stat(stat: &str) -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
-/// The CPU time each live thread of process `pid` has used so far, in nanoseconds by thread id:
-/// `/proc/PID/task/*/schedstat`'s first field (time on a CPU), which counts to the nanosecond
-/// where `stat`'s ticks count to 10 ms. `None` when the process is gone or `/proc` is not Linux's.
-fn process_cpu_ns(pid: u32) -> Option<HashMap<u64, u64>> {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-    let mut threads = HashMap::new();
-    for task in tasks.flatten() {
-        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u64>().ok()) else { continue };
-        let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) else { continue };
-        if let Some(ns) = text.split_whitespace().next().and_then(|ns| ns.parse::<u64>().ok()) {
-            threads.insert(tid, ns);
-        }
-    }
-    Some(threads)
-}
-
-/// Samples process `pid`'s CPU time every [`SERVER_SAMPLE`] from `from` to `to`, as a running
-/// total from the first sample: each step adds what every thread alive at its end used since the
-/// step before (all of a thread that started between), so a thread that ends takes with it only
-/// what it used since the last sample.
-fn watch_server(pid: Option<u32>, from: Instant, to: Instant) -> tokio::task::JoinHandle<Vec<(u32, u64)>> {
-    tokio::spawn(async move {
-        let Some(pid) = pid else { return Vec::new() };
-        let mut ticks = tokio::time::interval_at(from.into(), SERVER_SAMPLE);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let (mut samples, mut last, mut total) = (Vec::new(), None, 0u64);
-        loop {
-            let now = ticks.tick().await.into_std();
-            if now > to + SERVER_SAMPLE {
-                break;
-            }
-            let Some(threads) = process_cpu_ns(pid) else { break };
-            if let Some(before) = &last {
-                total += growth_between(before, &threads);
-            }
-            last = Some(threads);
-            let at = u32::try_from(Instant::now().saturating_duration_since(from).as_millis()).unwrap_or(u32::MAX);
-            samples.push((at, total));
-        }
-        samples
-    })
-}
-
 /// The machine's stolen time so far (what the hypervisor gave other guests while this one's
 /// cores wanted to run), summed over all its cores, and how many cores it has: from `/proc/stat`.
 fn machine_steal() -> Option<(Duration, usize)> {
@@ -500,9 +419,9 @@ async fn with_client(mut outcome: Outcome, client: tokio::task::JoinHandle<Watch
     outcome
 }
 
-/// The outcome with the answering process's CPU samples.
-async fn with_server(mut outcome: Outcome, server: tokio::task::JoinHandle<Vec<(u32, u64)>>) -> Outcome {
-    outcome.server_cpu = server.await.unwrap_or_default();
+/// The outcome with the answering process's samples.
+async fn with_server(mut outcome: Outcome, server: tokio::task::JoinHandle<Vec<watch::Sample>>) -> Outcome {
+    outcome.server_watch = server.await.unwrap_or_default();
     outcome
 }
 
@@ -576,7 +495,7 @@ impl Recorder {
             client_ceiling: None,
             machine_steal: None,
             client_sleeps: None,
-            server_cpu: Vec::new(),
+            server_watch: Vec::new(),
             name: name.to_owned(),
             mode,
             histogram: self.histogram,
@@ -643,7 +562,7 @@ pub async fn closed_loop(
     let (bar, ticker) = progress(name, args, Arc::clone(&done));
     let template = Recorder::new(warm_until)?;
     let client = watch_client(warm_until, stop_at);
-    let server = watch_server(load.server, warm_until, stop_at);
+    let server = watch::watch(load.server, SERVER_THREAD, warm_until, stop_at);
     let workers: Vec<_> = (0..concurrency.max(1))
         .map(|_| {
             let (load, done, mut recorder) = (load.clone(), Arc::clone(&done), template.clone());
@@ -694,7 +613,7 @@ pub async fn open_loop(
     let interval = Duration::from_secs_f64(connections as f64 / rate);
     let template = Recorder::new(warm_until)?;
     let client = watch_client(warm_until, stop_at);
-    let server = watch_server(load.server, warm_until, stop_at);
+    let server = watch::watch(load.server, SERVER_THREAD, warm_until, stop_at);
     let workers: Vec<_> = (0..connections)
         .map(|w| {
             let (load, done, mut recorder) = (load.clone(), Arc::clone(&done), template.clone());
@@ -739,74 +658,6 @@ mod tests {
         let mut outcome = recorder.finish("test", Mode::Closed { concurrency: 1 }, Duration::from_secs(1));
         outcome.client_ceiling = Some(ceiling);
         outcome
-    }
-
-    /// An outcome over one second whose answers end at the given milliseconds (a failure at each
-    /// of `failed`), with the server's CPU samples `cpu`.
-    fn answered_at(ends: &[u32], failed: &[u32], cpu: Vec<(u32, u64)>) -> Outcome {
-        let start = Instant::now();
-        let mut recorder = Recorder::new(start).unwrap();
-        for (&end, ok) in ends.iter().map(|e| (e, true)).chain(failed.iter().map(|e| (e, false))) {
-            let answer = if ok { Answer { status: 200, error: None } } else { Answer { status: 503, error: None } };
-            recorder.record(start, &answer, start + Duration::from_millis(u64::from(end)));
-        }
-        let mut outcome = recorder.finish("test", Mode::Closed { concurrency: 1 }, Duration::from_secs(1));
-        outcome.server_cpu = cpu;
-        outcome
-    }
-
-    #[test]
-    fn the_servers_cpu_per_answer_is_its_cpu_time_over_the_answers_of_each_window() {
-        // 100 answers in each of the first two windows (a quarter of the second's refused); the
-        // server spent 1 ms of CPU in the first and 4 ms in the second.
-        let first: Vec<u32> = (0..100).map(|i| i % 50).collect();
-        let second: Vec<u32> = (0..75).map(|i| 50 + i % 50).collect();
-        let refused: Vec<u32> = (0..25).map(|i| 50 + i).collect();
-        let outcome = [first, second].concat();
-        let outcome = answered_at(&outcome, &refused, vec![(0, 0), (50, 1_000_000), (100, 5_000_000)]);
-        assert_eq!(outcome.server_cpu_windows(), vec![(0.0, 10.0), (0.05, 40.0)]);
-        let cpu = outcome.server_cpu().unwrap();
-        assert_eq!(cpu, ServerCpu { overall_us: 25.0, highest_us: 40.0, highest_at_s: 0.05 });
-    }
-
-    #[test]
-    fn a_window_with_few_answers_or_after_the_run_is_left_out_of_the_servers_cpu() {
-        // 100 answers in the first window, 5 in the second, 100 after the one-second run ended.
-        let ends: Vec<u32> = (0..100).map(|i| i % 50).chain(50..55).chain((0..100).map(|i| 1_000 + i % 50)).collect();
-        let cpu = vec![(0, 0), (50, 2_000_000), (100, 4_000_000), (1_000, 4_000_000), (1_050, 90_000_000)];
-        let outcome = answered_at(&ends, &[], cpu);
-        let windows = outcome.server_cpu_windows();
-        assert_eq!(windows[0], (0.0, 20.0), "the first window: 2 ms over 100 answers");
-        assert!(windows.iter().all(|&(at, _)| at != 0.05), "5 answers are too few to judge a window by");
-        assert!(windows.iter().all(|&(at, _)| at < 1.0), "the window after the run is not the run's");
-        assert_eq!(outcome.server_cpu().unwrap().overall_us, 4_000.0 / 105.0, "4 ms over the 105 answers of the run");
-    }
-
-    #[test]
-    fn without_samples_there_is_no_server_cpu() {
-        assert_eq!(answered_at(&[10, 20], &[], Vec::new()).server_cpu(), None);
-        assert_eq!(answered_at(&[10, 20], &[], vec![(0, 0), (50, 10)]).server_cpu(), None, "two answers, no window");
-    }
-
-    #[tokio::test]
-    async fn a_watched_process_cpu_time_is_sampled_in_nanoseconds_until_the_run_ends() {
-        // Another process spins meanwhile (not this one: the client's CPU time is measured by
-        // other tests running beside this one).
-        let mut spinner = std::process::Command::new("sh").args(["-c", "while :; do :; done"]).spawn().unwrap();
-        let from = Instant::now() + Duration::from_millis(20);
-        let to = from + Duration::from_millis(200);
-        let samples = watch_server(Some(spinner.id()), from, to).await.unwrap();
-        spinner.kill().unwrap();
-        spinner.wait().unwrap();
-        assert!(samples.len() >= 4, "one sample every 50 ms over 200 ms: {samples:?}");
-        assert_eq!(samples[0].1, 0, "a running total from the first sample");
-        assert!(samples.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1), "in order: {samples:?}");
-        let spent = samples.last().unwrap().1;
-        // The spinner shares the machine's cores with the tests running beside this one.
-        assert!(spent >= 50_000_000, "the spinning process's time shows, to the nanosecond: {spent} ns");
-        assert!(spent % 10_000_000 != 0, "not in 10 ms ticks: {spent} ns");
-        assert!(watch_server(None, from, to).await.unwrap().is_empty(), "no process, no samples");
-        assert!(process_cpu_ns(u32::MAX).is_none(), "a process that does not exist");
     }
 
     #[test]

@@ -137,7 +137,7 @@ async fn every_scenario_runs_cleanly_writes_its_reports_and_removes_what_it_crea
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_watched_servers_cpu_time_per_answer_is_reported_and_plotted() {
+async fn a_watched_servers_cpu_per_answer_and_both_sides_waits_for_a_cpu_are_reported_and_plotted() {
     // The broker runs in this process: its id is the server's.
     let broker = broker("").await;
     let out = tempfile::tempdir().unwrap();
@@ -148,25 +148,31 @@ async fn a_watched_servers_cpu_time_per_answer_is_reported_and_plotted() {
     let output = tokio::task::block_in_place(|| loadtest(&broker, out.path(), &all));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("us of CPU per answer; highest 50 ms:"), "{stdout}");
+    assert!(stdout.contains("us of CPU per answer, highest 50 ms:"), "{stdout}");
+    assert!(stdout.contains("waited for a CPU: the server"), "{stdout}");
 
     let report: Value = serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
-    let cpu = &report["scenarios"][0]["server_cpu_us_per_answer"];
-    let overall = cpu["overall"].as_f64().unwrap();
+    let server = &report["scenarios"][0]["server"];
+    let per_answer = server["cpu_us_per_answer"].as_f64().unwrap();
     // An exchange costs the broker microseconds of CPU, not nothing and not a second.
-    assert!(overall > 0.0 && overall < 1_000_000.0, "{cpu}");
-    assert!(cpu["highest_window"].as_f64().unwrap() >= overall, "the highest window is at least the mean: {cpu}");
-    assert_eq!(cpu["window_ms"], 50, "{cpu}");
+    assert!(per_answer > 0.0 && per_answer < 1_000_000.0, "{server}");
+    assert!(server["highest_window_cpu_us_per_answer"].as_f64().unwrap() >= per_answer, "at least the mean: {server}");
+    assert!(server["server_waited_for_a_cpu_ms"].as_f64().unwrap() >= 0.0, "{server}");
+    assert!(server["client_waited_for_a_cpu_ms"].as_f64().unwrap() >= 0.0, "{server}");
+    // About 20 windows of 50 ms in the measured second.
+    let windows = server["windows"].as_array().unwrap();
+    assert!((15..=21).contains(&windows.len()), "{server}");
+    assert_eq!(server["window_ms"], 50, "{server}");
     let html = std::fs::read_to_string(out.path().join("report.html")).unwrap();
-    assert!(html.contains("CPU time per answer"), "the plot is in the report");
-    assert_eq!(html.matches("<svg").count(), 3, "latency over time, CPU per answer over time, histogram");
+    assert!(html.contains("CPU time per answer") && html.contains("waiting for a CPU"), "the plots are in the report");
+    assert_eq!(html.matches("<svg").count(), 4, "latency, CPU per answer, waits for a CPU, histogram");
 
     // Unwatched, the same run reports none.
-    let output =
-        tokio::task::block_in_place(|| loadtest(&broker, out.path(), &[&args[..], &["--json", "plain.json"]].concat()));
+    let plain = [&args[..], &["--json", "plain.json"]].concat();
+    let output = tokio::task::block_in_place(|| loadtest(&broker, out.path(), &plain));
     assert!(output.status.success());
     let plain: Value = serde_json::from_slice(&std::fs::read(out.path().join("plain.json")).unwrap()).unwrap();
-    assert!(plain["scenarios"][0]["server_cpu_us_per_answer"].is_null(), "{plain}");
+    assert!(plain["scenarios"][0]["server"].is_null(), "{plain}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
