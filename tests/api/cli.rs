@@ -84,7 +84,10 @@ fn a_port_in_use_is_reported_naming_the_setting() {
     let dir = tempfile::tempdir().unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let output = ficus(dir.path(), &["serve"], &[("FICUS_SERVER__MI_ADDR", addr.as_str())]);
+    // The HTTPS listener on any free port, so that only the taken one can fail (a broker already
+    // running on the default one must not decide this test).
+    let env = [("FICUS_SERVER__ADDR", "127.0.0.1:0"), ("FICUS_SERVER__MI_ADDR", addr.as_str())];
+    let output = ficus(dir.path(), &["serve"], &env);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains(&format!("server.mi_addr: cannot listen on {addr}")), "{stderr}");
