@@ -1,5 +1,5 @@
-//! The HTML report: one self-contained page with a summary table and, per scenario, two SVG plots
-//! drawn with plotters: latency over time (p50 and p99 per time slice); where the server's process
+//! The HTML report: one self-contained page with a summary table and, per scenario, SVG plots drawn
+//! with plotters: latency over time (p50 and p99 per time slice); where the server's process
 //! was watched (`--server-pid`, `--floor-pid`), its CPU time per answer over time and how long it
 //! and the load generator waited for a CPU; and a latency histogram.
 

@@ -25,7 +25,7 @@ pub struct Load {
     requests: Arc<[Prepared]>,
     cursor: Arc<AtomicUsize>,
     watch: Option<Watch>,
-    /// The process that answers, on this machine, whose CPU time is sampled while measuring.
+    /// The process that answers, on this machine, watched while measuring (see [`watch`]).
     server: Option<u32>,
 }
 
@@ -352,9 +352,8 @@ fn sleeps_of_status(status: &str) -> Option<(&str, u64)> {
     Some((field("Name:")?, field("voluntary_ctxt_switches:")?.parse().ok()?))
 }
 
-/// The growth between two per-thread counts (sleeps, CPU time): each thread's, and all of a thread
-/// that started between.
-fn growth_between(before: &HashMap<u64, u64>, after: &HashMap<u64, u64>) -> u64 {
+/// The sleeps between two counts: a thread's growth, and all of a thread that started between.
+fn sleeps_between(before: &HashMap<u64, u64>, after: &HashMap<u64, u64>) -> u64 {
     after.iter().map(|(tid, count)| count.saturating_sub(before.get(tid).copied().unwrap_or(0))).sum()
 }
 
@@ -399,7 +398,7 @@ fn watch_client(from: Instant, to: Instant) -> tokio::task::JoinHandle<Watched> 
         let busy = start.zip(client_cpu()).map(|(a, b)| b.saturating_sub(a).as_secs_f64() / elapsed / cores);
         let steal =
             steal.zip(machine_steal()).map(|((a, n), (b, _))| b.saturating_sub(a).as_secs_f64() / elapsed / n as f64);
-        let sleeps = slept.zip(client_sleeps()).map(|(a, b)| growth_between(&a, &b) as f64 / elapsed);
+        let sleeps = slept.zip(client_sleeps()).map(|(a, b)| sleeps_between(&a, &b) as f64 / elapsed);
         Watched { busy, steal, sleeps }
     })
 }
@@ -755,7 +754,7 @@ mod tests {
         }
         let grown = after.get(&client_tid).copied().unwrap_or(0).saturating_sub(before[&client_tid]);
         assert!(grown >= 20, "the client thread slept 20 times; counted {grown}");
-        assert!(growth_between(&before, &after) >= grown, "the total has the client thread's sleeps in it");
+        assert!(sleeps_between(&before, &after) >= grown, "the total has the client thread's sleeps in it");
         assert!(
             !before.contains_key(&server_tid) && !after.contains_key(&server_tid),
             "a server thread is not the client"
@@ -766,7 +765,7 @@ mod tests {
     fn a_thread_that_started_between_two_counts_brings_all_its_sleeps_and_one_that_ended_none() {
         let before = HashMap::from([(1, 10), (2, 5)]);
         let after = HashMap::from([(1, 14), (3, 7)]);
-        assert_eq!(growth_between(&before, &after), 4 + 7);
+        assert_eq!(sleeps_between(&before, &after), 4 + 7);
     }
 
     #[test]
