@@ -398,18 +398,23 @@ fn gauge(text: &str, name: &str) -> Option<i64> {
     text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
-/// Waits until `replica` counts `live` replicas, and returns its metrics then.
-async fn until_live(client: &reqwest::Client, replica: &Replica, live: i64) -> String {
+/// Waits until `replica`'s gauge `name` reads `value`, and returns its metrics then.
+async fn until_gauge(client: &reqwest::Client, replica: &Replica, name: &str, value: i64) -> String {
     let started = Instant::now();
     loop {
         let text = metrics(client, replica).await;
-        if gauge(&text, "ficus_cluster_live_replicas") == Some(live) {
-            eprintln!("{live} live replicas counted after {:?}", started.elapsed());
+        if gauge(&text, name) == Some(value) {
+            eprintln!("{name} {value} after {:?}", started.elapsed());
             return text;
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "never counted {live} live replicas:\n{text}");
+        assert!(started.elapsed() < Duration::from_secs(20), "{name} never read {value}:\n{text}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Waits until `replica` counts `live` replicas, and returns its metrics then.
+async fn until_live(client: &reqwest::Client, replica: &Replica, live: i64) -> String {
+    until_gauge(client, replica, "ficus_cluster_live_replicas", live).await
 }
 
 /// How many of `n` IMDS token requests a replica accepts (the rest are throttled).
@@ -449,7 +454,8 @@ async fn replicas_count_each_other_by_heartbeat_and_divide_a_cluster_wide_limit_
     );
     assert!(text.contains(&name), "names itself <hostname>:<port>:\n{text}");
     assert_eq!(gauge(&text, "ficus_storage_up"), Some(1));
-    assert_eq!(gauge(&text, "ficus_directory_changes_behind"), Some(0), "its directory is current");
+    // The others' start-up writes reach it by its change-log poll: current once it has read them.
+    until_gauge(&client, &replicas[0], "ficus_directory_changes_behind", 0).await;
     assert_eq!(scalar(&url, "SELECT count(*) FROM replica_heartbeats").await, 3, "one heartbeat row per replica");
     assert_eq!(imds_accepted(&client, &replicas[0], 5).await, 2, "a third of the cluster's burst of 6");
 
