@@ -378,7 +378,7 @@ async fn run_all(
 ) -> Result<(Vec<run::Outcome>, Option<Value>), String> {
     let mut results = Vec::new();
     for name in &args.scenarios {
-        let load = scenarios.build(name, fixture).await?.served_by(args.server_pid);
+        let load = scenarios.build(name, fixture).await?;
         if let Some(dir) = &args.wrk_scripts {
             write_wrk_script(dir, name, &load)?;
             continue;
@@ -405,7 +405,7 @@ async fn run_all(
                 print_row(&closed, floors.of(name));
                 outcomes.push(closed);
                 // Built again: exchange-miss needs a new pool of fresh assertions.
-                let load = scenarios.build(name, fixture).await?.served_by(args.server_pid);
+                let load = scenarios.build(name, fixture).await?;
                 outcomes.push(run::open_loop(name, args, args.concurrency, half, &load, ceiling).await?);
             }
         }

@@ -643,7 +643,7 @@ pub async fn open_loop(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// An outcome of `count` answers over one second, with `ceiling` as the client's ceiling.
@@ -708,7 +708,7 @@ mod tests {
     }
 
     /// The calling thread's id, from the `/proc/thread-self` link (`PID/task/TID`).
-    fn own_tid() -> u64 {
+    pub(crate) fn own_tid() -> u64 {
         let link = std::fs::read_link("/proc/thread-self").expect("/proc is readable on Linux");
         link.file_name().and_then(|t| t.to_str()).and_then(|t| t.parse().ok()).expect("a thread id")
     }

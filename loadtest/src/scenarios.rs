@@ -110,6 +110,8 @@ pub struct Scenarios {
     /// repeat means the broker answered from its issued-token cache).
     pub repeats: Arc<RepeatCounter>,
     assertions: usize,
+    /// The broker's process id, where it is watched while measuring (`--server-pid`).
+    server: Option<u32>,
 }
 
 #[derive(Default)]
@@ -163,6 +165,7 @@ impl Scenarios {
             exchanger,
             repeats: Arc::default(),
             assertions,
+            server: args.server_pid,
         }
     }
 
@@ -172,7 +175,7 @@ impl Scenarios {
     }
 
     fn load(&self, requests: Vec<Prepared>) -> Result<Load, String> {
-        Load::new(Arc::clone(&self.endpoints), requests)
+        Ok(Load::new(Arc::clone(&self.endpoints), requests)?.served_by(self.server))
     }
 
     pub async fn build(&self, name: &str, fixture: &Fixture) -> Result<Load, String> {

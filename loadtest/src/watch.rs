@@ -273,9 +273,7 @@ mod tests {
         let skipped = std::thread::Builder::new()
             .name("watch-skip-me".into())
             .spawn(move || {
-                // Its id, from the `/proc/thread-self` link (`PID/task/TID`).
-                let link = std::fs::read_link("/proc/thread-self").unwrap();
-                tid_tx.send(link.file_name().unwrap().to_str().unwrap().parse::<u64>().unwrap()).unwrap();
+                tid_tx.send(crate::run::tests::own_tid()).unwrap();
                 end_rx.recv()
             })
             .unwrap();
